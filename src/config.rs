@@ -1,0 +1,1009 @@
+//! The TOML config file: its model, and validation into a [`Config`].
+//!
+//! Loading parses and validates everything before anything is used, and
+//! reports every problem at once, each naming the file, the key and, for
+//! conflicts, both parties. A [`Config`] that exists is valid.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::ids::{ListenerName, TenantId};
+use crate::routing::{canonical, find_overlaps, RoutingTable};
+use crate::units::{parse_duration, parse_size};
+
+/// Exit code for a bad config file (sysexits.h `EX_CONFIG`).
+pub const EX_CONFIG: i32 = 78;
+
+/// Longest queue name (LPD queue or IPP printer path segment).
+pub const MAX_QUEUE_NAME_LEN: usize = 127;
+
+/// Default grace period in-flight receives get on shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Default sled page cache size (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
+
+/// The protocol a shared listener speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// RAW socket printing (port 9100 style).
+    Raw,
+    /// RFC 1179 line printer daemon protocol.
+    Lpd,
+    /// IPP over HTTP/1.1 (RFC 8011).
+    Ipp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Raw => "raw",
+            Protocol::Lpd => "lpd",
+            Protocol::Ipp => "ipp",
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written (serde model). Values whose errors should be reported
+// together (ranges, addresses, sizes, durations, URIs) stay text here and are
+// parsed by `validate`.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawConfig {
+    global: RawGlobal,
+    #[serde(default)]
+    listener: Vec<RawListener>,
+    #[serde(default)]
+    tenant: BTreeMap<String, RawTenant>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawGlobal {
+    data_dir: PathBuf,
+    control_socket: Option<PathBuf>,
+    metrics: Option<String>,
+    #[serde(default)]
+    admin_groups: Vec<String>,
+    #[serde(default)]
+    limits: RawLimits,
+    shutdown_grace: Option<String>,
+    cache_capacity: Option<SizeText>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum SizeText {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawLimits {
+    max_job_size: Option<SizeText>,
+    spool_quota: Option<SizeText>,
+    max_connections: Option<u32>,
+    idle_timeout: Option<String>,
+    delivery_timeout: Option<String>,
+    retention: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawListener {
+    name: String,
+    protocol: Protocol,
+    bind: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawTenant {
+    name: Option<String>,
+    #[serde(default)]
+    ranges: Vec<String>,
+    #[serde(default)]
+    admins: RawAdmins,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    device: BTreeMap<String, RawDevice>,
+    #[serde(default)]
+    workflow: BTreeMap<String, RawWorkflow>,
+    #[serde(default)]
+    input: Vec<RawInput>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawAdmins {
+    #[serde(default)]
+    unix_users: Vec<String>,
+    #[serde(default)]
+    unix_groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawDevice {
+    uri: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWorkflow {
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawStep {
+    Hold {
+        #[serde(rename = "expire-after")]
+        expire_after: Option<String>,
+    },
+    Forward {
+        devices: Vec<String>,
+        fallback: Option<Fallback>,
+    },
+    Store {
+        folder: PathBuf,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInput {
+    listener: String,
+    queue: Option<String>,
+    workflow: String,
+}
+
+// ---------------------------------------------------------------------------
+// The validated model.
+
+/// A validated config file.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Global settings.
+    pub global: Global,
+    /// Shared listeners.
+    pub listeners: Vec<Listener>,
+    /// Tenants, sorted by id.
+    pub tenants: Vec<Tenant>,
+    /// Things worth an admin's look that do not stop the config.
+    pub warnings: Vec<String>,
+}
+
+/// `[global]`.
+#[derive(Debug, Clone)]
+pub struct Global {
+    /// Where the sled database and the spool live.
+    pub data_dir: PathBuf,
+    /// The admin control socket.
+    pub control_socket: Option<PathBuf>,
+    /// Prometheus endpoint address.
+    pub metrics: Option<SocketAddr>,
+    /// Unix groups of global admins.
+    pub admin_groups: Vec<String>,
+    /// Default limits of every tenant.
+    pub limits: Limits,
+    /// How long in-flight receives may run on after a stop signal.
+    pub shutdown_grace: Duration,
+    /// sled page cache size in bytes.
+    pub cache_capacity: u64,
+}
+
+/// Per-tenant limits (global defaults, overridden per tenant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest document accepted.
+    pub max_job_size: u64,
+    /// Spool bytes a tenant may hold.
+    pub spool_quota: u64,
+    /// Concurrent connections per tenant.
+    pub max_connections: u32,
+    /// A peer silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// A job no device took by then is aborted (or held, with `fallback = "hold"`).
+    pub delivery_timeout: Duration,
+    /// Finished jobs' records are kept this long.
+    pub retention: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_job_size: 2 << 30,
+            spool_quota: 50 << 30,
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(3600),
+            retention: Duration::from_secs(30 * 86400),
+        }
+    }
+}
+
+/// A shared listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Its name, used by tenants' inputs.
+    pub name: ListenerName,
+    /// The protocol it speaks.
+    pub protocol: Protocol,
+    /// The addresses it binds.
+    pub bind: Vec<SocketAddr>,
+}
+
+/// A tenant.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// Its id (`[tenant.<id>]`).
+    pub id: TenantId,
+    /// Display name.
+    pub name: String,
+    /// The address ranges it owns.
+    pub ranges: Vec<IpNet>,
+    /// Unix users and groups that administer it.
+    pub admins: Admins,
+    /// Its effective limits.
+    pub limits: Limits,
+    /// Its printers, by name.
+    pub devices: BTreeMap<String, Device>,
+    /// Its workflows, by name.
+    pub workflows: BTreeMap<String, Workflow>,
+    /// Its bindings of shared listeners to workflows.
+    pub inputs: Vec<Input>,
+}
+
+/// A tenant's admins.
+#[derive(Debug, Clone, Default)]
+pub struct Admins {
+    /// Unix user names.
+    pub unix_users: Vec<String>,
+    /// Unix group names.
+    pub unix_groups: Vec<String>,
+}
+
+/// A printer of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Its name within the tenant.
+    pub name: String,
+    /// Where and how to reach it.
+    pub uri: DeviceUri,
+}
+
+/// A device address, parsed from its URI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceUri {
+    /// `socket://host[:port]` (default port 9100).
+    Socket {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
+    /// `lpd://host[:port]/queue[?reserved-port=true]` (default port 515).
+    Lpd {
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Remote queue name.
+        queue: String,
+        /// Bind a source port from 721-731 (RFC 1179 3.1).
+        reserved_port: bool,
+    },
+    /// `ipp://host[:port]/path` or `ipps://…` (default port 631).
+    Ipp {
+        /// True for `ipps`.
+        tls: bool,
+        /// Host name or address.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// Resource path, e.g. `/ipp/print`.
+        path: String,
+    },
+}
+
+impl DeviceUri {
+    /// Parses a device URI of a supported scheme.
+    pub fn parse(uri: &str) -> Result<DeviceUri, String> {
+        let (scheme, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| format!("{uri:?} is not a URI (write e.g. socket://10.1.2.50:9100)"))?;
+        let (authority, path_query) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let (path, query) = match path_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_query, None),
+        };
+        let default_port = match scheme {
+            "socket" => 9100,
+            "lpd" => 515,
+            "ipp" | "ipps" => 631,
+            other => {
+                return Err(format!(
+                    "unsupported scheme {other:?} in {uri:?} (use socket, lpd, ipp or ipps)"
+                ))
+            }
+        };
+        let (host, port) = split_host_port(authority, default_port)
+            .ok_or_else(|| format!("bad host or port in {uri:?}"))?;
+        match scheme {
+            "socket" => {
+                if !(path.is_empty() || path == "/") || query.is_some() {
+                    return Err(format!("a socket URI has no path or query: {uri:?}"));
+                }
+                Ok(DeviceUri::Socket { host, port })
+            }
+            "lpd" => {
+                let queue = path.trim_start_matches('/');
+                if queue.is_empty() || queue.contains('/') {
+                    return Err(format!("an lpd URI names one queue, as lpd://host/queue: {uri:?}"));
+                }
+                let reserved_port = match query {
+                    None => false,
+                    Some("reserved-port=true") => true,
+                    Some("reserved-port=false") => false,
+                    Some(q) => return Err(format!("unknown option {q:?} in {uri:?} (known: reserved-port=true)")),
+                };
+                Ok(DeviceUri::Lpd { host, port, queue: queue.to_owned(), reserved_port })
+            }
+            _ => {
+                if query.is_some() {
+                    return Err(format!("an ipp URI takes no query: {uri:?}"));
+                }
+                let path = if path.is_empty() { "/ipp/print".to_owned() } else { path.to_owned() };
+                Ok(DeviceUri::Ipp { tls: scheme == "ipps", host, port, path })
+            }
+        }
+    }
+
+    /// The device's host (name or literal address).
+    pub fn host(&self) -> &str {
+        match self {
+            DeviceUri::Socket { host, .. } | DeviceUri::Lpd { host, .. } | DeviceUri::Ipp { host, .. } => host,
+        }
+    }
+
+    /// The device's TCP port.
+    pub fn port(&self) -> u16 {
+        match self {
+            DeviceUri::Socket { port, .. } | DeviceUri::Lpd { port, .. } | DeviceUri::Ipp { port, .. } => *port,
+        }
+    }
+}
+
+impl fmt::Display for DeviceUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = |h: &str| if h.contains(':') { format!("[{h}]") } else { h.to_owned() };
+        match self {
+            DeviceUri::Socket { host: h, port } => write!(f, "socket://{}:{port}", host(h)),
+            DeviceUri::Lpd { host: h, port, queue, reserved_port } => {
+                write!(f, "lpd://{}:{port}/{queue}", host(h))?;
+                if *reserved_port {
+                    f.write_str("?reserved-port=true")?;
+                }
+                Ok(())
+            }
+            DeviceUri::Ipp { tls, host: h, port, path } => {
+                write!(f, "{}://{}:{port}{path}", if *tls { "ipps" } else { "ipp" }, host(h))
+            }
+        }
+    }
+}
+
+fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> {
+    if authority.is_empty() || authority.contains('@') {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        h.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        return Some((h.to_owned(), port));
+    }
+    let (h, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().ok()?),
+        None => (authority, default_port),
+    };
+    let valid = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    (valid && port != 0).then(|| (h.to_owned(), port))
+}
+
+/// A workflow: steps run in order on each job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workflow {
+    /// Its name within the tenant.
+    pub name: String,
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// What to do when no device of a `forward` step takes a job in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fallback {
+    /// End the job aborted.
+    #[default]
+    Abort,
+    /// Hold the job for its owner to release.
+    Hold,
+}
+
+/// One step of a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Keep the job until released, or until `expire_after` passes.
+    Hold {
+        /// Cancel the held job after this long (none: held until released).
+        expire_after: Option<Duration>,
+    },
+    /// Deliver to the first healthy device of the pool.
+    Forward {
+        /// Device names, in order of preference.
+        devices: Vec<String>,
+        /// What happens when none takes the job within `delivery-timeout`.
+        fallback: Fallback,
+    },
+    /// Write the document into a folder.
+    Store {
+        /// Absolute folder path.
+        folder: PathBuf,
+    },
+}
+
+/// A tenant's binding of a shared listener (and queue) to a workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// The listener.
+    pub listener: ListenerName,
+    /// LPD queue / IPP printer name; none is the listener's default queue.
+    pub queue: Option<String>,
+    /// The workflow jobs run through.
+    pub workflow: String,
+}
+
+/// A config that could not be loaded: every problem found, each with its key.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// What is wrong, by key.
+    pub problems: Vec<Problem>,
+}
+
+/// One problem of a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `tenant.acme.ranges`.
+    pub key: String,
+    /// What is wrong, and what to do.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.key.is_empty() {
+                write!(f, "{}: {}", self.file.display(), p.message)?;
+            } else {
+                write!(f, "{}: {}: {}", self.file.display(), p.key, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            problems: vec![Problem { key: String::new(), message: format!("cannot read: {e}") }],
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` names it in errors and
+    /// anchors relative paths (to the file's folder).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            problems: vec![Problem { key: String::new(), message: e.to_string().trim_end().to_owned() }],
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut v = Validator { base, problems: Vec::new(), warnings: Vec::new() };
+        let config = v.config(path, raw);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { file: path.to_owned(), problems: v.problems })
+        }
+    }
+
+    /// A tenant by id.
+    pub fn tenant(&self, id: &TenantId) -> Option<&Tenant> {
+        self.tenants.binary_search_by(|t| t.id.cmp(id)).ok().map(|i| &self.tenants[i])
+    }
+
+    /// Number of ranges over all tenants.
+    pub fn range_count(&self) -> usize {
+        self.tenants.iter().map(|t| t.ranges.len()).sum()
+    }
+
+    /// The one-line summary `check` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} tenants, {} ranges, {} listeners",
+            self.tenants.len(),
+            self.range_count(),
+            self.listeners.len()
+        )
+    }
+
+    /// The routing table of this config's ranges; tenant indices are
+    /// positions in [`Config::tenants`].
+    pub fn routing_table(&self) -> RoutingTable {
+        let entries: Vec<(IpNet, u32)> = self
+            .tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.ranges.iter().map(move |r| (*r, i as u32)))
+            .collect();
+        RoutingTable::build(&entries)
+    }
+}
+
+struct Validator {
+    base: PathBuf,
+    problems: Vec<Problem>,
+    warnings: Vec<String>,
+}
+
+impl Validator {
+    fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { key: key.into(), message: message.into() });
+    }
+
+    fn path(&self, p: PathBuf) -> PathBuf {
+        if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
+        let global = self.global(raw.global);
+        let listeners = self.listeners(raw.listener);
+        let mut tenants = Vec::new();
+        for (id, t) in raw.tenant {
+            let key = format!("tenant.{id}");
+            match TenantId::parse(&id) {
+                Ok(tid) => tenants.push(self.tenant(&key, tid, t, &global.limits, &listeners)),
+                Err(e) => self.err(key, e.to_string()),
+            }
+        }
+        self.cross_tenant(&tenants);
+        Config { path: path.to_owned(), global, listeners, tenants, warnings: std::mem::take(&mut self.warnings) }
+    }
+
+    fn global(&mut self, g: RawGlobal) -> Global {
+        let metrics = g.metrics.and_then(|m| match m.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err("global.metrics", format!("{m:?} is not an address:port"));
+                None
+            }
+        });
+        let shutdown_grace = self
+            .duration("global.shutdown-grace", g.shutdown_grace.as_deref())
+            .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let cache_capacity = self
+            .size("global.cache-capacity", g.cache_capacity.as_ref())
+            .unwrap_or(DEFAULT_CACHE_CAPACITY);
+        let limits = self.limits("global.limits", &g.limits, &Limits::default());
+        Global {
+            data_dir: self.path(g.data_dir),
+            control_socket: g.control_socket.map(|p| self.path(p)),
+            metrics,
+            admin_groups: g.admin_groups,
+            limits,
+            shutdown_grace,
+            cache_capacity,
+        }
+    }
+
+    fn size(&mut self, key: &str, v: Option<&SizeText>) -> Option<u64> {
+        match v? {
+            SizeText::Bytes(n) => Some(*n),
+            SizeText::Text(s) => match parse_size(s) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    self.err(key, e);
+                    None
+                }
+            },
+        }
+    }
+
+    fn duration(&mut self, key: &str, v: Option<&str>) -> Option<Duration> {
+        match parse_duration(v?) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(key, e);
+                None
+            }
+        }
+    }
+
+    fn limits(&mut self, key: &str, l: &RawLimits, base: &Limits) -> Limits {
+        let out = Limits {
+            max_job_size: self.size(&format!("{key}.max-job-size"), l.max_job_size.as_ref()).unwrap_or(base.max_job_size),
+            spool_quota: self.size(&format!("{key}.spool-quota"), l.spool_quota.as_ref()).unwrap_or(base.spool_quota),
+            max_connections: l.max_connections.unwrap_or(base.max_connections),
+            idle_timeout: self.duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref()).unwrap_or(base.idle_timeout),
+            delivery_timeout: self
+                .duration(&format!("{key}.delivery-timeout"), l.delivery_timeout.as_deref())
+                .unwrap_or(base.delivery_timeout),
+            retention: self.duration(&format!("{key}.retention"), l.retention.as_deref()).unwrap_or(base.retention),
+        };
+        if out.max_connections == 0 {
+            self.err(format!("{key}.max-connections"), "must be at least 1");
+        }
+        if out.idle_timeout.is_zero() {
+            self.err(format!("{key}.idle-timeout"), "must be longer than 0s");
+        }
+        out
+    }
+
+    fn listeners(&mut self, raw: Vec<RawListener>) -> Vec<Listener> {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut binds: HashMap<SocketAddr, String> = HashMap::new();
+        let mut out = Vec::new();
+        for (i, l) in raw.into_iter().enumerate() {
+            let key = format!("listener[{i}]");
+            if let Some(j) = names.insert(l.name.clone(), i) {
+                self.err(format!("{key}.name"), format!("listener name {:?} is also used by listener[{j}]", l.name));
+            }
+            if l.bind.is_empty() {
+                self.err(format!("{key}.bind"), "a listener needs at least one address");
+            }
+            let mut addrs = Vec::new();
+            for b in &l.bind {
+                match b.parse::<SocketAddr>() {
+                    Ok(a) => {
+                        if let Some(other) = binds.get(&a) {
+                            if a.port() != 0 {
+                                self.err(format!("{key}.bind"), format!("{a} is also bound by listener {other:?}"));
+                            }
+                        }
+                        binds.insert(a, l.name.clone());
+                        addrs.push(a);
+                    }
+                    Err(_) => self.err(
+                        format!("{key}.bind"),
+                        format!("{b:?} is not an address:port (write e.g. \"0.0.0.0:9100\" or \"[::]:9100\")"),
+                    ),
+                }
+            }
+            out.push(Listener { name: ListenerName(l.name), protocol: l.protocol, bind: addrs });
+        }
+        out
+    }
+
+    fn tenant(&mut self, key: &str, id: TenantId, t: RawTenant, global: &Limits, listeners: &[Listener]) -> Tenant {
+        let mut ranges = Vec::new();
+        for r in &t.ranges {
+            match r.parse::<IpNet>() {
+                Ok(n) if n.trunc() != n => self.err(
+                    format!("{key}.ranges"),
+                    format!("{r} has bits set past its prefix length; did you mean {}?", n.trunc()),
+                ),
+                Ok(n) => ranges.push(n),
+                Err(_) => match r.parse::<IpAddr>() {
+                    Ok(a) => ranges.push(IpNet::from(canonical(a))),
+                    Err(_) => self.err(format!("{key}.ranges"), format!("{r:?} is not a range (write e.g. \"10.1.0.0/16\")")),
+                },
+            }
+        }
+        let limits = self.limits(&format!("{key}.limits"), &t.limits, global);
+        let mut devices = BTreeMap::new();
+        for (name, d) in t.device {
+            match DeviceUri::parse(&d.uri) {
+                Ok(uri) => {
+                    devices.insert(name.clone(), Device { name, uri });
+                }
+                Err(e) => self.err(format!("{key}.device.{name}.uri"), e),
+            }
+        }
+        let mut workflows = BTreeMap::new();
+        for (name, w) in t.workflow {
+            let wkey = format!("{key}.workflow.{name}");
+            if w.steps.is_empty() {
+                self.err(format!("{wkey}.steps"), "a workflow needs at least one step");
+            }
+            let mut steps = Vec::new();
+            for (i, s) in w.steps.into_iter().enumerate() {
+                let skey = format!("{wkey}.steps[{i}]");
+                steps.push(match s {
+                    RawStep::Hold { expire_after } => Step::Hold {
+                        expire_after: self.duration(&format!("{skey}.expire-after"), expire_after.as_deref()),
+                    },
+                    RawStep::Forward { devices: names, fallback } => {
+                        if names.is_empty() {
+                            self.err(format!("{skey}.devices"), "a forward step needs at least one device");
+                        }
+                        for n in &names {
+                            if !devices.contains_key(n) {
+                                self.err(
+                                    format!("{skey}.devices"),
+                                    format!("unknown device {n:?} (tenant {id} has: {})", list(devices.keys())),
+                                );
+                            }
+                        }
+                        Step::Forward { devices: names, fallback: fallback.unwrap_or_default() }
+                    }
+                    RawStep::Store { folder } => Step::Store { folder: self.path(folder) },
+                });
+            }
+            workflows.insert(name.clone(), Workflow { name, steps });
+        }
+        let mut inputs = Vec::new();
+        let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
+        for (i, inp) in t.input.into_iter().enumerate() {
+            let ikey = format!("{key}.input[{i}]");
+            if !listeners.iter().any(|l| l.name.0 == inp.listener) {
+                self.err(
+                    format!("{ikey}.listener"),
+                    format!("unknown listener {:?} (defined: {})", inp.listener, list(listeners.iter().map(|l| &l.name.0))),
+                );
+            }
+            if !workflows.contains_key(&inp.workflow) {
+                self.err(
+                    format!("{ikey}.workflow"),
+                    format!("unknown workflow {:?} (tenant {id} has: {})", inp.workflow, list(workflows.keys())),
+                );
+            }
+            if let Some(q) = &inp.queue {
+                let ok = !q.is_empty()
+                    && q.len() <= MAX_QUEUE_NAME_LEN
+                    && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+                if !ok {
+                    self.err(format!("{ikey}.queue"), format!("{q:?}: a queue name is 1-{MAX_QUEUE_NAME_LEN} characters of A-Z, a-z, 0-9, '-', '_' or '.'"));
+                }
+            }
+            if let Some(j) = seen.insert((inp.listener.clone(), inp.queue.clone()), i) {
+                self.err(
+                    format!("{ikey}"),
+                    format!(
+                        "input[{j}] already binds listener {:?} queue {}",
+                        inp.listener,
+                        inp.queue.as_deref().map_or("(default)".to_owned(), |q| format!("{q:?}"))
+                    ),
+                );
+            }
+            inputs.push(Input { listener: ListenerName(inp.listener), queue: inp.queue, workflow: inp.workflow });
+        }
+        Tenant {
+            name: t.name.unwrap_or_else(|| id.to_string()),
+            id,
+            ranges,
+            admins: Admins { unix_users: t.admins.unix_users, unix_groups: t.admins.unix_groups },
+            limits,
+            devices,
+            workflows,
+            inputs,
+        }
+    }
+
+    /// Checks that need every tenant: overlapping ranges, devices in another tenant's range.
+    fn cross_tenant(&mut self, tenants: &[Tenant]) {
+        let owners: Vec<(usize, IpNet)> =
+            tenants.iter().enumerate().flat_map(|(i, t)| t.ranges.iter().map(move |r| (i, *r))).collect();
+        let nets: Vec<IpNet> = owners.iter().map(|o| o.1).collect();
+        let mut reported = BTreeSet::new();
+        for (a, b) in find_overlaps(&nets) {
+            let ((ta, ra), (tb, rb)) = (owners[a], owners[b]);
+            if !reported.insert((a.min(b), a.max(b))) {
+                continue;
+            }
+            let (ida, idb) = (&tenants[ta].id, &tenants[tb].id);
+            let what = if ra == rb { "is the same range as" } else { "overlaps" };
+            self.err(
+                format!("tenant.{idb}.ranges"),
+                format!("{rb} (tenant {idb}) {what} {ra} (tenant {ida}); an address must belong to exactly one tenant"),
+            );
+        }
+        let table = RoutingTable::build(&owners.iter().map(|&(i, r)| (r, i as u32)).collect::<Vec<_>>());
+        for (i, t) in tenants.iter().enumerate() {
+            for d in t.devices.values() {
+                let Ok(ip) = d.uri.host().parse::<IpAddr>() else { continue };
+                match table.route(ip) {
+                    Some(r) if r.tenant as usize != i => {
+                        let other = &tenants[r.tenant as usize].id;
+                        self.err(
+                            format!("tenant.{}.device.{}.uri", t.id, d.name),
+                            format!("address {ip} lies in range {} of tenant {other}, not of tenant {}", r.range, t.id),
+                        );
+                    }
+                    Some(_) => {}
+                    None => self.warnings.push(format!(
+                        "tenant.{}.device.{}.uri: address {ip} lies outside every range (fine if it sits behind NAT)",
+                        t.id, d.name
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
+    let v: Vec<&str> = items.map(String::as_str).collect();
+    if v.is_empty() {
+        "none".to_owned()
+    } else {
+        v.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DESIGN.md's example, as written.
+    pub(crate) const DESIGN_EXAMPLE: &str = include_str!("../tests/data/design-example.toml");
+
+    fn problems(text: &str) -> Vec<Problem> {
+        Config::parse(Path::new("/etc/printroute/t.toml"), text).expect_err("config should be refused").problems
+    }
+
+    #[test]
+    fn design_example_is_accepted_as_written() {
+        let c = Config::parse(Path::new("/etc/printroute/printroute.toml"), DESIGN_EXAMPLE).unwrap();
+        assert_eq!(c.summary(), "2 tenants, 3 ranges, 3 listeners");
+        let acme = c.tenant(&TenantId::parse("acme").unwrap()).unwrap();
+        assert_eq!(acme.limits.spool_quota, 5 << 30);
+        assert_eq!(acme.limits.max_job_size, 2 << 30);
+        assert_eq!(acme.inputs.len(), 3);
+        assert_eq!(
+            acme.workflows["secure"].steps[1],
+            Step::Forward { devices: vec!["floor1".into()], fallback: Fallback::Hold }
+        );
+        assert_eq!(
+            acme.devices["floor2"].uri,
+            DeviceUri::Ipp { tls: false, host: "10.1.2.51".into(), port: 631, path: "/ipp/print".into() }
+        );
+    }
+
+    #[test]
+    fn overlaps_name_both_tenants_and_ranges() {
+        let p = problems(
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            [tenant.a]
+            ranges = ["10.1.0.0/16", "10.1.2.0/24"]
+            [tenant.b]
+            ranges = ["10.1.128.0/17"]
+            "#,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|p| p.message.contains("10.1.2.0/24 (tenant a) overlaps 10.1.0.0/16 (tenant a)")), "{p:?}");
+        assert!(p.iter().any(|p| p.key == "tenant.b.ranges" && p.message.contains("10.1.128.0/17 (tenant b) overlaps 10.1.0.0/16 (tenant a)")), "{p:?}");
+    }
+
+    #[test]
+    fn every_bad_reference_is_reported_at_once() {
+        let p = problems(
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            limits = { max-job-size = "2 GB2", idle-timeout = "soon" }
+            [[listener]]
+            name = "raw"
+            protocol = "raw"
+            bind = ["127.0.0.1:9100"]
+            [[listener]]
+            name = "raw"
+            protocol = "lpd"
+            bind = ["127.0.0.1:9100", "nowhere"]
+            [tenant.a]
+            ranges = ["10.1.0.0/16", "10.9.0.1/16"]
+            device.p1 = { uri = "usb://x" }
+            device.p2 = { uri = "socket://10.2.0.5:9100" }
+            workflow.w = { steps = [{ step = "forward", devices = ["p3"] }] }
+            [[tenant.a.input]]
+            listener = "ipp"
+            workflow = "w"
+            [[tenant.a.input]]
+            listener = "raw"
+            workflow = "nope"
+            [[tenant.a.input]]
+            listener = "raw"
+            workflow = "w"
+            [tenant.b]
+            ranges = ["10.2.0.0/16"]
+            "#,
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "global.limits.max-job-size",
+            "global.limits.idle-timeout",
+            "listener[1].name",
+            "listener[1].bind",
+            "tenant.a.ranges",
+            "tenant.a.device.p1.uri",
+            "tenant.a.device.p2.uri",
+            "tenant.a.workflow.w.steps[0].devices",
+            "tenant.a.input[0].listener",
+            "tenant.a.input[1].workflow",
+            "tenant.a.input[2]",
+        ] {
+            assert!(keys.contains(&k), "no problem reported for {k}: {p:#?}");
+        }
+        let p2 = p.iter().find(|p| p.key == "tenant.a.device.p2.uri").unwrap();
+        assert!(p2.message.contains("10.2.0.0/16 of tenant b"), "{p2:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_place() {
+        let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = []\ncolour = \"red\"\n");
+        assert!(p[0].message.contains("unknown field `colour`"), "{p:?}");
+        assert!(p[0].message.contains("line 5"), "{p:?}");
+        let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a.workflow.w]\nsteps = [{ step = \"forward\", devices = [], colour = 1 }]\n");
+        assert!(p[0].message.contains("colour"), "{p:?}");
+    }
+
+    #[test]
+    fn device_outside_every_range_is_a_warning() {
+        let c = Config::parse(
+            Path::new("t.toml"),
+            "[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = [\"10.1.0.0/16\"]\ndevice.p = { uri = \"socket://192.0.2.1\" }\n",
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("192.0.2.1"));
+    }
+
+    #[test]
+    fn device_uris_parse() {
+        assert_eq!(
+            DeviceUri::parse("lpd://10.2.0.9/lobby?reserved-port=true").unwrap(),
+            DeviceUri::Lpd { host: "10.2.0.9".into(), port: 515, queue: "lobby".into(), reserved_port: true }
+        );
+        assert_eq!(
+            DeviceUri::parse("socket://[2001:db8::5]:9101").unwrap(),
+            DeviceUri::Socket { host: "2001:db8::5".into(), port: 9101 }
+        );
+        assert_eq!(DeviceUri::parse("socket://printer.example:9100").unwrap().to_string(), "socket://printer.example:9100");
+        for bad in ["http://x", "socket://", "socket://a b", "lpd://x", "socket://x:99999", "socket://x/y"] {
+            assert!(DeviceUri::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! The running daemon: start, reload, shutdown.
+//!
+//! `main` binds the listeners ([`bind_all`]) and hands them to [`run`],
+//! which opens the store, builds the first snapshot, resumes unfinished
+//! jobs, serves, and reacts to SIGHUP (reload) and SIGTERM/SIGINT (stop).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, Protocol};
+use crate::ids::{ListenerName, TenantId};
+use crate::job::now_ms;
+use crate::notify::{monotonic_usec, notify};
+use crate::snapshot::Snapshot;
+use crate::store::{Store, StoreError, TenantStore};
+use crate::workflow::Dispatcher;
+
+/// At most one refusal warning per this many milliseconds; the rest are counted.
+pub const REFUSAL_LOG_INTERVAL_MS: u64 = 1000;
+
+/// Daemon-wide state shared by listeners, protocols and the dispatcher.
+pub struct Shared {
+    /// The current snapshot.
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// The store.
+    pub store: Store,
+    /// The dispatcher.
+    pub dispatcher: Dispatcher,
+    /// Every connection task, waited for on shutdown.
+    pub connections: TaskTracker,
+    refusals_last_ms: AtomicU64,
+    refusals_suppressed: AtomicU64,
+}
+
+impl Shared {
+    /// Logs a refused connection or job, at most once per [`REFUSAL_LOG_INTERVAL_MS`]
+    /// (a hostile peer can trigger refusals at will).
+    pub fn refused(&self, listener: &ListenerName, peer: SocketAddr, reason: &'static str) {
+        let now = now_ms();
+        let last = self.refusals_last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
+            && self.refusals_last_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let suppressed = self.refusals_suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(%listener, %peer, reason, suppressed, "refused");
+        } else {
+            self.refusals_suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A listening socket bound by `main`, not yet served.
+pub struct BoundListener {
+    /// The listener's name.
+    pub name: ListenerName,
+    /// Its protocol.
+    pub protocol: Protocol,
+    /// The address as configured (port may be 0).
+    pub configured: SocketAddr,
+    /// The socket.
+    pub socket: std::net::TcpListener,
+}
+
+/// What can stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A listener address could not be bound.
+    #[error("cannot bind listener {name} on {addr}: {err}")]
+    Bind {
+        /// The listener.
+        name: ListenerName,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// Signals could not be set up.
+    #[error("signals: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Binds every address of every listener of `config`.
+pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, DaemonError> {
+    let mut out = Vec::new();
+    for l in &config.listeners {
+        for &addr in &l.bind {
+            let socket = crate::listener::bind(addr)
+                .map_err(|err| DaemonError::Bind { name: l.name.clone(), addr, err })?;
+            out.push(BoundListener { name: l.name.clone(), protocol: l.protocol, configured: addr, socket });
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+struct ListenerKey {
+    name: ListenerName,
+    protocol: Protocol,
+    addr: SocketAddr,
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+struct Daemon {
+    shared: Arc<Shared>,
+    config_path: PathBuf,
+    listeners: HashMap<ListenerKey, Running>,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), DaemonError> {
+    let config_path = config.path.clone();
+    let grace = config.global.shutdown_grace;
+    let (data_dir, cache) = (config.global.data_dir.clone(), config.global.cache_capacity);
+    let store = blocking(move || Store::open(&data_dir, cache)).await?;
+    let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
+    let s2 = store.clone();
+    let stores = blocking(move || s2.provision(&ids)).await?;
+    for w in &config.warnings {
+        tracing::warn!("{}: {w}", config.path.display());
+    }
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, stores.clone(), None)));
+    let dispatcher = Dispatcher::new(snapshot.clone());
+    let mut resumed = 0;
+    for s in &stores {
+        resumed += dispatcher.resume(s)?;
+    }
+    let shared = Arc::new(Shared {
+        snapshot,
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+        connections: TaskTracker::new(),
+        refusals_last_ms: AtomicU64::new(0),
+        refusals_suppressed: AtomicU64::new(0),
+    });
+    let mut daemon = Daemon { shared: shared.clone(), config_path, listeners: HashMap::new() };
+    for b in bound {
+        daemon.serve(b);
+    }
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    announce("ready");
+    let summary = shared.snapshot.load().config.summary();
+    tracing::info!(resumed, "printroute ready: {summary}");
+    notify(&format!("READY=1\nSTATUS=serving {summary}"));
+    loop {
+        tokio::select! {
+            _ = hup.recv() => daemon.reload().await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    notify("STOPPING=1\nSTATUS=stopping");
+    tracing::info!(grace = ?grace, "stopping: no new connections; waiting for receives in flight");
+    for (_, r) in daemon.listeners.drain() {
+        r.stop.cancel();
+        let _ = r.task.await;
+    }
+    shared.connections.close();
+    if tokio::time::timeout(grace, shared.connections.wait()).await.is_err() {
+        tracing::warn!("shutdown grace period over; cutting off receives still in flight (they were not acknowledged)");
+    }
+    dispatcher.shutdown().await;
+    blocking(move || store.close()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+impl Daemon {
+    fn serve(&mut self, b: BoundListener) {
+        let key = ListenerKey { name: b.name.clone(), protocol: b.protocol, addr: b.configured };
+        let listener = match b.socket.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(b.socket)) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(listener = %b.name, addr = %b.configured, error = %e, "cannot serve listener");
+                return;
+            }
+        };
+        let local = listener.local_addr().map_or_else(|_| b.configured.to_string(), |a| a.to_string());
+        announce(&format!("listening {} {} {local}", b.name, b.protocol));
+        tracing::info!(listener = %b.name, protocol = %b.protocol, addr = %local, "listening");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(crate::listener::accept_loop(
+            listener,
+            b.name,
+            b.protocol,
+            self.shared.clone(),
+            stop.clone(),
+        ));
+        self.listeners.insert(key, Running { stop, task });
+    }
+
+    /// Builds the new snapshot aside and swaps it in; on any error the old one stays.
+    async fn reload(&mut self) {
+        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", monotonic_usec()));
+        match self.try_reload().await {
+            Ok(summary) => {
+                tracing::info!("config reloaded: {summary}");
+                notify(&format!("READY=1\nSTATUS=serving {summary}"));
+            }
+            Err(e) => {
+                tracing::error!("reload refused, the previous config stays in force:\n{e}");
+                notify(&format!("READY=1\nSTATUS=reload failed, previous config in force: {}", e.lines().next().unwrap_or("")));
+            }
+        }
+    }
+
+    async fn try_reload(&mut self) -> Result<String, String> {
+        let path = self.config_path.clone();
+        let config = blocking(move || Config::load(&path)).await.map_err(|e| e.to_string())?;
+        for w in &config.warnings {
+            tracing::warn!("{}: {w}", config.path.display());
+        }
+        let old = self.shared.snapshot.load_full();
+        let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
+        let store = self.shared.store.clone();
+        let stores: Vec<Arc<TenantStore>> =
+            blocking(move || store.provision(&ids)).await.map_err(|e| format!("store: {e}"))?;
+
+        let wanted: Vec<ListenerKey> = config
+            .listeners
+            .iter()
+            .flat_map(|l| l.bind.iter().map(|&addr| ListenerKey { name: l.name.clone(), protocol: l.protocol, addr }))
+            .collect();
+        let removed: Vec<ListenerKey> = self.listeners.keys().filter(|k| !wanted.contains(k)).cloned().collect();
+        let added: Vec<ListenerKey> = wanted.iter().filter(|k| !self.listeners.contains_key(k)).cloned().collect();
+        // A listener whose address moves to another definition must let go first.
+        for k in removed.iter().filter(|k| added.iter().any(|a| a.addr == k.addr)) {
+            if let Some(r) = self.listeners.remove(k) {
+                r.stop.cancel();
+                let _ = r.task.await;
+            }
+        }
+        let mut bound = Vec::new();
+        for k in &added {
+            let socket = crate::listener::bind(k.addr)
+                .map_err(|e| format!("cannot bind listener {} on {}: {e}", k.name, k.addr))?;
+            bound.push(BoundListener { name: k.name.clone(), protocol: k.protocol, configured: k.addr, socket });
+        }
+        let summary = config.summary();
+        let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
+        self.shared.snapshot.store(snapshot.clone());
+        for b in bound {
+            self.serve(b);
+        }
+        for k in &removed {
+            if let Some(r) = self.listeners.remove(k) {
+                r.stop.cancel();
+                let _ = r.task.await;
+                tracing::info!(listener = %k.name, addr = %k.addr, "listener closed");
+            }
+        }
+        // Tenants that (re)appear resume their queued jobs.
+        for (i, t) in snapshot.config.tenants.iter().enumerate() {
+            if old.tenant_index(&t.id).is_none() {
+                let n = self.shared.dispatcher.resume(&snapshot.stores[i]).map_err(|e| format!("store: {e}"))?;
+                if n > 0 {
+                    tracing::info!(tenant = %t.id, jobs = n, "resumed queued jobs of a returning tenant");
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Tells whoever started the daemon (tests, scripts) what it is doing, on stdout.
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
+}

@@ -1,0 +1,130 @@
+//! A job: one submitted document with its metadata, state and history.
+//!
+//! Pure data; [`crate::store`] keeps it durable.
+
+use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{JobId, ListenerName, TenantId};
+
+/// Where a job is in its life; the names follow IPP `job-state` (RFC 8011 5.3.7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobState {
+    /// Committed, waiting for its workflow.
+    Pending,
+    /// Held until released or expired.
+    Held,
+    /// Being delivered or stored.
+    Processing,
+    /// Done: delivered or stored.
+    Completed,
+    /// Ended without being done (no device took it in time).
+    Aborted,
+    /// Ended by its owner, an admin, or hold expiry.
+    Canceled,
+}
+
+impl JobState {
+    /// True for states a job never leaves.
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Aborted | JobState::Canceled)
+    }
+
+    /// The state's name, as shown to admins.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Held => "held",
+            JobState::Processing => "processing",
+            JobState::Completed => "completed",
+            JobState::Aborted => "aborted",
+            JobState::Canceled => "canceled",
+        }
+    }
+}
+
+/// One entry of a job's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The state the job entered (or stayed in).
+    pub state: JobState,
+    /// What happened, for people.
+    pub note: String,
+}
+
+/// What a protocol knows about a job before it is committed.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The listener it arrived on.
+    pub listener: ListenerName,
+    /// The queue (LPD queue, IPP printer) it was sent to.
+    pub queue: Option<String>,
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The owner, from the protocol.
+    pub user: String,
+    /// The job name, from the protocol.
+    pub name: String,
+    /// The document format, if the protocol said or sniffing saw it.
+    pub format: Option<String>,
+    /// The workflow of the input it arrived on.
+    pub workflow: String,
+}
+
+/// A committed job's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its id within the tenant.
+    pub id: JobId,
+    /// The listener it arrived on.
+    pub listener: ListenerName,
+    /// The queue it was sent to.
+    pub queue: Option<String>,
+    /// The sender.
+    pub peer: SocketAddr,
+    /// The owner.
+    pub user: String,
+    /// The job name.
+    pub name: String,
+    /// The document format, if known.
+    pub format: Option<String>,
+    /// Document size in bytes.
+    pub size: u64,
+    /// SHA-256 of the document, lower-case hex.
+    pub sha256: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// Index of the workflow step it is at.
+    pub step: u32,
+    /// Its state.
+    pub state: JobState,
+    /// When it was committed (ms since the epoch).
+    pub created_ms: u64,
+    /// A held job expires then (ms since the epoch).
+    pub hold_until_ms: Option<u64>,
+    /// The device a transfer was started to and not yet confirmed: on
+    /// restart such a job may be delivered twice (the at-least-once edge).
+    pub delivering: Option<String>,
+    /// What happened to it, oldest first.
+    pub history: Vec<Event>,
+}
+
+impl Job {
+    /// Moves the job to `state` and records why.
+    pub fn set_state(&mut self, state: JobState, note: impl Into<String>) {
+        self.state = state;
+        self.history.push(Event { at_ms: now_ms(), state, note: note.into() });
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

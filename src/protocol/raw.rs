@@ -1,0 +1,95 @@
+//! RAW (port 9100 style) input: the whole stream is one document.
+//!
+//! The sender learns of success only by our orderly close, which comes after
+//! the job is committed durably; any failure (no tenant, no input, limits,
+//! timeouts, storage) ends the connection with a reset instead.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::sniff::{sniff, SNIFF_LIMIT};
+use super::{reset, Admission, Connection};
+use crate::job::NewJob;
+use crate::store::StoreError;
+
+/// Read buffer of a RAW connection.
+pub const READ_BUFFER: usize = 256 << 10;
+
+/// User recorded when the stream names none.
+pub const UNKNOWN_USER: &str = "anonymous";
+
+/// Serves one RAW connection.
+pub async fn serve(conn: Connection) {
+    let Connection { mut stream, peer, listener, admission, shared } = conn;
+    let (routed, _slot) = match admission {
+        Admission::Admitted { routed, slot } => (routed, slot),
+        Admission::NoTenant | Admission::OverLimit(_) => return reset(stream),
+    };
+    let tenant = routed.tenant();
+    let Some(input) = routed.input(&listener, None) else {
+        shared.refused(&listener, peer, "tenant has no input on this listener");
+        return reset(stream);
+    };
+    let limits = &tenant.limits;
+    let store = routed.store();
+    let mut writer = match store.spool_writer(limits.max_job_size, limits.spool_quota).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot open spool file");
+            return reset(stream);
+        }
+    };
+    let mut head: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = match tokio::time::timeout(limits.idle_timeout, stream.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW receive broke off; nothing kept");
+                return reset(stream);
+            }
+            Err(_) => {
+                tracing::info!(tenant = %tenant.id, %peer, timeout = ?limits.idle_timeout, "RAW peer idle; nothing kept");
+                return reset(stream);
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        if head.len() < SNIFF_LIMIT {
+            let take = n.min(SNIFF_LIMIT - head.len());
+            head.extend_from_slice(&buf[..take]);
+        }
+        if let Err(e) = writer.write(&buf[..n]).await {
+            match e {
+                StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. } => {
+                    shared.refused(&listener, peer, "job refused by a tenant limit");
+                    tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW job refused");
+                }
+                e => tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot write spool file"),
+            }
+            return reset(stream);
+        }
+    }
+    let s = sniff(&head);
+    let new = NewJob {
+        listener: listener.clone(),
+        queue: None,
+        peer,
+        user: s.user.unwrap_or_else(|| UNKNOWN_USER.to_owned()),
+        name: s.name.unwrap_or_default(),
+        format: s.format.map(str::to_owned),
+        workflow: input.workflow.clone(),
+    };
+    match store.commit_new(writer, new).await {
+        Ok(job) => {
+            tracing::info!(tenant = %tenant.id, job = %job.id, %peer, user = %job.user, size = job.size, "RAW job accepted");
+            shared.dispatcher.submit(store.clone(), job.id);
+            // The orderly close is the acknowledgement.
+            let _ = stream.shutdown().await;
+        }
+        Err(e) => {
+            tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot commit RAW job");
+            reset(stream);
+        }
+    }
+}

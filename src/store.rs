@@ -1,0 +1,691 @@
+//! Durable storage: one sled database plus a spool folder per tenant.
+//!
+//! The only module that knows sled. Each tenant has one tree (`tenant/<id>`)
+//! with typed key prefixes (see [`keys`]); documents are spool files under
+//! `spool/<tenant>/`, never sled values.
+//!
+//! Durability is a group commit: callers hand their record writes to one
+//! flusher thread and wait. For whatever is pending, the flusher syncs the
+//! spool file system once (`syncfs`), then applies the records, calls sled's
+//! blocking `flush()` and `fsync`s the database file (sled's flush only uses
+//! `sync_file_range`), then wakes every waiter of that batch. Records are
+//! applied only after their documents are synced, so a record never reaches
+//! the disk before its document. `flush_async` is never used: it deadlocks
+//! under concurrency in sled 0.34.7.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+
+use crate::ids::{JobId, TenantId, MAX_JOB_ID};
+use crate::job::{now_ms, Event, Job, JobState, NewJob};
+
+/// Version of the on-disk layout; bumped when keys or values change shape.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name of the tree that holds the tenant registry and the schema version.
+const META_TREE: &str = "printroute-meta";
+
+/// Prefix of spool files still being received (no committed record).
+const INCOMING_PREFIX: &str = ".incoming-";
+
+/// Buffer of a spool file's writer; one per connection receiving a document.
+const SPOOL_WRITE_BUFFER: usize = 256 << 10;
+
+/// Key layout: every key of every tree is built here.
+pub mod keys {
+    use crate::ids::{JobId, TenantId};
+
+    /// The tree of a tenant.
+    pub fn tenant_tree(t: &TenantId) -> String {
+        format!("tenant/{t}")
+    }
+    /// Registry entry of a tenant in the meta tree.
+    pub fn registry(t: &TenantId) -> Vec<u8> {
+        format!("tenant/{t}").into_bytes()
+    }
+    /// Prefix of registry entries.
+    pub const REGISTRY_PREFIX: &[u8] = b"tenant/";
+    /// Schema version in the meta tree.
+    pub const SCHEMA: &[u8] = b"schema-version";
+    /// A job record: `j/` + big-endian id, so records sort by id.
+    pub fn job(id: JobId) -> [u8; 6] {
+        prefixed(b"j/", id)
+    }
+    /// Prefix of job records.
+    pub const JOB_PREFIX: &[u8] = b"j/";
+    /// Queue entry of an unfinished job: `q/` + big-endian id.
+    pub fn queue(id: JobId) -> [u8; 6] {
+        prefixed(b"q/", id)
+    }
+    /// Prefix of queue entries.
+    pub const QUEUE_PREFIX: &[u8] = b"q/";
+    /// The next job id counter.
+    pub const NEXT_JOB_ID: &[u8] = b"c/next-job-id";
+
+    fn prefixed(p: &[u8; 2], id: JobId) -> [u8; 6] {
+        let b = id.0.to_be_bytes();
+        [p[0], p[1], b[0], b[1], b[2], b[3]]
+    }
+    /// The job id of a `j/` or `q/` key.
+    pub fn id_of(key: &[u8]) -> Option<JobId> {
+        let b: [u8; 4] = key.get(2..6)?.try_into().ok()?;
+        Some(JobId(u32::from_be_bytes(b)))
+    }
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// File or database I/O failed.
+    #[error("storage I/O: {0}")]
+    Io(#[from] io::Error),
+    /// sled failed.
+    #[error("database: {0}")]
+    Db(#[from] sled::Error),
+    /// A record could not be decoded.
+    #[error("corrupt record {key}: {err}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// The decoder's error.
+        err: serde_json::Error,
+    },
+    /// The database was written by a newer printroute.
+    #[error("database schema version {found} is not {SCHEMA_VERSION}; use the printroute that wrote it")]
+    Schema {
+        /// The version found.
+        found: String,
+    },
+    /// An earlier group commit failed; nothing more is accepted.
+    #[error("the store failed an earlier commit and accepts no more writes")]
+    Poisoned,
+    /// The tenant used all 2^31-1 job ids.
+    #[error("tenant has used every job id")]
+    IdsExhausted,
+    /// The document is larger than the tenant's `max-job-size`.
+    #[error("document exceeds max-job-size of {limit} bytes")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Accepting the document would exceed the tenant's `spool-quota`.
+    #[error("tenant spool quota of {quota} bytes would be exceeded")]
+    QuotaExceeded {
+        /// The quota.
+        quota: u64,
+    },
+}
+
+enum Op {
+    Insert(sled::Tree, Vec<u8>, Vec<u8>),
+    Remove(sled::Tree, Vec<u8>),
+    /// Raise a big-endian u32 counter to at least this value.
+    CounterMax(sled::Tree, &'static [u8], u32),
+}
+
+#[derive(Default)]
+struct Pending {
+    ops: Vec<Op>,
+    sync_spool: bool,
+    /// Generation the pending ops will be flushed as.
+    generation: u64,
+    stop: bool,
+}
+
+/// The group committer: one flusher thread, any number of waiters.
+struct Committer {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    flushed: watch::Sender<u64>,
+    poisoned: AtomicBool,
+}
+
+impl Committer {
+    /// Queues ops for the next group; returns the generation to wait for.
+    fn enqueue(&self, ops: Vec<Op>, sync_spool: bool) -> u64 {
+        let mut p = self.pending.lock().expect("commit queue lock");
+        p.ops.extend(ops);
+        p.sync_spool |= sync_spool;
+        let generation = p.generation;
+        drop(p);
+        self.wake.notify_one();
+        generation
+    }
+
+    async fn commit(&self, ops: Vec<Op>, sync_spool: bool) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        let mut rx = self.flushed.subscribe();
+        let generation = self.enqueue(ops, sync_spool);
+        let r = rx.wait_for(|&g| g >= generation).await;
+        if r.is_err() || self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        let mut rx = self.flushed.subscribe();
+        let generation = self.enqueue(ops, false);
+        loop {
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(StoreError::Poisoned);
+            }
+            if *rx.borrow_and_update() >= generation {
+                return Ok(());
+            }
+            // Blocking callers are rare (start-up, shutdown): a short poll is enough.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    fn run(&self, db: &sled::Db, db_file: &File, spool_root: &File) {
+        loop {
+            let (ops, sync_spool, generation) = {
+                let mut p = self.pending.lock().expect("commit queue lock");
+                while p.ops.is_empty() && !p.sync_spool && !p.stop {
+                    p = self.wake.wait(p).expect("commit queue lock");
+                }
+                if p.stop && p.ops.is_empty() && !p.sync_spool {
+                    return;
+                }
+                let g = p.generation;
+                p.generation += 1;
+                (std::mem::take(&mut p.ops), std::mem::take(&mut p.sync_spool), g)
+            };
+            if let Err(e) = Self::flush_group(db, db_file, spool_root, ops, sync_spool) {
+                tracing::error!(error = %e, "group commit failed; the store accepts no more writes");
+                self.poisoned.store(true, Ordering::Release);
+            }
+            self.flushed.send_replace(generation);
+        }
+    }
+
+    fn flush_group(db: &sled::Db, db_file: &File, spool_root: &File, ops: Vec<Op>, sync_spool: bool) -> Result<(), StoreError> {
+        if sync_spool {
+            rustix::fs::syncfs(spool_root).map_err(io::Error::from)?;
+        }
+        for op in ops {
+            match op {
+                Op::Insert(t, k, v) => {
+                    t.insert(k, v)?;
+                }
+                Op::Remove(t, k) => {
+                    t.remove(k)?;
+                }
+                Op::CounterMax(t, k, v) => {
+                    let cur = t.get(k)?.and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok()).map_or(0, u32::from_be_bytes);
+                    if v > cur {
+                        t.insert(k, &v.to_be_bytes())?;
+                    }
+                }
+            }
+        }
+        db.flush()?;
+        db_file.sync_all()?;
+        Ok(())
+    }
+}
+
+struct Inner {
+    db: sled::Db,
+    meta: sled::Tree,
+    spool_root: PathBuf,
+    committer: Arc<Committer>,
+    tenants: RwLock<HashMap<TenantId, Arc<TenantStore>>>,
+    incoming_seq: Arc<AtomicU64>,
+}
+
+/// The store: the sled database and the spool under one data directory.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `data_dir`, with a sled page cache of `cache_capacity` bytes.
+    pub fn open(data_dir: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
+        let db_dir = data_dir.join("db");
+        let spool_root = data_dir.join("spool");
+        std::fs::create_dir_all(&db_dir)?;
+        std::fs::create_dir_all(&spool_root)?;
+        let db = sled::Config::new()
+            .path(&db_dir)
+            .cache_capacity(cache_capacity)
+            .flush_every_ms(None)
+            .open()?;
+        let meta = db.open_tree(META_TREE)?;
+        match meta.get(keys::SCHEMA)? {
+            None => {
+                meta.insert(keys::SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION.to_string().as_bytes() => {}
+            Some(v) => return Err(StoreError::Schema { found: String::from_utf8_lossy(&v).into_owned() }),
+        }
+        db.flush()?;
+        let db_file = File::open(db_dir.join("db"))?;
+        let spool_root_dir = File::open(&spool_root)?;
+        let (flushed, _) = watch::channel(0);
+        let inner = Arc::new(Inner {
+            db,
+            meta,
+            spool_root,
+            committer: Arc::new(Committer {
+                pending: Mutex::new(Pending { generation: 1, ..Pending::default() }),
+                wake: Condvar::new(),
+                flushed,
+                poisoned: AtomicBool::new(false),
+            }),
+            tenants: RwLock::new(HashMap::new()),
+            incoming_seq: Arc::new(AtomicU64::new(0)),
+        });
+        let (committer, db) = (inner.committer.clone(), inner.db.clone());
+        let handle = std::thread::Builder::new()
+            .name("store-flusher".into())
+            .spawn(move || committer.run(&db, &db_file, &spool_root_dir))?;
+        Ok(Store { inner, flusher: Arc::new(Mutex::new(Some(handle))) })
+    }
+
+    /// Tenants the store holds data of (provisioned now or earlier, not purged).
+    pub fn registered_tenants(&self) -> Result<Vec<TenantId>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.inner.meta.scan_prefix(keys::REGISTRY_PREFIX) {
+            let (k, _) = kv?;
+            if let Some(id) = std::str::from_utf8(&k[keys::REGISTRY_PREFIX.len()..]).ok().and_then(|s| TenantId::parse(s).ok()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens the collections of these tenants, creating trees and spool
+    /// folders of new ones; cleans each one's spool of files with no
+    /// committed record. Call at config load, never on the job path.
+    pub fn provision(&self, ids: &[TenantId]) -> Result<Vec<Arc<TenantStore>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut registry_ops = Vec::new();
+        for id in ids {
+            if let Some(t) = self.tenant(id) {
+                out.push(t);
+                continue;
+            }
+            let tree = self.inner.db.open_tree(keys::tenant_tree(id))?;
+            let spool_dir = self.inner.spool_root.join(id.as_str());
+            std::fs::create_dir_all(&spool_dir)?;
+            if self.inner.meta.get(keys::registry(id))?.is_none() {
+                registry_ops.push(Op::Insert(self.inner.meta.clone(), keys::registry(id), now_ms().to_string().into_bytes()));
+            }
+            let t = Arc::new(TenantStore::open(id.clone(), tree, spool_dir, self.inner.committer.clone(), self.inner.incoming_seq.clone())?);
+            self.inner.tenants.write().expect("tenant map lock").insert(id.clone(), t.clone());
+            out.push(t);
+        }
+        if !registry_ops.is_empty() {
+            self.inner.committer.commit_blocking(registry_ops)?;
+        }
+        Ok(out)
+    }
+
+    /// An open tenant collection.
+    pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantStore>> {
+        self.inner.tenants.read().expect("tenant map lock").get(id).cloned()
+    }
+
+    /// Flushes and stops the flusher thread; the store is unusable afterwards,
+    /// and the database closes when the last tenant handle is dropped.
+    pub fn close(&self) -> Result<(), StoreError> {
+        self.inner.tenants.write().expect("tenant map lock").clear();
+        {
+            let mut p = self.inner.committer.pending.lock().expect("commit queue lock");
+            p.stop = true;
+        }
+        self.inner.committer.wake.notify_all();
+        if let Some(h) = self.flusher.lock().expect("flusher handle lock").take() {
+            let _ = h.join();
+        }
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// Size of the database folder in bytes.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+/// One tenant's collection: its sled tree and its spool folder.
+pub struct TenantStore {
+    id: TenantId,
+    tree: sled::Tree,
+    spool_dir: PathBuf,
+    next_id: AtomicU32,
+    spool_bytes: AtomicU64,
+    committer: Arc<Committer>,
+    incoming_seq: Arc<AtomicU64>,
+}
+
+impl TenantStore {
+    fn open(
+        id: TenantId,
+        tree: sled::Tree,
+        spool_dir: PathBuf,
+        committer: Arc<Committer>,
+        incoming_seq: Arc<AtomicU64>,
+    ) -> Result<TenantStore, StoreError> {
+        let counter = tree
+            .get(keys::NEXT_JOB_ID)?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map_or(1, u32::from_be_bytes);
+        let last = match tree.scan_prefix(keys::JOB_PREFIX).next_back() {
+            Some(kv) => keys::id_of(&kv?.0).map_or(0, |j| j.0),
+            None => 0,
+        };
+        let mut active = std::collections::HashSet::new();
+        let mut spool_bytes = 0;
+        for kv in tree.scan_prefix(keys::QUEUE_PREFIX) {
+            let (k, _) = kv?;
+            if let Some(j) = keys::id_of(&k) {
+                active.insert(j.0.to_string());
+            }
+        }
+        // Remove what no committed, unfinished record owns: partial receives
+        // of a previous run and documents of finished jobs.
+        for entry in std::fs::read_dir(&spool_dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if active.contains(name.as_ref()) {
+                spool_bytes += entry.metadata()?.len();
+            } else {
+                tracing::info!(tenant = %id, file = %name, "removing orphaned spool file");
+                std::fs::remove_file(entry.path())?;
+            }
+        }
+        Ok(TenantStore {
+            id,
+            tree,
+            spool_dir,
+            next_id: AtomicU32::new(counter.max(last + 1)),
+            spool_bytes: AtomicU64::new(spool_bytes),
+            committer,
+            incoming_seq,
+        })
+    }
+
+    /// The tenant.
+    pub fn id(&self) -> &TenantId {
+        &self.id
+    }
+
+    /// Bytes of documents this tenant holds in the spool (received and in receipt).
+    pub fn spool_bytes(&self) -> u64 {
+        self.spool_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Starts receiving a document into the spool, within `max_size` bytes
+    /// and the tenant's `quota`.
+    pub async fn spool_writer(self: &Arc<Self>, max_size: u64, quota: u64) -> Result<SpoolWriter, StoreError> {
+        let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
+        let path = self.spool_dir.join(format!("{INCOMING_PREFIX}{}-{n}", std::process::id()));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(SpoolWriter {
+            tenant: self.clone(),
+            file: Some(tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file)),
+            path,
+            size: 0,
+            max_size,
+            quota,
+            hasher: Sha256::new(),
+            committed: false,
+        })
+    }
+
+    /// Commits a received document as a new job: assigns its id, makes the
+    /// document and the record durable (group commit), and returns the record.
+    /// Only after this returns may the client hear success.
+    pub async fn commit_new(&self, mut writer: SpoolWriter, new: NewJob) -> Result<Job, StoreError> {
+        let mut file = writer.file.take().expect("writer not yet finished");
+        file.flush().await?;
+        drop(file);
+        let id = self
+            .next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n <= MAX_JOB_ID).then_some(n + 1))
+            .map(JobId)
+            .map_err(|_| StoreError::IdsExhausted)?;
+        let final_path = self.spool_path(id);
+        tokio::fs::rename(&writer.path, &final_path).await?;
+        writer.path = final_path;
+        let now = now_ms();
+        let sha = writer.hasher.clone().finalize();
+        let job = Job {
+            tenant: self.id.clone(),
+            id,
+            listener: new.listener,
+            queue: new.queue,
+            peer: new.peer,
+            user: new.user,
+            name: new.name,
+            format: new.format,
+            size: writer.size,
+            sha256: hex(&sha),
+            workflow: new.workflow,
+            step: 0,
+            state: JobState::Pending,
+            created_ms: now,
+            hold_until_ms: None,
+            delivering: None,
+            history: vec![Event { at_ms: now, state: JobState::Pending, note: "received".into() }],
+        };
+        let ops = vec![
+            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
+            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+        ];
+        match self.committer.commit(ops, true).await {
+            Ok(()) => {
+                writer.committed = true;
+                Ok(job)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Saves a changed record durably; a job in a final state leaves the queue.
+    pub async fn save(&self, job: &Job) -> Result<(), StoreError> {
+        let mut ops = vec![Op::Insert(self.tree.clone(), keys::job(job.id).to_vec(), encode(job))];
+        if job.state.is_final() {
+            ops.push(Op::Remove(self.tree.clone(), keys::queue(job.id).to_vec()));
+        }
+        self.committer.commit(ops, false).await
+    }
+
+    /// A job's record.
+    pub fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.tree.get(keys::job(id))?.map(|v| decode(&keys::job(id), &v)).transpose()
+    }
+
+    /// Every job record of the tenant, oldest first.
+    pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::JOB_PREFIX) {
+            let (k, v) = kv?;
+            out.push(decode(&k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Ids of unfinished jobs, oldest first.
+    pub fn active_jobs(&self) -> Result<Vec<JobId>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.tree.scan_prefix(keys::QUEUE_PREFIX) {
+            let (k, _) = kv?;
+            out.extend(keys::id_of(&k));
+        }
+        Ok(out)
+    }
+
+    /// Where a committed job's document rests.
+    pub fn spool_path(&self, id: JobId) -> PathBuf {
+        self.spool_dir.join(id.0.to_string())
+    }
+
+    /// Deletes a finished job's document from the spool.
+    pub fn remove_document(&self, job: &Job) {
+        match std::fs::remove_file(self.spool_path(job.id)) {
+            Ok(()) => {
+                self.spool_bytes.fetch_sub(job.size.min(self.spool_bytes()), Ordering::Relaxed);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(tenant = %self.id, job = %job.id, error = %e, "cannot remove spool file"),
+        }
+    }
+}
+
+/// A document being received into a tenant's spool, hashed as it streams.
+/// Dropped without commit, its partial file is deleted.
+pub struct SpoolWriter {
+    tenant: Arc<TenantStore>,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    path: PathBuf,
+    size: u64,
+    max_size: u64,
+    quota: u64,
+    hasher: Sha256,
+    committed: bool,
+}
+
+impl SpoolWriter {
+    /// Appends bytes; refuses them past `max-job-size` or the spool quota.
+    pub async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        let n = buf.len() as u64;
+        if self.size + n > self.max_size {
+            return Err(StoreError::TooLarge { limit: self.max_size });
+        }
+        let used = self.tenant.spool_bytes.fetch_add(n, Ordering::Relaxed);
+        self.size += n;
+        if used + n > self.quota {
+            return Err(StoreError::QuotaExceeded { quota: self.quota });
+        }
+        self.hasher.update(buf);
+        self.file.as_mut().expect("writer not yet finished").write_all(buf).await?;
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl Drop for SpoolWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.tenant.spool_bytes.fetch_sub(self.size, Ordering::Relaxed);
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn encode(job: &Job) -> Vec<u8> {
+    serde_json::to_vec(job).expect("a job record always serialises")
+}
+
+fn decode(key: &[u8], v: &[u8]) -> Result<Job, StoreError> {
+    serde_json::from_slice(v).map_err(|err| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), err })
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ListenerName;
+
+    fn new_job(user: &str) -> NewJob {
+        NewJob {
+            listener: ListenerName("raw".into()),
+            queue: None,
+            peer: "127.0.0.2:4000".parse().unwrap(),
+            user: user.into(),
+            name: "report".into(),
+            format: None,
+            workflow: "direct".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn committed_jobs_survive_reopen_with_per_tenant_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
+            for (i, t) in ts.iter().enumerate() {
+                for n in 0..3 {
+                    let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
+                    w.write(format!("doc {i} {n}").as_bytes()).await.unwrap();
+                    let job = t.commit_new(w, new_job("alice")).await.unwrap();
+                    assert_eq!(job.id, JobId(n + 1));
+                }
+            }
+            // An unfinished receive leaves nothing behind.
+            let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
+            w.write(b"partial").await.unwrap();
+            drop(w);
+            store.close().unwrap();
+        }
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut reg = store.registered_tenants().unwrap();
+        reg.sort();
+        assert_eq!(reg, vec![a.clone(), b.clone()]);
+        let ts = store.provision(&[a.clone(), b]).unwrap();
+        let jobs = ts[0].jobs().unwrap();
+        assert_eq!(jobs.len(), 3);
+        assert!(jobs.iter().all(|j| j.tenant == a));
+        assert_eq!(jobs[1].sha256, hex(&Sha256::digest(b"doc 0 1")));
+        assert_eq!(std::fs::read(ts[0].spool_path(JobId(2))).unwrap(), b"doc 0 1");
+        assert_eq!(ts[0].active_jobs().unwrap().len(), 3);
+        assert_eq!(std::fs::read_dir(dir.path().join("spool/a")).unwrap().count(), 3);
+        let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
+        w.write(b"x").await.unwrap();
+        assert_eq!(ts[0].commit_new(w, new_job("bob")).await.unwrap().id, JobId(4));
+    }
+
+    #[tokio::test]
+    async fn size_and_quota_limits_refuse_and_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let t = store.provision(&[TenantId::parse("a").unwrap()]).unwrap().remove(0);
+        let mut w = t.spool_writer(10, 1 << 30).await.unwrap();
+        w.write(b"0123456789").await.unwrap();
+        assert!(matches!(w.write(b"!").await, Err(StoreError::TooLarge { limit: 10 })));
+        drop(w);
+        assert_eq!(t.spool_bytes(), 0);
+        let mut w = t.spool_writer(100, 15).await.unwrap();
+        w.write(b"0123456789").await.unwrap();
+        let mut w2 = t.spool_writer(100, 15).await.unwrap();
+        assert!(matches!(w2.write(b"0123456789").await, Err(StoreError::QuotaExceeded { quota: 15 })));
+        drop(w2);
+        let job = t.commit_new(w, new_job("a")).await.unwrap();
+        assert_eq!(t.spool_bytes(), 10);
+        t.remove_document(&job);
+        assert_eq!(t.spool_bytes(), 0);
+    }
+}

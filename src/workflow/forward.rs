@@ -1,0 +1,159 @@
+//! The `forward` step: deliver a document to the first healthy device of a
+//! pool, in the device's protocol; devices that fail are marked down and
+//! probed again with exponential backoff.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::{Device, DeviceUri};
+use crate::ids::TenantId;
+
+/// Longest wait for a device to accept a TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A device that takes no bytes for this long has stalled; the transfer fails.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// After sending, how long to wait for the device to close its side (its
+/// way of saying it has the job), as the CUPS socket backend does.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// First wait before probing a device that failed.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest wait between probes of a device that keeps failing.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Chunk size of a transfer to a device.
+const SEND_CHUNK: usize = 256 << 10;
+
+/// Why a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Name resolution, connect, write or read failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The device did not answer in time.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// The device's protocol is not built yet.
+    #[error("sending to {0} devices is not supported yet")]
+    Unsupported(&'static str),
+}
+
+/// Health and one-at-a-time access of one device.
+pub struct DeviceState {
+    /// One transfer at a time to one printer, in arrival order.
+    pub permit: Semaphore,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    down_until: Option<Instant>,
+    backoff: Duration,
+}
+
+impl DeviceState {
+    fn new() -> Self {
+        DeviceState { permit: Semaphore::new(1), health: Mutex::new(Health::default()) }
+    }
+
+    /// When the device may be tried again; `None` when it is up (or due).
+    pub fn down_until(&self) -> Option<Instant> {
+        let h = self.health.lock().expect("device health lock");
+        h.down_until.filter(|t| *t > Instant::now())
+    }
+
+    /// Records a success: the device is up.
+    pub fn mark_up(&self) {
+        let mut h = self.health.lock().expect("device health lock");
+        h.down_until = None;
+        h.backoff = Duration::ZERO;
+    }
+
+    /// Records a failure: down until the next probe, with doubled backoff.
+    pub fn mark_down(&self) -> Duration {
+        let mut h = self.health.lock().expect("device health lock");
+        h.backoff = if h.backoff.is_zero() { BACKOFF_MIN } else { (h.backoff * 2).min(BACKOFF_MAX) };
+        h.down_until = Some(Instant::now() + h.backoff);
+        h.backoff
+    }
+}
+
+/// Every device's state, keyed by tenant, device name and URI (a changed
+/// URI after a reload is a new device).
+#[derive(Default)]
+pub struct Devices {
+    map: Mutex<HashMap<(TenantId, String, String), Arc<DeviceState>>>,
+}
+
+impl Devices {
+    /// The state of a tenant's device.
+    pub fn get(&self, tenant: &TenantId, device: &Device) -> Arc<DeviceState> {
+        let key = (tenant.clone(), device.name.clone(), device.uri.to_string());
+        self.map.lock().expect("device map lock").entry(key).or_insert_with(|| Arc::new(DeviceState::new())).clone()
+    }
+}
+
+/// Sends the document at `path` to `device`; returns the bytes sent.
+pub async fn send(device: &Device, path: &Path) -> Result<u64, SendError> {
+    match &device.uri {
+        DeviceUri::Socket { host, port } => send_socket(host, *port, path).await,
+        DeviceUri::Lpd { .. } => Err(SendError::Unsupported("lpd")),
+        DeviceUri::Ipp { .. } => Err(SendError::Unsupported("ipp")),
+    }
+}
+
+/// Opens a TCP connection to a device, within [`CONNECT_TIMEOUT`].
+pub async fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| SendError::Timeout("connect"))??;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Copies a file to a stream, failing when the peer takes nothing for [`WRITE_STALL_TIMEOUT`].
+pub async fn copy_file<W: AsyncWriteExt + Unpin>(path: &Path, out: &mut W) -> Result<u64, SendError> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut buf = vec![0u8; SEND_CHUNK];
+    let mut sent = 0u64;
+    loop {
+        let n = file.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        tokio::time::timeout(WRITE_STALL_TIMEOUT, out.write_all(&buf[..n]))
+            .await
+            .map_err(|_| SendError::Timeout("write"))??;
+        sent += n as u64;
+    }
+    Ok(sent)
+}
+
+/// RAW (AppSocket/JetDirect): connect, send, half-close, wait for the device to close.
+async fn send_socket(host: &str, port: u16, path: &Path) -> Result<u64, SendError> {
+    let mut stream = connect(host, port).await?;
+    let sent = copy_file(path, &mut stream).await?;
+    tokio::time::timeout(WRITE_STALL_TIMEOUT, stream.shutdown()).await.map_err(|_| SendError::Timeout("close"))??;
+    // Read back-channel data until the device closes; a device that keeps
+    // the connection open has the data all the same (TCP acknowledged it).
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    match tokio::time::timeout(DRAIN_TIMEOUT, drain).await {
+        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => return Err(e.into()),
+        _ => {}
+    }
+    Ok(sent)
+}

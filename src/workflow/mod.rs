@@ -1,0 +1,317 @@
+//! Dispatch: runs each committed job through the steps of its workflow.
+//!
+//! Every job runs in its own task, tracked for shutdown. Steps read the
+//! workflow from the current snapshot, so a reload that fixes a device
+//! address reaches jobs already queued. Each state change is saved durably
+//! before the next step starts; a job's step index is part of its record,
+//! so a restarted daemon resumes each job where it was.
+
+pub mod folder;
+pub mod forward;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Fallback, Step};
+use crate::ids::{JobId, TenantId};
+use crate::job::{now_ms, Job, JobState};
+use crate::snapshot::Snapshot;
+use crate::store::TenantStore;
+
+use forward::Devices;
+
+/// Runs jobs through workflows.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    devices: Devices,
+    held: Mutex<HashMap<(TenantId, JobId), Arc<Notify>>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+enum Outcome {
+    /// The step is done; go on with the next.
+    Next,
+    /// The job reached a final state.
+    Finished,
+    /// Stop working on the job for now (shutdown, tenant gone); it stays queued.
+    Suspend,
+}
+
+impl Dispatcher {
+    /// A dispatcher reading workflows from `snapshot`.
+    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                snapshot,
+                devices: Devices::default(),
+                held: Mutex::new(HashMap::new()),
+                tasks: TaskTracker::new(),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Starts running a committed job.
+    pub fn submit(&self, store: Arc<TenantStore>, id: JobId) {
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            if let Err(e) = run_job(&inner, &store, id).await {
+                tracing::error!(tenant = %store.id(), job = %id, error = %e, "job stopped: storage failed; it resumes on restart");
+            }
+        });
+    }
+
+    /// Resumes every unfinished job of a tenant (at start, or when a tenant returns to the config).
+    pub fn resume(&self, store: &Arc<TenantStore>) -> Result<usize, crate::store::StoreError> {
+        let ids = store.active_jobs()?;
+        for id in &ids {
+            self.submit(store.clone(), *id);
+        }
+        Ok(ids.len())
+    }
+
+    /// Releases a held job; false when it is not held.
+    pub fn release(&self, tenant: &TenantId, id: JobId) -> bool {
+        match self.inner.held.lock().expect("held map lock").get(&(tenant.clone(), id)) {
+            Some(n) => {
+                n.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every job task (jobs stay durable and resume on restart) and waits for them.
+    pub async fn shutdown(&self) {
+        self.inner.cancel.cancel();
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+    }
+}
+
+async fn run_job(inner: &Inner, store: &Arc<TenantStore>, id: JobId) -> Result<(), crate::store::StoreError> {
+    let Some(mut job) = store.job(id)? else {
+        tracing::warn!(tenant = %store.id(), job = %id, "queued job has no record");
+        return Ok(());
+    };
+    if job.delivering.is_some() {
+        // A transfer was under way when the previous run stopped: the device
+        // may have the job already. Deliver again (at least once) and say so.
+        let dev = job.delivering.take().unwrap_or_default();
+        job.history.push(crate::job::Event {
+            at_ms: now_ms(),
+            state: job.state,
+            note: format!("transfer to {dev} was interrupted by a restart; sending again"),
+        });
+    }
+    loop {
+        if job.state.is_final() {
+            return Ok(());
+        }
+        let snap = inner.snapshot.load_full();
+        let Some(ti) = snap.tenant_index(&job.tenant) else {
+            tracing::info!(tenant = %job.tenant, job = %job.id, "tenant is no longer configured; job stays queued");
+            return Ok(());
+        };
+        let tenant = &snap.config.tenants[ti];
+        let Some(workflow) = tenant.workflows.get(&job.workflow) else {
+            job.set_state(JobState::Aborted, format!("workflow {:?} no longer exists", job.workflow));
+            return finish(store, &job).await;
+        };
+        let Some(step) = workflow.steps.get(job.step as usize).cloned() else {
+            job.set_state(JobState::Completed, "workflow done");
+            return finish(store, &job).await;
+        };
+        let outcome = match step {
+            Step::Forward { devices, fallback } => {
+                forward_step(inner, store, &mut job, tenant, &devices, fallback).await?
+            }
+            Step::Store { folder } => {
+                job.set_state(JobState::Processing, format!("storing into {}", folder.display()));
+                match folder::store(&job, &store.spool_path(job.id), &folder).await {
+                    Ok(path) => {
+                        job.history.push(crate::job::Event {
+                            at_ms: now_ms(),
+                            state: JobState::Processing,
+                            note: format!("stored as {}", path.display()),
+                        });
+                        Outcome::Next
+                    }
+                    Err(e) => {
+                        job.set_state(JobState::Aborted, format!("cannot store into {}: {e}", folder.display()));
+                        Outcome::Finished
+                    }
+                }
+            }
+            Step::Hold { expire_after } => hold_step(inner, store, &mut job, expire_after).await?,
+        };
+        match outcome {
+            Outcome::Next => {
+                job.step += 1;
+                store.save(&job).await?;
+            }
+            Outcome::Finished => return finish(store, &job).await,
+            Outcome::Suspend => return Ok(()),
+        }
+    }
+}
+
+async fn finish(store: &TenantStore, job: &Job) -> Result<(), crate::store::StoreError> {
+    store.save(job).await?;
+    store.remove_document(job);
+    tracing::info!(tenant = %job.tenant, job = %job.id, state = job.state.as_str(), "job finished");
+    Ok(())
+}
+
+async fn forward_step(
+    inner: &Inner,
+    store: &Arc<TenantStore>,
+    job: &mut Job,
+    tenant: &crate::config::Tenant,
+    names: &[String],
+    fallback: Fallback,
+) -> Result<Outcome, crate::store::StoreError> {
+    let deadline_ms = job.created_ms + tenant.limits.delivery_timeout.as_millis() as u64;
+    if job.state != JobState::Processing {
+        job.set_state(JobState::Processing, format!("forwarding to {}", names.join(", ")));
+        store.save(job).await?;
+    }
+    loop {
+        for name in names {
+            let Some(device) = tenant.devices.get(name) else { continue };
+            let state = inner.devices.get(&tenant.id, device);
+            if state.down_until().is_some() {
+                continue;
+            }
+            let permit = tokio::select! {
+                p = state.permit.acquire() => p.expect("device semaphore is never closed"),
+                _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+            };
+            // Another job may have found the device down while we waited.
+            if state.down_until().is_some() {
+                continue;
+            }
+            job.delivering = Some(name.clone());
+            store.save(job).await?;
+            let path = store.spool_path(job.id);
+            let result = tokio::select! {
+                r = forward::send(device, &path) => r,
+                _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+            };
+            drop(permit);
+            job.delivering = None;
+            match result {
+                Ok(bytes) => {
+                    state.mark_up();
+                    job.history.push(crate::job::Event {
+                        at_ms: now_ms(),
+                        state: JobState::Processing,
+                        note: format!("delivered {bytes} bytes to {name} ({})", device.uri),
+                    });
+                    tracing::info!(tenant = %job.tenant, job = %job.id, device = %name, bytes, "delivered");
+                    return Ok(Outcome::Next);
+                }
+                Err(e) => {
+                    let backoff = state.mark_down();
+                    tracing::warn!(tenant = %job.tenant, job = %job.id, device = %name, error = %e, retry_in = ?backoff, "delivery failed");
+                    job.history.push(crate::job::Event {
+                        at_ms: now_ms(),
+                        state: JobState::Processing,
+                        note: format!("{name} ({}) failed: {e}", device.uri),
+                    });
+                    store.save(job).await?;
+                }
+            }
+        }
+        let now = now_ms();
+        if now >= deadline_ms {
+            let why = format!("no device of {} took the job within delivery-timeout", names.join(", "));
+            return Ok(match fallback {
+                Fallback::Abort => {
+                    job.set_state(JobState::Aborted, why);
+                    Outcome::Finished
+                }
+                Fallback::Hold => {
+                    job.set_state(JobState::Held, format!("{why}; held for release"));
+                    store.save(job).await?;
+                    hold_until_released(inner, store, job, None).await?
+                }
+            });
+        }
+        // Wait for the earliest device probe, or the deadline.
+        let next_probe = names
+            .iter()
+            .filter_map(|n| tenant.devices.get(n))
+            .filter_map(|d| inner.devices.get(&tenant.id, d).down_until())
+            .min();
+        let until_deadline = Duration::from_millis(deadline_ms - now);
+        let wait = next_probe
+            .map(|t| t.saturating_duration_since(tokio::time::Instant::now()))
+            .unwrap_or(Duration::ZERO)
+            .min(until_deadline);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+        }
+    }
+}
+
+async fn hold_step(
+    inner: &Inner,
+    store: &Arc<TenantStore>,
+    job: &mut Job,
+    expire_after: Option<Duration>,
+) -> Result<Outcome, crate::store::StoreError> {
+    if job.state != JobState::Held {
+        job.hold_until_ms = expire_after.map(|d| now_ms() + d.as_millis() as u64);
+        job.set_state(JobState::Held, "held until released");
+        store.save(job).await?;
+    }
+    let outcome = hold_until_released(inner, store, job, job.hold_until_ms).await?;
+    Ok(outcome)
+}
+
+/// Waits for a release or the expiry of a held job. On release the job goes
+/// on with its next step; on expiry it is canceled.
+async fn hold_until_released(
+    inner: &Inner,
+    _store: &Arc<TenantStore>,
+    job: &mut Job,
+    until_ms: Option<u64>,
+) -> Result<Outcome, crate::store::StoreError> {
+    let key = (job.tenant.clone(), job.id);
+    let notify = Arc::new(Notify::new());
+    inner.held.lock().expect("held map lock").insert(key.clone(), notify.clone());
+    let expiry = async {
+        match until_ms {
+            Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await,
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        _ = notify.notified() => {
+            job.hold_until_ms = None;
+            job.set_state(JobState::Pending, "released");
+            Outcome::Next
+        }
+        _ = expiry => {
+            job.set_state(JobState::Canceled, "hold expired");
+            Outcome::Finished
+        }
+        _ = inner.cancel.cancelled() => Outcome::Suspend,
+    };
+    inner.held.lock().expect("held map lock").remove(&key);
+    Ok(outcome)
+}
