@@ -356,22 +356,42 @@ impl DeviceUri {
             "lpd" => {
                 let queue = path.trim_start_matches('/');
                 if queue.is_empty() || queue.contains('/') {
-                    return Err(format!("an lpd URI names one queue, as lpd://host/queue: {uri:?}"));
+                    return Err(format!(
+                        "an lpd URI names one queue, as lpd://host/queue: {uri:?}"
+                    ));
                 }
                 let reserved_port = match query {
                     None => false,
                     Some("reserved-port=true") => true,
                     Some("reserved-port=false") => false,
-                    Some(q) => return Err(format!("unknown option {q:?} in {uri:?} (known: reserved-port=true)")),
+                    Some(q) => {
+                        return Err(format!(
+                            "unknown option {q:?} in {uri:?} (known: reserved-port=true)"
+                        ))
+                    }
                 };
-                Ok(DeviceUri::Lpd { host, port, queue: queue.to_owned(), reserved_port })
+                Ok(DeviceUri::Lpd {
+                    host,
+                    port,
+                    queue: queue.to_owned(),
+                    reserved_port,
+                })
             }
             _ => {
                 if query.is_some() {
                     return Err(format!("an ipp URI takes no query: {uri:?}"));
                 }
-                let path = if path.is_empty() { "/ipp/print".to_owned() } else { path.to_owned() };
-                Ok(DeviceUri::Ipp { tls: scheme == "ipps", host, port, path })
+                let path = if path.is_empty() {
+                    "/ipp/print".to_owned()
+                } else {
+                    path.to_owned()
+                };
+                Ok(DeviceUri::Ipp {
+                    tls: scheme == "ipps",
+                    host,
+                    port,
+                    path,
+                })
             }
         }
     }
@@ -379,32 +399,57 @@ impl DeviceUri {
     /// The device's host (name or literal address).
     pub fn host(&self) -> &str {
         match self {
-            DeviceUri::Socket { host, .. } | DeviceUri::Lpd { host, .. } | DeviceUri::Ipp { host, .. } => host,
+            DeviceUri::Socket { host, .. }
+            | DeviceUri::Lpd { host, .. }
+            | DeviceUri::Ipp { host, .. } => host,
         }
     }
 
     /// The device's TCP port.
     pub fn port(&self) -> u16 {
         match self {
-            DeviceUri::Socket { port, .. } | DeviceUri::Lpd { port, .. } | DeviceUri::Ipp { port, .. } => *port,
+            DeviceUri::Socket { port, .. }
+            | DeviceUri::Lpd { port, .. }
+            | DeviceUri::Ipp { port, .. } => *port,
         }
     }
 }
 
 impl fmt::Display for DeviceUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let host = |h: &str| if h.contains(':') { format!("[{h}]") } else { h.to_owned() };
+        let host = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_owned()
+            }
+        };
         match self {
             DeviceUri::Socket { host: h, port } => write!(f, "socket://{}:{port}", host(h)),
-            DeviceUri::Lpd { host: h, port, queue, reserved_port } => {
+            DeviceUri::Lpd {
+                host: h,
+                port,
+                queue,
+                reserved_port,
+            } => {
                 write!(f, "lpd://{}:{port}/{queue}", host(h))?;
                 if *reserved_port {
                     f.write_str("?reserved-port=true")?;
                 }
                 Ok(())
             }
-            DeviceUri::Ipp { tls, host: h, port, path } => {
-                write!(f, "{}://{}:{port}{path}", if *tls { "ipps" } else { "ipp" }, host(h))
+            DeviceUri::Ipp {
+                tls,
+                host: h,
+                port,
+                path,
+            } => {
+                write!(
+                    f,
+                    "{}://{}:{port}{path}",
+                    if *tls { "ipps" } else { "ipp" },
+                    host(h)
+                )
             }
         }
     }
@@ -428,7 +473,9 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
         Some((h, p)) => (h, p.parse().ok()?),
         None => (authority, default_port),
     };
-    let valid = !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+    let valid = !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
     (valid && port != 0).then(|| (h.to_owned(), port))
 }
 
@@ -524,7 +571,10 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
-            problems: vec![Problem { key: String::new(), message: format!("cannot read: {e}") }],
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }],
         })?;
         Config::parse(path, &text)
     }
@@ -534,21 +584,34 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
             file: path.to_owned(),
-            problems: vec![Problem { key: String::new(), message: e.to_string().trim_end().to_owned() }],
+            problems: vec![Problem {
+                key: String::new(),
+                message: e.to_string().trim_end().to_owned(),
+            }],
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut v = Validator { base, problems: Vec::new(), warnings: Vec::new() };
+        let mut v = Validator {
+            base,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        };
         let config = v.config(path, raw);
         if v.problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError { file: path.to_owned(), problems: v.problems })
+            Err(ConfigError {
+                file: path.to_owned(),
+                problems: v.problems,
+            })
         }
     }
 
     /// A tenant by id.
     pub fn tenant(&self, id: &TenantId) -> Option<&Tenant> {
-        self.tenants.binary_search_by(|t| t.id.cmp(id)).ok().map(|i| &self.tenants[i])
+        self.tenants
+            .binary_search_by(|t| t.id.cmp(id))
+            .ok()
+            .map(|i| &self.tenants[i])
     }
 
     /// Number of ranges over all tenants.
@@ -587,7 +650,10 @@ struct Validator {
 
 impl Validator {
     fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { key: key.into(), message: message.into() });
+        self.problems.push(Problem {
+            key: key.into(),
+            message: message.into(),
+        });
     }
 
     fn path(&self, p: PathBuf) -> PathBuf {
@@ -610,7 +676,13 @@ impl Validator {
             }
         }
         self.cross_tenant(&tenants);
-        Config { path: path.to_owned(), global, listeners, tenants, warnings: std::mem::take(&mut self.warnings) }
+        Config {
+            path: path.to_owned(),
+            global,
+            listeners,
+            tenants,
+            warnings: std::mem::take(&mut self.warnings),
+        }
     }
 
     fn global(&mut self, g: RawGlobal) -> Global {
@@ -664,14 +736,25 @@ impl Validator {
 
     fn limits(&mut self, key: &str, l: &RawLimits, base: &Limits) -> Limits {
         let out = Limits {
-            max_job_size: self.size(&format!("{key}.max-job-size"), l.max_job_size.as_ref()).unwrap_or(base.max_job_size),
-            spool_quota: self.size(&format!("{key}.spool-quota"), l.spool_quota.as_ref()).unwrap_or(base.spool_quota),
+            max_job_size: self
+                .size(&format!("{key}.max-job-size"), l.max_job_size.as_ref())
+                .unwrap_or(base.max_job_size),
+            spool_quota: self
+                .size(&format!("{key}.spool-quota"), l.spool_quota.as_ref())
+                .unwrap_or(base.spool_quota),
             max_connections: l.max_connections.unwrap_or(base.max_connections),
-            idle_timeout: self.duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref()).unwrap_or(base.idle_timeout),
+            idle_timeout: self
+                .duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref())
+                .unwrap_or(base.idle_timeout),
             delivery_timeout: self
-                .duration(&format!("{key}.delivery-timeout"), l.delivery_timeout.as_deref())
+                .duration(
+                    &format!("{key}.delivery-timeout"),
+                    l.delivery_timeout.as_deref(),
+                )
                 .unwrap_or(base.delivery_timeout),
-            retention: self.duration(&format!("{key}.retention"), l.retention.as_deref()).unwrap_or(base.retention),
+            retention: self
+                .duration(&format!("{key}.retention"), l.retention.as_deref())
+                .unwrap_or(base.retention),
         };
         if out.max_connections == 0 {
             self.err(format!("{key}.max-connections"), "must be at least 1");
@@ -689,10 +772,16 @@ impl Validator {
         for (i, l) in raw.into_iter().enumerate() {
             let key = format!("listener[{i}]");
             if let Some(j) = names.insert(l.name.clone(), i) {
-                self.err(format!("{key}.name"), format!("listener name {:?} is also used by listener[{j}]", l.name));
+                self.err(
+                    format!("{key}.name"),
+                    format!("listener name {:?} is also used by listener[{j}]", l.name),
+                );
             }
             if l.bind.is_empty() {
-                self.err(format!("{key}.bind"), "a listener needs at least one address");
+                self.err(
+                    format!("{key}.bind"),
+                    "a listener needs at least one address",
+                );
             }
             let mut addrs = Vec::new();
             for b in &l.bind {
@@ -712,23 +801,40 @@ impl Validator {
                     ),
                 }
             }
-            out.push(Listener { name: ListenerName(l.name), protocol: l.protocol, bind: addrs });
+            out.push(Listener {
+                name: ListenerName(l.name),
+                protocol: l.protocol,
+                bind: addrs,
+            });
         }
         out
     }
 
-    fn tenant(&mut self, key: &str, id: TenantId, t: RawTenant, global: &Limits, listeners: &[Listener]) -> Tenant {
+    fn tenant(
+        &mut self,
+        key: &str,
+        id: TenantId,
+        t: RawTenant,
+        global: &Limits,
+        listeners: &[Listener],
+    ) -> Tenant {
         let mut ranges = Vec::new();
         for r in &t.ranges {
             match r.parse::<IpNet>() {
                 Ok(n) if n.trunc() != n => self.err(
                     format!("{key}.ranges"),
-                    format!("{r} has bits set past its prefix length; did you mean {}?", n.trunc()),
+                    format!(
+                        "{r} has bits set past its prefix length; did you mean {}?",
+                        n.trunc()
+                    ),
                 ),
                 Ok(n) => ranges.push(n),
                 Err(_) => match r.parse::<IpAddr>() {
                     Ok(a) => ranges.push(IpNet::from(canonical(a))),
-                    Err(_) => self.err(format!("{key}.ranges"), format!("{r:?} is not a range (write e.g. \"10.1.0.0/16\")")),
+                    Err(_) => self.err(
+                        format!("{key}.ranges"),
+                        format!("{r:?} is not a range (write e.g. \"10.1.0.0/16\")"),
+                    ),
                 },
             }
         }
@@ -746,30 +852,48 @@ impl Validator {
         for (name, w) in t.workflow {
             let wkey = format!("{key}.workflow.{name}");
             if w.steps.is_empty() {
-                self.err(format!("{wkey}.steps"), "a workflow needs at least one step");
+                self.err(
+                    format!("{wkey}.steps"),
+                    "a workflow needs at least one step",
+                );
             }
             let mut steps = Vec::new();
             for (i, s) in w.steps.into_iter().enumerate() {
                 let skey = format!("{wkey}.steps[{i}]");
                 steps.push(match s {
                     RawStep::Hold { expire_after } => Step::Hold {
-                        expire_after: self.duration(&format!("{skey}.expire-after"), expire_after.as_deref()),
+                        expire_after: self
+                            .duration(&format!("{skey}.expire-after"), expire_after.as_deref()),
                     },
-                    RawStep::Forward { devices: names, fallback } => {
+                    RawStep::Forward {
+                        devices: names,
+                        fallback,
+                    } => {
                         if names.is_empty() {
-                            self.err(format!("{skey}.devices"), "a forward step needs at least one device");
+                            self.err(
+                                format!("{skey}.devices"),
+                                "a forward step needs at least one device",
+                            );
                         }
                         for n in &names {
                             if !devices.contains_key(n) {
                                 self.err(
                                     format!("{skey}.devices"),
-                                    format!("unknown device {n:?} (tenant {id} has: {})", list(devices.keys())),
+                                    format!(
+                                        "unknown device {n:?} (tenant {id} has: {})",
+                                        list(devices.keys())
+                                    ),
                                 );
                             }
                         }
-                        Step::Forward { devices: names, fallback: fallback.unwrap_or_default() }
+                        Step::Forward {
+                            devices: names,
+                            fallback: fallback.unwrap_or_default(),
+                        }
                     }
-                    RawStep::Store { folder } => Step::Store { folder: self.path(folder) },
+                    RawStep::Store { folder } => Step::Store {
+                        folder: self.path(folder),
+                    },
                 });
             }
             workflows.insert(name.clone(), Workflow { name, steps });
@@ -781,40 +905,58 @@ impl Validator {
             if !listeners.iter().any(|l| l.name.0 == inp.listener) {
                 self.err(
                     format!("{ikey}.listener"),
-                    format!("unknown listener {:?} (defined: {})", inp.listener, list(listeners.iter().map(|l| &l.name.0))),
+                    format!(
+                        "unknown listener {:?} (defined: {})",
+                        inp.listener,
+                        list(listeners.iter().map(|l| &l.name.0))
+                    ),
                 );
             }
             if !workflows.contains_key(&inp.workflow) {
                 self.err(
                     format!("{ikey}.workflow"),
-                    format!("unknown workflow {:?} (tenant {id} has: {})", inp.workflow, list(workflows.keys())),
+                    format!(
+                        "unknown workflow {:?} (tenant {id} has: {})",
+                        inp.workflow,
+                        list(workflows.keys())
+                    ),
                 );
             }
             if let Some(q) = &inp.queue {
                 let ok = !q.is_empty()
                     && q.len() <= MAX_QUEUE_NAME_LEN
-                    && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+                    && q.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
                 if !ok {
                     self.err(format!("{ikey}.queue"), format!("{q:?}: a queue name is 1-{MAX_QUEUE_NAME_LEN} characters of A-Z, a-z, 0-9, '-', '_' or '.'"));
                 }
             }
             if let Some(j) = seen.insert((inp.listener.clone(), inp.queue.clone()), i) {
                 self.err(
-                    format!("{ikey}"),
+                    ikey.clone(),
                     format!(
                         "input[{j}] already binds listener {:?} queue {}",
                         inp.listener,
-                        inp.queue.as_deref().map_or("(default)".to_owned(), |q| format!("{q:?}"))
+                        inp.queue
+                            .as_deref()
+                            .map_or("(default)".to_owned(), |q| format!("{q:?}"))
                     ),
                 );
             }
-            inputs.push(Input { listener: ListenerName(inp.listener), queue: inp.queue, workflow: inp.workflow });
+            inputs.push(Input {
+                listener: ListenerName(inp.listener),
+                queue: inp.queue,
+                workflow: inp.workflow,
+            });
         }
         Tenant {
             name: t.name.unwrap_or_else(|| id.to_string()),
             id,
             ranges,
-            admins: Admins { unix_users: t.admins.unix_users, unix_groups: t.admins.unix_groups },
+            admins: Admins {
+                unix_users: t.admins.unix_users,
+                unix_groups: t.admins.unix_groups,
+            },
             limits,
             devices,
             workflows,
@@ -824,8 +966,11 @@ impl Validator {
 
     /// Checks that need every tenant: overlapping ranges, devices in another tenant's range.
     fn cross_tenant(&mut self, tenants: &[Tenant]) {
-        let owners: Vec<(usize, IpNet)> =
-            tenants.iter().enumerate().flat_map(|(i, t)| t.ranges.iter().map(move |r| (i, *r))).collect();
+        let owners: Vec<(usize, IpNet)> = tenants
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.ranges.iter().map(move |r| (i, *r)))
+            .collect();
         let nets: Vec<IpNet> = owners.iter().map(|o| o.1).collect();
         let mut reported = BTreeSet::new();
         for (a, b) in find_overlaps(&nets) {
@@ -834,16 +979,27 @@ impl Validator {
                 continue;
             }
             let (ida, idb) = (&tenants[ta].id, &tenants[tb].id);
-            let what = if ra == rb { "is the same range as" } else { "overlaps" };
+            let what = if ra == rb {
+                "is the same range as"
+            } else {
+                "overlaps"
+            };
             self.err(
                 format!("tenant.{idb}.ranges"),
                 format!("{rb} (tenant {idb}) {what} {ra} (tenant {ida}); an address must belong to exactly one tenant"),
             );
         }
-        let table = RoutingTable::build(&owners.iter().map(|&(i, r)| (r, i as u32)).collect::<Vec<_>>());
+        let table = RoutingTable::build(
+            &owners
+                .iter()
+                .map(|&(i, r)| (r, i as u32))
+                .collect::<Vec<_>>(),
+        );
         for (i, t) in tenants.iter().enumerate() {
             for d in t.devices.values() {
-                let Ok(ip) = d.uri.host().parse::<IpAddr>() else { continue };
+                let Ok(ip) = d.uri.host().parse::<IpAddr>() else {
+                    continue;
+                };
                 match table.route(ip) {
                     Some(r) if r.tenant as usize != i => {
                         let other = &tenants[r.tenant as usize].id;
@@ -880,12 +1036,15 @@ mod tests {
     pub(crate) const DESIGN_EXAMPLE: &str = include_str!("../tests/data/design-example.toml");
 
     fn problems(text: &str) -> Vec<Problem> {
-        Config::parse(Path::new("/etc/printroute/t.toml"), text).expect_err("config should be refused").problems
+        Config::parse(Path::new("/etc/printroute/t.toml"), text)
+            .expect_err("config should be refused")
+            .problems
     }
 
     #[test]
     fn design_example_is_accepted_as_written() {
-        let c = Config::parse(Path::new("/etc/printroute/printroute.toml"), DESIGN_EXAMPLE).unwrap();
+        let c =
+            Config::parse(Path::new("/etc/printroute/printroute.toml"), DESIGN_EXAMPLE).unwrap();
         assert_eq!(c.summary(), "2 tenants, 3 ranges, 3 listeners");
         let acme = c.tenant(&TenantId::parse("acme").unwrap()).unwrap();
         assert_eq!(acme.limits.spool_quota, 5 << 30);
@@ -893,11 +1052,19 @@ mod tests {
         assert_eq!(acme.inputs.len(), 3);
         assert_eq!(
             acme.workflows["secure"].steps[1],
-            Step::Forward { devices: vec!["floor1".into()], fallback: Fallback::Hold }
+            Step::Forward {
+                devices: vec!["floor1".into()],
+                fallback: Fallback::Hold
+            }
         );
         assert_eq!(
             acme.devices["floor2"].uri,
-            DeviceUri::Ipp { tls: false, host: "10.1.2.51".into(), port: 631, path: "/ipp/print".into() }
+            DeviceUri::Ipp {
+                tls: false,
+                host: "10.1.2.51".into(),
+                port: 631,
+                path: "/ipp/print".into()
+            }
         );
     }
 
@@ -914,8 +1081,18 @@ mod tests {
             "#,
         );
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p.iter().any(|p| p.message.contains("10.1.2.0/24 (tenant a) overlaps 10.1.0.0/16 (tenant a)")), "{p:?}");
-        assert!(p.iter().any(|p| p.key == "tenant.b.ranges" && p.message.contains("10.1.128.0/17 (tenant b) overlaps 10.1.0.0/16 (tenant a)")), "{p:?}");
+        assert!(
+            p.iter().any(|p| p
+                .message
+                .contains("10.1.2.0/24 (tenant a) overlaps 10.1.0.0/16 (tenant a)")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|p| p.key == "tenant.b.ranges"
+                && p.message
+                    .contains("10.1.128.0/17 (tenant b) overlaps 10.1.0.0/16 (tenant a)")),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -967,13 +1144,17 @@ mod tests {
         ] {
             assert!(keys.contains(&k), "no problem reported for {k}: {p:#?}");
         }
-        let p2 = p.iter().find(|p| p.key == "tenant.a.device.p2.uri").unwrap();
+        let p2 = p
+            .iter()
+            .find(|p| p.key == "tenant.a.device.p2.uri")
+            .unwrap();
         assert!(p2.message.contains("10.2.0.0/16 of tenant b"), "{p2:?}");
     }
 
     #[test]
     fn unknown_keys_are_errors_with_their_place() {
-        let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = []\ncolour = \"red\"\n");
+        let p =
+            problems("[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = []\ncolour = \"red\"\n");
         assert!(p[0].message.contains("unknown field `colour`"), "{p:?}");
         assert!(p[0].message.contains("line 5"), "{p:?}");
         let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a.workflow.w]\nsteps = [{ step = \"forward\", devices = [], colour = 1 }]\n");
@@ -995,14 +1176,34 @@ mod tests {
     fn device_uris_parse() {
         assert_eq!(
             DeviceUri::parse("lpd://10.2.0.9/lobby?reserved-port=true").unwrap(),
-            DeviceUri::Lpd { host: "10.2.0.9".into(), port: 515, queue: "lobby".into(), reserved_port: true }
+            DeviceUri::Lpd {
+                host: "10.2.0.9".into(),
+                port: 515,
+                queue: "lobby".into(),
+                reserved_port: true
+            }
         );
         assert_eq!(
             DeviceUri::parse("socket://[2001:db8::5]:9101").unwrap(),
-            DeviceUri::Socket { host: "2001:db8::5".into(), port: 9101 }
+            DeviceUri::Socket {
+                host: "2001:db8::5".into(),
+                port: 9101
+            }
         );
-        assert_eq!(DeviceUri::parse("socket://printer.example:9100").unwrap().to_string(), "socket://printer.example:9100");
-        for bad in ["http://x", "socket://", "socket://a b", "lpd://x", "socket://x:99999", "socket://x/y"] {
+        assert_eq!(
+            DeviceUri::parse("socket://printer.example:9100")
+                .unwrap()
+                .to_string(),
+            "socket://printer.example:9100"
+        );
+        for bad in [
+            "http://x",
+            "socket://",
+            "socket://a b",
+            "lpd://x",
+            "socket://x:99999",
+            "socket://x/y",
+        ] {
             assert!(DeviceUri::parse(bad).is_err(), "{bad} accepted");
         }
     }

@@ -49,7 +49,10 @@ impl Shared {
         let now = now_ms();
         let last = self.refusals_last_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
-            && self.refusals_last_ms.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self
+                .refusals_last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             let suppressed = self.refusals_suppressed.swap(0, Ordering::Relaxed);
             tracing::warn!(%listener, %peer, reason, suppressed, "refused");
@@ -97,9 +100,17 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, DaemonError> {
     let mut out = Vec::new();
     for l in &config.listeners {
         for &addr in &l.bind {
-            let socket = crate::listener::bind(addr)
-                .map_err(|err| DaemonError::Bind { name: l.name.clone(), addr, err })?;
-            out.push(BoundListener { name: l.name.clone(), protocol: l.protocol, configured: addr, socket });
+            let socket = crate::listener::bind(addr).map_err(|err| DaemonError::Bind {
+                name: l.name.clone(),
+                addr,
+                err,
+            })?;
+            out.push(BoundListener {
+                name: l.name.clone(),
+                protocol: l.protocol,
+                configured: addr,
+                socket,
+            });
         }
     }
     Ok(out)
@@ -135,7 +146,11 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(config, stores.clone(), None)));
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
+        config,
+        stores.clone(),
+        None,
+    )));
     let dispatcher = Dispatcher::new(snapshot.clone());
     let mut resumed = 0;
     for s in &stores {
@@ -149,7 +164,11 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         refusals_last_ms: AtomicU64::new(0),
         refusals_suppressed: AtomicU64::new(0),
     });
-    let mut daemon = Daemon { shared: shared.clone(), config_path, listeners: HashMap::new() };
+    let mut daemon = Daemon {
+        shared: shared.clone(),
+        config_path,
+        listeners: HashMap::new(),
+    };
     for b in bound {
         daemon.serve(b);
     }
@@ -174,7 +193,10 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         let _ = r.task.await;
     }
     shared.connections.close();
-    if tokio::time::timeout(grace, shared.connections.wait()).await.is_err() {
+    if tokio::time::timeout(grace, shared.connections.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace period over; cutting off receives still in flight (they were not acknowledged)");
     }
     dispatcher.shutdown().await;
@@ -185,15 +207,25 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
 
 impl Daemon {
     fn serve(&mut self, b: BoundListener) {
-        let key = ListenerKey { name: b.name.clone(), protocol: b.protocol, addr: b.configured };
-        let listener = match b.socket.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(b.socket)) {
+        let key = ListenerKey {
+            name: b.name.clone(),
+            protocol: b.protocol,
+            addr: b.configured,
+        };
+        let listener = match b
+            .socket
+            .set_nonblocking(true)
+            .and_then(|_| tokio::net::TcpListener::from_std(b.socket))
+        {
             Ok(l) => l,
             Err(e) => {
                 tracing::error!(listener = %b.name, addr = %b.configured, error = %e, "cannot serve listener");
                 return;
             }
         };
-        let local = listener.local_addr().map_or_else(|_| b.configured.to_string(), |a| a.to_string());
+        let local = listener
+            .local_addr()
+            .map_or_else(|_| b.configured.to_string(), |a| a.to_string());
         announce(&format!("listening {} {} {local}", b.name, b.protocol));
         tracing::info!(listener = %b.name, protocol = %b.protocol, addr = %local, "listening");
         let stop = CancellationToken::new();
@@ -209,7 +241,10 @@ impl Daemon {
 
     /// Builds the new snapshot aside and swaps it in; on any error the old one stays.
     async fn reload(&mut self) {
-        notify(&format!("RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading", monotonic_usec()));
+        notify(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
+            monotonic_usec()
+        ));
         match self.try_reload().await {
             Ok(summary) => {
                 tracing::info!("config reloaded: {summary}");
@@ -217,32 +252,56 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!("reload refused, the previous config stays in force:\n{e}");
-                notify(&format!("READY=1\nSTATUS=reload failed, previous config in force: {}", e.lines().next().unwrap_or("")));
+                notify(&format!(
+                    "READY=1\nSTATUS=reload failed, previous config in force: {}",
+                    e.lines().next().unwrap_or("")
+                ));
             }
         }
     }
 
     async fn try_reload(&mut self) -> Result<String, String> {
         let path = self.config_path.clone();
-        let config = blocking(move || Config::load(&path)).await.map_err(|e| e.to_string())?;
+        let config = blocking(move || Config::load(&path))
+            .await
+            .map_err(|e| e.to_string())?;
         for w in &config.warnings {
             tracing::warn!("{}: {w}", config.path.display());
         }
         let old = self.shared.snapshot.load_full();
         let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
         let store = self.shared.store.clone();
-        let stores: Vec<Arc<TenantStore>> =
-            blocking(move || store.provision(&ids)).await.map_err(|e| format!("store: {e}"))?;
+        let stores: Vec<Arc<TenantStore>> = blocking(move || store.provision(&ids))
+            .await
+            .map_err(|e| format!("store: {e}"))?;
 
         let wanted: Vec<ListenerKey> = config
             .listeners
             .iter()
-            .flat_map(|l| l.bind.iter().map(|&addr| ListenerKey { name: l.name.clone(), protocol: l.protocol, addr }))
+            .flat_map(|l| {
+                l.bind.iter().map(|&addr| ListenerKey {
+                    name: l.name.clone(),
+                    protocol: l.protocol,
+                    addr,
+                })
+            })
             .collect();
-        let removed: Vec<ListenerKey> = self.listeners.keys().filter(|k| !wanted.contains(k)).cloned().collect();
-        let added: Vec<ListenerKey> = wanted.iter().filter(|k| !self.listeners.contains_key(k)).cloned().collect();
+        let removed: Vec<ListenerKey> = self
+            .listeners
+            .keys()
+            .filter(|k| !wanted.contains(k))
+            .cloned()
+            .collect();
+        let added: Vec<ListenerKey> = wanted
+            .iter()
+            .filter(|k| !self.listeners.contains_key(k))
+            .cloned()
+            .collect();
         // A listener whose address moves to another definition must let go first.
-        for k in removed.iter().filter(|k| added.iter().any(|a| a.addr == k.addr)) {
+        for k in removed
+            .iter()
+            .filter(|k| added.iter().any(|a| a.addr == k.addr))
+        {
             if let Some(r) = self.listeners.remove(k) {
                 r.stop.cancel();
                 let _ = r.task.await;
@@ -252,7 +311,12 @@ impl Daemon {
         for k in &added {
             let socket = crate::listener::bind(k.addr)
                 .map_err(|e| format!("cannot bind listener {} on {}: {e}", k.name, k.addr))?;
-            bound.push(BoundListener { name: k.name.clone(), protocol: k.protocol, configured: k.addr, socket });
+            bound.push(BoundListener {
+                name: k.name.clone(),
+                protocol: k.protocol,
+                configured: k.addr,
+                socket,
+            });
         }
         let summary = config.summary();
         let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
@@ -270,7 +334,11 @@ impl Daemon {
         // Tenants that (re)appear resume their queued jobs.
         for (i, t) in snapshot.config.tenants.iter().enumerate() {
             if old.tenant_index(&t.id).is_none() {
-                let n = self.shared.dispatcher.resume(&snapshot.stores[i]).map_err(|e| format!("store: {e}"))?;
+                let n = self
+                    .shared
+                    .dispatcher
+                    .resume(&snapshot.stores[i])
+                    .map_err(|e| format!("store: {e}"))?;
                 if n > 0 {
                     tracing::info!(tenant = %t.id, jobs = n, "resumed queued jobs of a returning tenant");
                 }
@@ -290,5 +358,7 @@ fn announce(line: &str) {
 async fn blocking<T: Send + 'static, E: Send + 'static>(
     f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, E> {
-    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
 }

@@ -28,8 +28,11 @@ impl TenantId {
     pub fn parse(s: &str) -> Result<Self, BadTenantId> {
         let ok = !s.is_empty()
             && s.len() <= MAX_TENANT_ID_LEN
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && s.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(TenantId(s.to_owned()))
         } else {

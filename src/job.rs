@@ -30,7 +30,10 @@ pub enum JobState {
 impl JobState {
     /// True for states a job never leaves.
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Completed | JobState::Aborted | JobState::Canceled)
+        matches!(
+            self,
+            JobState::Completed | JobState::Aborted | JobState::Canceled
+        )
     }
 
     /// The state's name, as shown to admins.
@@ -120,11 +123,17 @@ impl Job {
     /// Moves the job to `state` and records why.
     pub fn set_state(&mut self, state: JobState, note: impl Into<String>) {
         self.state = state;
-        self.history.push(Event { at_ms: now_ms(), state, note: note.into() });
+        self.history.push(Event {
+            at_ms: now_ms(),
+            state,
+            note: note.into(),
+        });
     }
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

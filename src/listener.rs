@@ -69,7 +69,10 @@ pub async fn accept_loop(
                 Admission::NoTenant
             }
             Some(i) => {
-                let routed = Routed { snapshot, index: i as usize };
+                let routed = Routed {
+                    snapshot,
+                    index: i as usize,
+                };
                 match routed.admit() {
                     Some(slot) => Admission::Admitted { routed, slot },
                     None => {
@@ -79,7 +82,13 @@ pub async fn accept_loop(
                 }
             }
         };
-        let conn = Connection { stream, peer, listener: name.clone(), admission, shared: shared.clone() };
+        let conn = Connection {
+            stream,
+            peer,
+            listener: name.clone(),
+            admission,
+            shared: shared.clone(),
+        };
         shared.connections.spawn(serve(protocol, conn));
     }
 }
@@ -87,9 +96,7 @@ pub async fn accept_loop(
 async fn serve(protocol: Protocol, conn: Connection) {
     match protocol {
         Protocol::Raw => protocol::raw::serve(conn).await,
-        Protocol::Lpd | Protocol::Ipp => {
-            conn.shared.refused(&conn.listener, conn.peer, "protocol not built yet");
-            protocol::reset(conn.stream)
-        }
+        Protocol::Lpd => protocol::lpd::serve(conn).await,
+        Protocol::Ipp => protocol::ipp::serve(conn).await,
     }
 }

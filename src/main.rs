@@ -42,14 +42,18 @@ enum Command {
         config: PathBuf,
     },
     /// Validate a config file: prints "ok" and a summary, or every error (exit 78).
-    #[command(after_help = "Example:\n  printroute check /etc/printroute/printroute.toml && systemctl reload printroute")]
+    #[command(
+        after_help = "Example:\n  printroute check /etc/printroute/printroute.toml && systemctl reload printroute"
+    )]
     Check {
         /// The config file.
         #[arg(default_value = DEFAULT_CONFIG)]
         file: PathBuf,
     },
     /// Show which tenant and range an address routes to.
-    #[command(after_help = "Examples:\n  printroute which 10.1.2.3\n  printroute which ::ffff:10.1.2.3 --config my.toml")]
+    #[command(
+        after_help = "Examples:\n  printroute which 10.1.2.3\n  printroute which ::ffff:10.1.2.3 --config my.toml"
+    )]
     Which {
         /// An IPv4 or IPv6 address.
         address: IpAddr,
@@ -112,7 +116,10 @@ fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(EX_OSERR);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -121,7 +128,8 @@ fn serve(path: PathBuf) -> ExitCode {
     };
     match runtime.block_on(printroute::daemon::run(config, bound)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ printroute::daemon::DaemonError::Bind { .. }) | Err(e @ printroute::daemon::DaemonError::Store(_)) => {
+        Err(e @ printroute::daemon::DaemonError::Bind { .. })
+        | Err(e @ printroute::daemon::DaemonError::Store(_)) => {
             tracing::error!("{e}");
             ExitCode::from(EX_OSERR)
         }

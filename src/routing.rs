@@ -53,7 +53,11 @@ struct Intervals<T> {
 
 impl<T> Default for Intervals<T> {
     fn default() -> Self {
-        Intervals { start: Vec::new(), end: Vec::new(), tenant: Vec::new() }
+        Intervals {
+            start: Vec::new(),
+            end: Vec::new(),
+            tenant: Vec::new(),
+        }
     }
 }
 
@@ -94,12 +98,18 @@ fn v6_bounds(n: &Ipv6Net) -> (u128, u128) {
 }
 
 fn v4_net(start: u32, end: u32) -> IpNet {
-    let len = 32 - (end - start).checked_add(1).map_or(32, |size| size.trailing_zeros());
+    let len = 32
+        - (end - start)
+            .checked_add(1)
+            .map_or(32, |size| size.trailing_zeros());
     IpNet::V4(Ipv4Net::new(Ipv4Addr::from(start), len as u8).expect("prefix length <= 32"))
 }
 
 fn v6_net(start: u128, end: u128) -> IpNet {
-    let len = 128 - (end - start).checked_add(1).map_or(128, |size| size.trailing_zeros());
+    let len = 128
+        - (end - start)
+            .checked_add(1)
+            .map_or(128, |size| size.trailing_zeros());
     IpNet::V6(Ipv6Net::new(Ipv6Addr::from(start), len as u8).expect("prefix length <= 128"))
 }
 
@@ -122,7 +132,10 @@ impl RoutingTable {
                 }
             }
         }
-        RoutingTable { v4: Intervals::build(v4), v6: Intervals::build(v6) }
+        RoutingTable {
+            v4: Intervals::build(v4),
+            v6: Intervals::build(v6),
+        }
     }
 
     /// The tenant of a (canonicalised) address, if any.
@@ -187,14 +200,14 @@ impl TrieTable {
     /// Longest-prefix match of a (canonicalised) address.
     pub fn route(&self, ip: IpAddr) -> Option<Route> {
         match canonical(ip) {
-            IpAddr::V4(a) => self
-                .v4
-                .get_lpm(&Ipv4Net::from(a))
-                .map(|(n, t)| Route { tenant: *t, range: IpNet::V4(n) }),
-            IpAddr::V6(a) => self
-                .v6
-                .get_lpm(&Ipv6Net::from(a))
-                .map(|(n, t)| Route { tenant: *t, range: IpNet::V6(n) }),
+            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(|(n, t)| Route {
+                tenant: *t,
+                range: IpNet::V4(n),
+            }),
+            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(|(n, t)| Route {
+                tenant: *t,
+                range: IpNet::V6(n),
+            }),
         }
     }
 }
@@ -252,7 +265,11 @@ mod tests {
 
     #[test]
     fn longest_prefix_and_v4_mapped_addresses_route() {
-        let entries = vec![(net("10.1.0.0/16"), 0), (net("10.2.0.0/16"), 1), (net("2001:db8:1::/48"), 0)];
+        let entries = vec![
+            (net("10.1.0.0/16"), 0),
+            (net("10.2.0.0/16"), 1),
+            (net("2001:db8:1::/48"), 0),
+        ];
         let t = RoutingTable::build(&entries);
         assert_eq!(t.lookup("10.1.2.3".parse().unwrap()), Some(0));
         assert_eq!(t.lookup("::ffff:10.2.0.9".parse().unwrap()), Some(1));
@@ -267,13 +284,21 @@ mod tests {
     #[test]
     fn whole_address_space_ranges_reconstruct() {
         let t = RoutingTable::build(&[(net("0.0.0.0/0"), 3), (net("::/0"), 4)]);
-        assert_eq!(t.route("1.2.3.4".parse().unwrap()).unwrap().range, net("0.0.0.0/0"));
+        assert_eq!(
+            t.route("1.2.3.4".parse().unwrap()).unwrap().range,
+            net("0.0.0.0/0")
+        );
         assert_eq!(t.route("::1".parse().unwrap()).unwrap().range, net("::/0"));
     }
 
     #[test]
     fn overlaps_name_both_ranges() {
-        let ranges = vec![net("10.1.0.0/16"), net("10.2.0.0/16"), net("10.1.5.0/24"), net("10.1.0.0/16")];
+        let ranges = vec![
+            net("10.1.0.0/16"),
+            net("10.2.0.0/16"),
+            net("10.1.5.0/24"),
+            net("10.1.0.0/16"),
+        ];
         let mut o = find_overlaps(&ranges);
         o.sort();
         assert_eq!(o.len(), 2);
@@ -283,11 +308,13 @@ mod tests {
     }
 
     fn arb_v4_net() -> impl Strategy<Value = IpNet> {
-        (any::<u32>(), 8u8..=32).prop_map(|(a, l)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc()))
+        (any::<u32>(), 8u8..=32)
+            .prop_map(|(a, l)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(a), l).unwrap().trunc()))
     }
 
     fn arb_v6_net() -> impl Strategy<Value = IpNet> {
-        (any::<u128>(), 16u8..=128).prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc()))
+        (any::<u128>(), 16u8..=128)
+            .prop_map(|(a, l)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(a), l).unwrap().trunc()))
     }
 
     /// Drops every range that overlaps an earlier kept one, as config validation would refuse it.
@@ -298,7 +325,10 @@ mod tests {
                 kept.push(n);
             }
         }
-        kept.into_iter().enumerate().map(|(i, n)| (n, i as TenantIdx)).collect()
+        kept.into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, i as TenantIdx))
+            .collect()
     }
 
     proptest! {

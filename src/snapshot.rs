@@ -37,19 +37,37 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot; `stores` must be aligned with `config.tenants`.
     /// Runtime counters of tenants already in `previous` are carried over.
-    pub fn build(config: Config, stores: Vec<Arc<TenantStore>>, previous: Option<&Snapshot>) -> Snapshot {
+    pub fn build(
+        config: Config,
+        stores: Vec<Arc<TenantStore>>,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         assert_eq!(stores.len(), config.tenants.len(), "one store per tenant");
         let routing = config.routing_table();
         let runtimes = config
             .tenants
             .iter()
-            .map(|t| previous.and_then(|p| p.runtime_of(&t.id)).unwrap_or_default())
+            .map(|t| {
+                previous
+                    .and_then(|p| p.runtime_of(&t.id))
+                    .unwrap_or_default()
+            })
             .collect();
-        Snapshot { config, routing, stores, runtimes, loaded_at: SystemTime::now() }
+        Snapshot {
+            config,
+            routing,
+            stores,
+            runtimes,
+            loaded_at: SystemTime::now(),
+        }
     }
 
     fn runtime_of(&self, id: &TenantId) -> Option<Arc<TenantRuntime>> {
-        let i = self.config.tenants.binary_search_by(|t| t.id.cmp(id)).ok()?;
+        let i = self
+            .config
+            .tenants
+            .binary_search_by(|t| t.id.cmp(id))
+            .ok()?;
         Some(self.runtimes[i].clone())
     }
 
@@ -91,7 +109,10 @@ impl Routed {
 
     /// The tenant's input on a listener and queue (`None`: the default queue).
     pub fn input(&self, listener: &ListenerName, queue: Option<&str>) -> Option<&Input> {
-        self.tenant().inputs.iter().find(|i| &i.listener == listener && i.queue.as_deref() == queue)
+        self.tenant()
+            .inputs
+            .iter()
+            .find(|i| &i.listener == listener && i.queue.as_deref() == queue)
     }
 
     /// Takes a connection slot of the tenant, if it has one free.
@@ -99,7 +120,9 @@ impl Routed {
         let rt = self.runtime().clone();
         let max = self.tenant().limits.max_connections;
         rt.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .ok()
             .map(|_| ConnectionSlot(rt))
     }

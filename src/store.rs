@@ -99,7 +99,9 @@ pub enum StoreError {
         err: serde_json::Error,
     },
     /// The database was written by a newer printroute.
-    #[error("database schema version {found} is not {SCHEMA_VERSION}; use the printroute that wrote it")]
+    #[error(
+        "database schema version {found} is not {SCHEMA_VERSION}; use the printroute that wrote it"
+    )]
     Schema {
         /// The version found.
         found: String,
@@ -200,7 +202,11 @@ impl Committer {
                 }
                 let g = p.generation;
                 p.generation += 1;
-                (std::mem::take(&mut p.ops), std::mem::take(&mut p.sync_spool), g)
+                (
+                    std::mem::take(&mut p.ops),
+                    std::mem::take(&mut p.sync_spool),
+                    g,
+                )
             };
             if let Err(e) = Self::flush_group(db, db_file, spool_root, ops, sync_spool) {
                 tracing::error!(error = %e, "group commit failed; the store accepts no more writes");
@@ -210,7 +216,13 @@ impl Committer {
         }
     }
 
-    fn flush_group(db: &sled::Db, db_file: &File, spool_root: &File, ops: Vec<Op>, sync_spool: bool) -> Result<(), StoreError> {
+    fn flush_group(
+        db: &sled::Db,
+        db_file: &File,
+        spool_root: &File,
+        ops: Vec<Op>,
+        sync_spool: bool,
+    ) -> Result<(), StoreError> {
         if sync_spool {
             rustix::fs::syncfs(spool_root).map_err(io::Error::from)?;
         }
@@ -223,7 +235,10 @@ impl Committer {
                     t.remove(k)?;
                 }
                 Op::CounterMax(t, k, v) => {
-                    let cur = t.get(k)?.and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok()).map_or(0, u32::from_be_bytes);
+                    let cur = t
+                        .get(k)?
+                        .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+                        .map_or(0, u32::from_be_bytes);
                     if v > cur {
                         t.insert(k, &v.to_be_bytes())?;
                     }
@@ -270,7 +285,11 @@ impl Store {
                 meta.insert(keys::SCHEMA, SCHEMA_VERSION.to_string().as_bytes())?;
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_string().as_bytes() => {}
-            Some(v) => return Err(StoreError::Schema { found: String::from_utf8_lossy(&v).into_owned() }),
+            Some(v) => {
+                return Err(StoreError::Schema {
+                    found: String::from_utf8_lossy(&v).into_owned(),
+                })
+            }
         }
         db.flush()?;
         let db_file = File::open(db_dir.join("db"))?;
@@ -281,7 +300,10 @@ impl Store {
             meta,
             spool_root,
             committer: Arc::new(Committer {
-                pending: Mutex::new(Pending { generation: 1, ..Pending::default() }),
+                pending: Mutex::new(Pending {
+                    generation: 1,
+                    ..Pending::default()
+                }),
                 wake: Condvar::new(),
                 flushed,
                 poisoned: AtomicBool::new(false),
@@ -293,7 +315,10 @@ impl Store {
         let handle = std::thread::Builder::new()
             .name("store-flusher".into())
             .spawn(move || committer.run(&db, &db_file, &spool_root_dir))?;
-        Ok(Store { inner, flusher: Arc::new(Mutex::new(Some(handle))) })
+        Ok(Store {
+            inner,
+            flusher: Arc::new(Mutex::new(Some(handle))),
+        })
     }
 
     /// Tenants the store holds data of (provisioned now or earlier, not purged).
@@ -301,7 +326,10 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.inner.meta.scan_prefix(keys::REGISTRY_PREFIX) {
             let (k, _) = kv?;
-            if let Some(id) = std::str::from_utf8(&k[keys::REGISTRY_PREFIX.len()..]).ok().and_then(|s| TenantId::parse(s).ok()) {
+            if let Some(id) = std::str::from_utf8(&k[keys::REGISTRY_PREFIX.len()..])
+                .ok()
+                .and_then(|s| TenantId::parse(s).ok())
+            {
                 out.push(id);
             }
         }
@@ -323,10 +351,24 @@ impl Store {
             let spool_dir = self.inner.spool_root.join(id.as_str());
             std::fs::create_dir_all(&spool_dir)?;
             if self.inner.meta.get(keys::registry(id))?.is_none() {
-                registry_ops.push(Op::Insert(self.inner.meta.clone(), keys::registry(id), now_ms().to_string().into_bytes()));
+                registry_ops.push(Op::Insert(
+                    self.inner.meta.clone(),
+                    keys::registry(id),
+                    now_ms().to_string().into_bytes(),
+                ));
             }
-            let t = Arc::new(TenantStore::open(id.clone(), tree, spool_dir, self.inner.committer.clone(), self.inner.incoming_seq.clone())?);
-            self.inner.tenants.write().expect("tenant map lock").insert(id.clone(), t.clone());
+            let t = Arc::new(TenantStore::open(
+                id.clone(),
+                tree,
+                spool_dir,
+                self.inner.committer.clone(),
+                self.inner.incoming_seq.clone(),
+            )?);
+            self.inner
+                .tenants
+                .write()
+                .expect("tenant map lock")
+                .insert(id.clone(), t.clone());
             out.push(t);
         }
         if !registry_ops.is_empty() {
@@ -337,7 +379,12 @@ impl Store {
 
     /// An open tenant collection.
     pub fn tenant(&self, id: &TenantId) -> Option<Arc<TenantStore>> {
-        self.inner.tenants.read().expect("tenant map lock").get(id).cloned()
+        self.inner
+            .tenants
+            .read()
+            .expect("tenant map lock")
+            .get(id)
+            .cloned()
     }
 
     /// Flushes and stops the flusher thread; the store is unusable afterwards,
@@ -345,7 +392,12 @@ impl Store {
     pub fn close(&self) -> Result<(), StoreError> {
         self.inner.tenants.write().expect("tenant map lock").clear();
         {
-            let mut p = self.inner.committer.pending.lock().expect("commit queue lock");
+            let mut p = self
+                .inner
+                .committer
+                .pending
+                .lock()
+                .expect("commit queue lock");
             p.stop = true;
         }
         self.inner.committer.wake.notify_all();
@@ -433,13 +485,22 @@ impl TenantStore {
 
     /// Starts receiving a document into the spool, within `max_size` bytes
     /// and the tenant's `quota`.
-    pub async fn spool_writer(self: &Arc<Self>, max_size: u64, quota: u64) -> Result<SpoolWriter, StoreError> {
+    pub async fn spool_writer(
+        self: &Arc<Self>,
+        max_size: u64,
+        quota: u64,
+    ) -> Result<SpoolWriter, StoreError> {
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
-        let path = self.spool_dir.join(format!("{INCOMING_PREFIX}{}-{n}", std::process::id()));
+        let path = self
+            .spool_dir
+            .join(format!("{INCOMING_PREFIX}{}-{n}", std::process::id()));
         let file = tokio::fs::File::create(&path).await?;
         Ok(SpoolWriter {
             tenant: self.clone(),
-            file: Some(tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file)),
+            file: Some(tokio::io::BufWriter::with_capacity(
+                SPOOL_WRITE_BUFFER,
+                file,
+            )),
             path,
             size: 0,
             max_size,
@@ -452,13 +513,19 @@ impl TenantStore {
     /// Commits a received document as a new job: assigns its id, makes the
     /// document and the record durable (group commit), and returns the record.
     /// Only after this returns may the client hear success.
-    pub async fn commit_new(&self, mut writer: SpoolWriter, new: NewJob) -> Result<Job, StoreError> {
+    pub async fn commit_new(
+        &self,
+        mut writer: SpoolWriter,
+        new: NewJob,
+    ) -> Result<Job, StoreError> {
         let mut file = writer.file.take().expect("writer not yet finished");
         file.flush().await?;
         drop(file);
         let id = self
             .next_id
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n <= MAX_JOB_ID).then_some(n + 1))
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n <= MAX_JOB_ID).then_some(n + 1)
+            })
             .map(JobId)
             .map_err(|_| StoreError::IdsExhausted)?;
         let final_path = self.spool_path(id);
@@ -483,7 +550,11 @@ impl TenantStore {
             created_ms: now,
             hold_until_ms: None,
             delivering: None,
-            history: vec![Event { at_ms: now, state: JobState::Pending, note: "received".into() }],
+            history: vec![Event {
+                at_ms: now,
+                state: JobState::Pending,
+                note: "received".into(),
+            }],
         };
         let ops = vec![
             Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
@@ -501,7 +572,11 @@ impl TenantStore {
 
     /// Saves a changed record durably; a job in a final state leaves the queue.
     pub async fn save(&self, job: &Job) -> Result<(), StoreError> {
-        let mut ops = vec![Op::Insert(self.tree.clone(), keys::job(job.id).to_vec(), encode(job))];
+        let mut ops = vec![Op::Insert(
+            self.tree.clone(),
+            keys::job(job.id).to_vec(),
+            encode(job),
+        )];
         if job.state.is_final() {
             ops.push(Op::Remove(self.tree.clone(), keys::queue(job.id).to_vec()));
         }
@@ -510,7 +585,10 @@ impl TenantStore {
 
     /// A job's record.
     pub fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.tree.get(keys::job(id))?.map(|v| decode(&keys::job(id), &v)).transpose()
+        self.tree
+            .get(keys::job(id))?
+            .map(|v| decode(&keys::job(id), &v))
+            .transpose()
     }
 
     /// Every job record of the tenant, oldest first.
@@ -542,10 +620,13 @@ impl TenantStore {
     pub fn remove_document(&self, job: &Job) {
         match std::fs::remove_file(self.spool_path(job.id)) {
             Ok(()) => {
-                self.spool_bytes.fetch_sub(job.size.min(self.spool_bytes()), Ordering::Relaxed);
+                self.spool_bytes
+                    .fetch_sub(job.size.min(self.spool_bytes()), Ordering::Relaxed);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(tenant = %self.id, job = %job.id, error = %e, "cannot remove spool file"),
+            Err(e) => {
+                tracing::warn!(tenant = %self.id, job = %job.id, error = %e, "cannot remove spool file")
+            }
         }
     }
 }
@@ -568,7 +649,9 @@ impl SpoolWriter {
     pub async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let n = buf.len() as u64;
         if self.size + n > self.max_size {
-            return Err(StoreError::TooLarge { limit: self.max_size });
+            return Err(StoreError::TooLarge {
+                limit: self.max_size,
+            });
         }
         let used = self.tenant.spool_bytes.fetch_add(n, Ordering::Relaxed);
         self.size += n;
@@ -576,7 +659,11 @@ impl SpoolWriter {
             return Err(StoreError::QuotaExceeded { quota: self.quota });
         }
         self.hasher.update(buf);
-        self.file.as_mut().expect("writer not yet finished").write_all(buf).await?;
+        self.file
+            .as_mut()
+            .expect("writer not yet finished")
+            .write_all(buf)
+            .await?;
         Ok(())
     }
 
@@ -589,7 +676,9 @@ impl SpoolWriter {
 impl Drop for SpoolWriter {
     fn drop(&mut self) {
         if !self.committed {
-            self.tenant.spool_bytes.fetch_sub(self.size, Ordering::Relaxed);
+            self.tenant
+                .spool_bytes
+                .fetch_sub(self.size, Ordering::Relaxed);
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -600,7 +689,10 @@ fn encode(job: &Job) -> Vec<u8> {
 }
 
 fn decode(key: &[u8], v: &[u8]) -> Result<Job, StoreError> {
-    serde_json::from_slice(v).map_err(|err| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), err })
+    serde_json::from_slice(v).map_err(|err| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        err,
+    })
 }
 
 /// Lower-case hex of bytes.
@@ -660,28 +752,48 @@ mod tests {
         assert_eq!(jobs.len(), 3);
         assert!(jobs.iter().all(|j| j.tenant == a));
         assert_eq!(jobs[1].sha256, hex(&Sha256::digest(b"doc 0 1")));
-        assert_eq!(std::fs::read(ts[0].spool_path(JobId(2))).unwrap(), b"doc 0 1");
+        assert_eq!(
+            std::fs::read(ts[0].spool_path(JobId(2))).unwrap(),
+            b"doc 0 1"
+        );
         assert_eq!(ts[0].active_jobs().unwrap().len(), 3);
-        assert_eq!(std::fs::read_dir(dir.path().join("spool/a")).unwrap().count(), 3);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool/a"))
+                .unwrap()
+                .count(),
+            3
+        );
         let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
         w.write(b"x").await.unwrap();
-        assert_eq!(ts[0].commit_new(w, new_job("bob")).await.unwrap().id, JobId(4));
+        assert_eq!(
+            ts[0].commit_new(w, new_job("bob")).await.unwrap().id,
+            JobId(4)
+        );
     }
 
     #[tokio::test]
     async fn size_and_quota_limits_refuse_and_release() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8 << 20).unwrap();
-        let t = store.provision(&[TenantId::parse("a").unwrap()]).unwrap().remove(0);
+        let t = store
+            .provision(&[TenantId::parse("a").unwrap()])
+            .unwrap()
+            .remove(0);
         let mut w = t.spool_writer(10, 1 << 30).await.unwrap();
         w.write(b"0123456789").await.unwrap();
-        assert!(matches!(w.write(b"!").await, Err(StoreError::TooLarge { limit: 10 })));
+        assert!(matches!(
+            w.write(b"!").await,
+            Err(StoreError::TooLarge { limit: 10 })
+        ));
         drop(w);
         assert_eq!(t.spool_bytes(), 0);
         let mut w = t.spool_writer(100, 15).await.unwrap();
         w.write(b"0123456789").await.unwrap();
         let mut w2 = t.spool_writer(100, 15).await.unwrap();
-        assert!(matches!(w2.write(b"0123456789").await, Err(StoreError::QuotaExceeded { quota: 15 })));
+        assert!(matches!(
+            w2.write(b"0123456789").await,
+            Err(StoreError::QuotaExceeded { quota: 15 })
+        ));
         drop(w2);
         let job = t.commit_new(w, new_job("a")).await.unwrap();
         assert_eq!(t.spool_bytes(), 10);

@@ -39,7 +39,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
             ))
         }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Parses a duration such as "30s", "24h" or "500ms".
@@ -62,7 +63,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => secs(3600),
         "d" => secs(86400),
         "" => Err(format!("duration {s:?} needs a unit (ms, s, m, h or d)")),
-        other => Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m, h or d)")),
+        other => Err(format!(
+            "unknown duration unit {other:?} in {s:?} (use ms, s, m, h or d)"
+        )),
     }
 }
 

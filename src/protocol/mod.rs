@@ -1,6 +1,8 @@
 //! One module per listener protocol. Each takes an accepted, routed
 //! connection ([`Connection`]) and answers refusals in its own protocol.
 
+pub mod ipp;
+pub mod lpd;
 pub mod raw;
 pub mod sniff;
 

@@ -19,7 +19,13 @@ pub const UNKNOWN_USER: &str = "anonymous";
 
 /// Serves one RAW connection.
 pub async fn serve(conn: Connection) {
-    let Connection { mut stream, peer, listener, admission, shared } = conn;
+    let Connection {
+        mut stream,
+        peer,
+        listener,
+        admission,
+        shared,
+    } = conn;
     let (routed, _slot) = match admission {
         Admission::Admitted { routed, slot } => (routed, slot),
         Admission::NoTenant | Admission::OverLimit(_) => return reset(stream),
@@ -31,7 +37,10 @@ pub async fn serve(conn: Connection) {
     };
     let limits = &tenant.limits;
     let store = routed.store();
-    let mut writer = match store.spool_writer(limits.max_job_size, limits.spool_quota).await {
+    let mut writer = match store
+        .spool_writer(limits.max_job_size, limits.spool_quota)
+        .await
+    {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot open spool file");
@@ -65,10 +74,18 @@ pub async fn serve(conn: Connection) {
                     shared.refused(&listener, peer, "job refused by a tenant limit");
                     tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW job refused");
                 }
-                e => tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot write spool file"),
+                e => {
+                    tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot write spool file")
+                }
             }
             return reset(stream);
         }
+    }
+    if writer.size() == 0 {
+        // A connection that sends nothing (a health check, a port probe) is not a job.
+        tracing::debug!(tenant = %tenant.id, %peer, "RAW connection closed without data; no job");
+        let _ = stream.shutdown().await;
+        return;
     }
     let s = sniff(&head);
     let new = NewJob {

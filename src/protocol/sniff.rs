@@ -50,7 +50,10 @@ fn pjl_line(rest: &[u8], out: &mut Sniffed, language: &mut Option<&'static str>)
     let t = text.trim();
     let upper = t.to_ascii_uppercase();
     let value_after_eq = |s: &str| s.split_once('=').map(|(_, v)| unquote(v));
-    if upper.starts_with("SET USERNAME") || upper.starts_with("SET USER ") || upper.starts_with("SET USER=") {
+    if upper.starts_with("SET USERNAME")
+        || upper.starts_with("SET USER ")
+        || upper.starts_with("SET USER=")
+    {
         set_once(&mut out.user, value_after_eq(t));
     } else if upper.starts_with("SET JOBNAME") {
         set_once(&mut out.name, value_after_eq(t));
@@ -68,7 +71,9 @@ fn pjl_line(rest: &[u8], out: &mut Sniffed, language: &mut Option<&'static str>)
             if let Some((k, val)) = v.split_once('=') {
                 let k = k.trim_start_matches('@').to_ascii_uppercase();
                 match k.as_str() {
-                    "JOAU" | "JOBACCT1" | "USERNAME" | "USER" => set_once(&mut out.user, Some(unquote(val))),
+                    "JOAU" | "JOBACCT1" | "USERNAME" | "USER" => {
+                        set_once(&mut out.user, Some(unquote(val)))
+                    }
                     "JOBN" | "JOBNAME" => set_once(&mut out.name, Some(unquote(val))),
                     _ => {}
                 }
@@ -86,7 +91,9 @@ fn pjl_line(rest: &[u8], out: &mut Sniffed, language: &mut Option<&'static str>)
             let v = unquote(v);
             match k.as_str() {
                 "username" | "user" | "user name" => set_once(&mut out.user, Some(v)),
-                "app filename" | "jobname" | "job name" | "document" => set_once(&mut out.name, Some(v)),
+                "app filename" | "jobname" | "job name" | "document" => {
+                    set_once(&mut out.name, Some(v))
+                }
                 _ => {}
             }
         }
@@ -122,7 +129,12 @@ fn set_once(slot: &mut Option<String>, v: Option<String>) {
 
 /// Keeps printable characters only and cuts at [`MAX_NAME_LEN`] bytes.
 pub fn clean(s: &str) -> String {
-    let mut out: String = s.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_owned();
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim()
+        .to_owned();
     if out.len() > MAX_NAME_LEN {
         let mut cut = MAX_NAME_LEN;
         while !out.is_char_boundary(cut) {
@@ -152,18 +164,25 @@ fn first_value(v: &str) -> String {
 fn dsc_text(rest: &[u8]) -> Option<String> {
     let s = String::from_utf8_lossy(rest);
     let s = s.trim();
-    let s = s.strip_prefix('(').and_then(|x| x.strip_suffix(')')).unwrap_or(s);
+    let s = s
+        .strip_prefix('(')
+        .and_then(|x| x.strip_suffix(')'))
+        .unwrap_or(s);
     Some(s.to_owned())
 }
 
 fn trim_line(l: &[u8]) -> &[u8] {
     let l = l.strip_suffix(b"\r").unwrap_or(l);
-    let start = l.iter().position(|&b| b != b' ' && b != b'\t').unwrap_or(l.len());
+    let start = l
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(l.len());
     &l[start..]
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w.eq_ignore_ascii_case(needle))
+    hay.windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn strip_prefix_ci<'a>(l: &'a [u8], p: &[u8]) -> Option<&'a [u8]> {
@@ -188,9 +207,15 @@ mod tests {
     #[test]
     fn jobattr_and_comment_forms() {
         let s = sniff(b"@PJL SET JOBATTR=\"@JOAU=bob\"\n@PJL SET JOBNAME=\"memo\"\n");
-        assert_eq!((s.user.as_deref(), s.name.as_deref()), (Some("bob"), Some("memo")));
+        assert_eq!(
+            (s.user.as_deref(), s.name.as_deref()),
+            (Some("bob"), Some("memo"))
+        );
         let s = sniff(b"@PJL COMMENT \"Username: carol; App Filename: slides.pptx\"\n");
-        assert_eq!((s.user.as_deref(), s.name.as_deref()), (Some("carol"), Some("slides.pptx")));
+        assert_eq!(
+            (s.user.as_deref(), s.name.as_deref()),
+            (Some("carol"), Some("slides.pptx"))
+        );
     }
 
     #[test]
@@ -215,7 +240,7 @@ mod tests {
         #[test]
         fn any_bytes_sniff_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
             let s = sniff(&bytes);
-            prop_assert!(s.user.map_or(true, |u| u.len() <= MAX_NAME_LEN));
+            prop_assert!(s.user.is_none_or(|u| u.len() <= MAX_NAME_LEN));
         }
     }
 }

@@ -15,7 +15,13 @@ pub fn stored_name(job: &Job) -> String {
     let mut safe: String = job
         .name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     safe.truncate(MAX_STORED_NAME_LEN);
     let safe = safe.trim_start_matches('.');

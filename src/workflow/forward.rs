@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::{Device, DeviceUri};
 use crate::ids::TenantId;
+use crate::job::Job;
 
 /// Longest wait for a device to accept a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,6 +39,9 @@ pub enum SendError {
     /// The device did not answer in time.
     #[error("{0} timed out")]
     Timeout(&'static str),
+    /// The device answered, but refused or failed the job (its words).
+    #[error("device refused the job: {0}")]
+    Refused(String),
     /// The device's protocol is not built yet.
     #[error("sending to {0} devices is not supported yet")]
     Unsupported(&'static str),
@@ -58,7 +62,10 @@ struct Health {
 
 impl DeviceState {
     fn new() -> Self {
-        DeviceState { permit: Semaphore::new(1), health: Mutex::new(Health::default()) }
+        DeviceState {
+            permit: Semaphore::new(1),
+            health: Mutex::new(Health::default()),
+        }
     }
 
     /// When the device may be tried again; `None` when it is up (or due).
@@ -77,7 +84,11 @@ impl DeviceState {
     /// Records a failure: down until the next probe, with doubled backoff.
     pub fn mark_down(&self) -> Duration {
         let mut h = self.health.lock().expect("device health lock");
-        h.backoff = if h.backoff.is_zero() { BACKOFF_MIN } else { (h.backoff * 2).min(BACKOFF_MAX) };
+        h.backoff = if h.backoff.is_zero() {
+            BACKOFF_MIN
+        } else {
+            (h.backoff * 2).min(BACKOFF_MAX)
+        };
         h.down_until = Some(Instant::now() + h.backoff);
         h.backoff
     }
@@ -94,16 +105,21 @@ impl Devices {
     /// The state of a tenant's device.
     pub fn get(&self, tenant: &TenantId, device: &Device) -> Arc<DeviceState> {
         let key = (tenant.clone(), device.name.clone(), device.uri.to_string());
-        self.map.lock().expect("device map lock").entry(key).or_insert_with(|| Arc::new(DeviceState::new())).clone()
+        self.map
+            .lock()
+            .expect("device map lock")
+            .entry(key)
+            .or_insert_with(|| Arc::new(DeviceState::new()))
+            .clone()
     }
 }
 
-/// Sends the document at `path` to `device`; returns the bytes sent.
-pub async fn send(device: &Device, path: &Path) -> Result<u64, SendError> {
+/// Sends the document of `job` at `path` to `device`; returns the bytes sent.
+pub async fn send(device: &Device, job: &Job, path: &Path) -> Result<u64, SendError> {
     match &device.uri {
         DeviceUri::Socket { host, port } => send_socket(host, *port, path).await,
-        DeviceUri::Lpd { .. } => Err(SendError::Unsupported("lpd")),
-        DeviceUri::Ipp { .. } => Err(SendError::Unsupported("ipp")),
+        DeviceUri::Lpd { .. } => crate::protocol::lpd::client::send(&device.uri, job, path).await,
+        DeviceUri::Ipp { .. } => crate::protocol::ipp::client::send(&device.uri, job, path).await,
     }
 }
 
@@ -117,7 +133,10 @@ pub async fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
 }
 
 /// Copies a file to a stream, failing when the peer takes nothing for [`WRITE_STALL_TIMEOUT`].
-pub async fn copy_file<W: AsyncWriteExt + Unpin>(path: &Path, out: &mut W) -> Result<u64, SendError> {
+pub async fn copy_file<W: AsyncWriteExt + Unpin>(
+    path: &Path,
+    out: &mut W,
+) -> Result<u64, SendError> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut buf = vec![0u8; SEND_CHUNK];
     let mut sent = 0u64;
@@ -138,7 +157,9 @@ pub async fn copy_file<W: AsyncWriteExt + Unpin>(path: &Path, out: &mut W) -> Re
 async fn send_socket(host: &str, port: u16, path: &Path) -> Result<u64, SendError> {
     let mut stream = connect(host, port).await?;
     let sent = copy_file(path, &mut stream).await?;
-    tokio::time::timeout(WRITE_STALL_TIMEOUT, stream.shutdown()).await.map_err(|_| SendError::Timeout("close"))??;
+    tokio::time::timeout(WRITE_STALL_TIMEOUT, stream.shutdown())
+        .await
+        .map_err(|_| SendError::Timeout("close"))??;
     // Read back-channel data until the device closes; a device that keeps
     // the connection open has the data all the same (TCP acknowledged it).
     let mut sink = [0u8; 4096];

@@ -35,9 +35,20 @@ pub struct Dispatcher {
 struct Inner {
     snapshot: Arc<ArcSwap<Snapshot>>,
     devices: Devices,
-    held: Mutex<HashMap<(TenantId, JobId), Arc<Notify>>>,
+    running: Mutex<HashMap<(TenantId, JobId), Arc<JobControl>>>,
     tasks: TaskTracker,
+    /// Fires on shutdown: jobs stop where they are and resume on restart.
     cancel: CancellationToken,
+}
+
+/// How others reach a running job's task.
+struct JobControl {
+    /// Fires when the job is canceled (a child of the shutdown token, so it fires on shutdown too).
+    cancel: CancellationToken,
+    /// Wakes a held job.
+    release: Notify,
+    /// True while the job waits in a hold.
+    held: std::sync::atomic::AtomicBool,
 }
 
 enum Outcome {
@@ -56,7 +67,7 @@ impl Dispatcher {
             inner: Arc::new(Inner {
                 snapshot,
                 devices: Devices::default(),
-                held: Mutex::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
             }),
@@ -65,11 +76,25 @@ impl Dispatcher {
 
     /// Starts running a committed job.
     pub fn submit(&self, store: Arc<TenantStore>, id: JobId) {
+        let key = (store.id().clone(), id);
+        let control = Arc::new(JobControl {
+            cancel: self.inner.cancel.child_token(),
+            release: Notify::new(),
+            held: std::sync::atomic::AtomicBool::new(false),
+        });
+        {
+            let mut running = self.inner.running.lock().expect("running map lock");
+            if running.contains_key(&key) {
+                return;
+            }
+            running.insert(key.clone(), control.clone());
+        }
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            if let Err(e) = run_job(&inner, &store, id).await {
+            if let Err(e) = run_job(&inner, &store, id, &control).await {
                 tracing::error!(tenant = %store.id(), job = %id, error = %e, "job stopped: storage failed; it resumes on restart");
             }
+            inner.running.lock().expect("running map lock").remove(&key);
         });
     }
 
@@ -84,13 +109,60 @@ impl Dispatcher {
 
     /// Releases a held job; false when it is not held.
     pub fn release(&self, tenant: &TenantId, id: JobId) -> bool {
-        match self.inner.held.lock().expect("held map lock").get(&(tenant.clone(), id)) {
-            Some(n) => {
-                n.notify_one();
+        match self
+            .inner
+            .running
+            .lock()
+            .expect("running map lock")
+            .get(&(tenant.clone(), id))
+        {
+            Some(c) if c.held.load(std::sync::atomic::Ordering::Acquire) => {
+                c.release.notify_one();
                 true
             }
-            None => false,
+            _ => false,
         }
+    }
+
+    /// Cancels an unfinished job: its task stops, the job ends canceled
+    /// with `note` in its history, its document is deleted. Returns false
+    /// when the job does not exist or has already finished.
+    pub async fn cancel(
+        &self,
+        store: &Arc<TenantStore>,
+        id: JobId,
+        note: &str,
+    ) -> Result<bool, crate::store::StoreError> {
+        let control = self
+            .inner
+            .running
+            .lock()
+            .expect("running map lock")
+            .get(&(store.id().clone(), id))
+            .cloned();
+        if let Some(c) = control {
+            c.cancel.cancel();
+            // Wait for the task to let go of the job before writing its record.
+            while self
+                .inner
+                .running
+                .lock()
+                .expect("running map lock")
+                .contains_key(&(store.id().clone(), id))
+            {
+                tokio::time::sleep(CANCEL_POLL).await;
+            }
+        }
+        let Some(mut job) = store.job(id)? else {
+            return Ok(false);
+        };
+        if job.state.is_final() {
+            return Ok(false);
+        }
+        job.delivering = None;
+        job.set_state(JobState::Canceled, note);
+        finish(store, &job).await?;
+        Ok(true)
     }
 
     /// Stops every job task (jobs stay durable and resume on restart) and waits for them.
@@ -101,7 +173,15 @@ impl Dispatcher {
     }
 }
 
-async fn run_job(inner: &Inner, store: &Arc<TenantStore>, id: JobId) -> Result<(), crate::store::StoreError> {
+/// How often `cancel` looks whether a job's task has stopped.
+const CANCEL_POLL: Duration = Duration::from_millis(5);
+
+async fn run_job(
+    inner: &Inner,
+    store: &Arc<TenantStore>,
+    id: JobId,
+    control: &JobControl,
+) -> Result<(), crate::store::StoreError> {
     let Some(mut job) = store.job(id)? else {
         tracing::warn!(tenant = %store.id(), job = %id, "queued job has no record");
         return Ok(());
@@ -127,7 +207,10 @@ async fn run_job(inner: &Inner, store: &Arc<TenantStore>, id: JobId) -> Result<(
         };
         let tenant = &snap.config.tenants[ti];
         let Some(workflow) = tenant.workflows.get(&job.workflow) else {
-            job.set_state(JobState::Aborted, format!("workflow {:?} no longer exists", job.workflow));
+            job.set_state(
+                JobState::Aborted,
+                format!("workflow {:?} no longer exists", job.workflow),
+            );
             return finish(store, &job).await;
         };
         let Some(step) = workflow.steps.get(job.step as usize).cloned() else {
@@ -136,10 +219,13 @@ async fn run_job(inner: &Inner, store: &Arc<TenantStore>, id: JobId) -> Result<(
         };
         let outcome = match step {
             Step::Forward { devices, fallback } => {
-                forward_step(inner, store, &mut job, tenant, &devices, fallback).await?
+                forward_step(inner, control, store, &mut job, tenant, &devices, fallback).await?
             }
             Step::Store { folder } => {
-                job.set_state(JobState::Processing, format!("storing into {}", folder.display()));
+                job.set_state(
+                    JobState::Processing,
+                    format!("storing into {}", folder.display()),
+                );
                 match folder::store(&job, &store.spool_path(job.id), &folder).await {
                     Ok(path) => {
                         job.history.push(crate::job::Event {
@@ -150,12 +236,17 @@ async fn run_job(inner: &Inner, store: &Arc<TenantStore>, id: JobId) -> Result<(
                         Outcome::Next
                     }
                     Err(e) => {
-                        job.set_state(JobState::Aborted, format!("cannot store into {}: {e}", folder.display()));
+                        job.set_state(
+                            JobState::Aborted,
+                            format!("cannot store into {}: {e}", folder.display()),
+                        );
                         Outcome::Finished
                     }
                 }
             }
-            Step::Hold { expire_after } => hold_step(inner, store, &mut job, expire_after).await?,
+            Step::Hold { expire_after } => {
+                hold_step(control, store, &mut job, expire_after).await?
+            }
         };
         match outcome {
             Outcome::Next => {
@@ -177,6 +268,7 @@ async fn finish(store: &TenantStore, job: &Job) -> Result<(), crate::store::Stor
 
 async fn forward_step(
     inner: &Inner,
+    control: &JobControl,
     store: &Arc<TenantStore>,
     job: &mut Job,
     tenant: &crate::config::Tenant,
@@ -185,19 +277,24 @@ async fn forward_step(
 ) -> Result<Outcome, crate::store::StoreError> {
     let deadline_ms = job.created_ms + tenant.limits.delivery_timeout.as_millis() as u64;
     if job.state != JobState::Processing {
-        job.set_state(JobState::Processing, format!("forwarding to {}", names.join(", ")));
+        job.set_state(
+            JobState::Processing,
+            format!("forwarding to {}", names.join(", ")),
+        );
         store.save(job).await?;
     }
     loop {
         for name in names {
-            let Some(device) = tenant.devices.get(name) else { continue };
+            let Some(device) = tenant.devices.get(name) else {
+                continue;
+            };
             let state = inner.devices.get(&tenant.id, device);
             if state.down_until().is_some() {
                 continue;
             }
             let permit = tokio::select! {
                 p = state.permit.acquire() => p.expect("device semaphore is never closed"),
-                _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+                _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
             };
             // Another job may have found the device down while we waited.
             if state.down_until().is_some() {
@@ -207,8 +304,8 @@ async fn forward_step(
             store.save(job).await?;
             let path = store.spool_path(job.id);
             let result = tokio::select! {
-                r = forward::send(device, &path) => r,
-                _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+                r = forward::send(device, job, &path) => r,
+                _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
             };
             drop(permit);
             job.delivering = None;
@@ -237,7 +334,10 @@ async fn forward_step(
         }
         let now = now_ms();
         if now >= deadline_ms {
-            let why = format!("no device of {} took the job within delivery-timeout", names.join(", "));
+            let why = format!(
+                "no device of {} took the job within delivery-timeout",
+                names.join(", ")
+            );
             return Ok(match fallback {
                 Fallback::Abort => {
                     job.set_state(JobState::Aborted, why);
@@ -246,7 +346,7 @@ async fn forward_step(
                 Fallback::Hold => {
                     job.set_state(JobState::Held, format!("{why}; held for release"));
                     store.save(job).await?;
-                    hold_until_released(inner, store, job, None).await?
+                    hold_until_released(control, job, None).await?
                 }
             });
         }
@@ -263,13 +363,13 @@ async fn forward_step(
             .min(until_deadline);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = inner.cancel.cancelled() => return Ok(Outcome::Suspend),
+            _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
         }
     }
 }
 
 async fn hold_step(
-    inner: &Inner,
+    control: &JobControl,
     store: &Arc<TenantStore>,
     job: &mut Job,
     expire_after: Option<Duration>,
@@ -279,21 +379,20 @@ async fn hold_step(
         job.set_state(JobState::Held, "held until released");
         store.save(job).await?;
     }
-    let outcome = hold_until_released(inner, store, job, job.hold_until_ms).await?;
+    let outcome = hold_until_released(control, job, job.hold_until_ms).await?;
     Ok(outcome)
 }
 
 /// Waits for a release or the expiry of a held job. On release the job goes
 /// on with its next step; on expiry it is canceled.
 async fn hold_until_released(
-    inner: &Inner,
-    _store: &Arc<TenantStore>,
+    control: &JobControl,
     job: &mut Job,
     until_ms: Option<u64>,
 ) -> Result<Outcome, crate::store::StoreError> {
-    let key = (job.tenant.clone(), job.id);
-    let notify = Arc::new(Notify::new());
-    inner.held.lock().expect("held map lock").insert(key.clone(), notify.clone());
+    control
+        .held
+        .store(true, std::sync::atomic::Ordering::Release);
     let expiry = async {
         match until_ms {
             Some(t) => tokio::time::sleep(Duration::from_millis(t.saturating_sub(now_ms()))).await,
@@ -301,7 +400,7 @@ async fn hold_until_released(
         }
     };
     let outcome = tokio::select! {
-        _ = notify.notified() => {
+        _ = control.release.notified() => {
             job.hold_until_ms = None;
             job.set_state(JobState::Pending, "released");
             Outcome::Next
@@ -310,8 +409,10 @@ async fn hold_until_released(
             job.set_state(JobState::Canceled, "hold expired");
             Outcome::Finished
         }
-        _ = inner.cancel.cancelled() => Outcome::Suspend,
+        _ = control.cancel.cancelled() => Outcome::Suspend,
     };
-    inner.held.lock().expect("held map lock").remove(&key);
+    control
+        .held
+        .store(false, std::sync::atomic::Ordering::Release);
     Ok(outcome)
 }

@@ -1,0 +1,12 @@
+//! LPD listener and client: not built yet (the connection is reset).
+
+pub mod client;
+
+use super::{reset, Connection};
+
+/// Serves one LPD connection.
+pub async fn serve(conn: Connection) {
+    conn.shared
+        .refused(&conn.listener, conn.peer, "lpd is not built yet");
+    reset(conn.stream)
+}

@@ -1,0 +1,410 @@
+//! `TestDaemon`: the real printroute binary on port 0 in a temp dir, plus
+//! real peers (socat devices) and clients bound to tenant source addresses.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Longest wait for the daemon to say `ready`, or for a condition in `wait_until`.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// Path of the printroute binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_printroute")
+}
+
+/// Fails the test when a real client or peer is missing (tests never skip).
+pub fn require(tool: &str) -> PathBuf {
+    for dir in [
+        "/usr/bin",
+        "/usr/sbin",
+        "/bin",
+        "/sbin",
+        "/usr/local/bin",
+        "/usr/lib/cups/backend",
+    ] {
+        let p = Path::new(dir).join(tool);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{tool} is not installed: run the test command from README.md, which installs it");
+}
+
+/// SHA-256 in hex.
+pub fn sha256(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A free TCP port on `ip` (bound and released; the race is accepted in tests).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, for at most `WAIT`.
+pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The daemon under test.
+pub struct TestDaemon {
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    lines: Option<mpsc::Receiver<String>>,
+    /// Listener name → bound address (first address of each listener).
+    pub listeners: HashMap<String, SocketAddr>,
+}
+
+impl TestDaemon {
+    /// Data dir used by the config: `{data}` in config text is replaced by it.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Writes `config` (with `{data}` → the data dir, `{dir}` → the temp dir) and starts the daemon.
+    pub fn start(config: &str) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("printroute.toml");
+        let mut d = TestDaemon {
+            dir,
+            config_path,
+            child: None,
+            lines: None,
+            listeners: HashMap::new(),
+        };
+        d.write_config(config);
+        d.spawn();
+        d
+    }
+
+    /// Rewrites the config file (for reload tests).
+    pub fn write_config(&self, config: &str) {
+        let text = config
+            .replace("{data}", self.data_dir().to_str().unwrap())
+            .replace("{dir}", self.dir.path().to_str().unwrap());
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// Starts the binary and waits for `ready`.
+    pub fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("PRINTROUTE_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        self.lines = Some(rx);
+        self.listeners.clear();
+        self.read_until_ready();
+    }
+
+    fn read_until_ready(&mut self) {
+        let rx = self.lines.as_ref().unwrap();
+        loop {
+            let line = rx
+                .recv_timeout(WAIT)
+                .unwrap_or_else(|_| panic!("daemon did not get ready; log:\n{}", self.log()));
+            if line == "ready" {
+                return;
+            }
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let ["listening", name, _proto, addr] = parts[..] {
+                self.listeners
+                    .entry(name.to_string())
+                    .or_insert_with(|| addr.parse().unwrap());
+            }
+        }
+    }
+
+    /// The next stdout line announcing a listener, after a reload.
+    pub fn next_listening(&self) -> (String, SocketAddr) {
+        let rx = self.lines.as_ref().unwrap();
+        loop {
+            let line = rx.recv_timeout(WAIT).expect("no listening line");
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            if let ["listening", name, _proto, addr] = parts[..] {
+                return (name.to_string(), addr.parse().unwrap());
+            }
+        }
+    }
+
+    /// Address of a listener.
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        self.listeners[listener]
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Waits for a line containing `needle` to appear in the log.
+    pub fn wait_log(&self, needle: &str) {
+        wait_until(&format!("log line {needle:?}"), || {
+            self.log().contains(needle).then_some(())
+        });
+    }
+
+    /// Sends a signal (`HUP`, `TERM`, `KILL`) to the daemon.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("daemon running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// kill -9, and reap.
+    pub fn kill9(&mut self) {
+        self.signal("KILL");
+        self.child.take().unwrap().wait().unwrap();
+    }
+
+    /// SIGTERM, wait for exit; returns the exit code.
+    pub fn stop(&mut self) -> i32 {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < WAIT, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Opens the store of a stopped daemon and returns every job record per tenant.
+    pub fn stored_jobs(&self) -> HashMap<String, Vec<printroute::job::Job>> {
+        assert!(
+            self.child.is_none(),
+            "stop the daemon before reading its store"
+        );
+        let store = printroute::store::Store::open(&self.data_dir(), 8 << 20).unwrap();
+        let ids = store.registered_tenants().unwrap();
+        let stores = store.provision(&ids).unwrap();
+        let out = ids
+            .iter()
+            .zip(&stores)
+            .map(|(id, s)| (id.to_string(), s.jobs().unwrap()))
+            .collect();
+        store.close().unwrap();
+        drop(stores);
+        out
+    }
+
+    /// Files in a tenant's spool folder.
+    pub fn spool_files(&self, tenant: &str) -> Vec<String> {
+        match std::fs::read_dir(self.data_dir().join("spool").join(tenant)) {
+            Ok(rd) => rd
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- daemon log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A TCP connection from a chosen loopback source address (a tenant's address).
+pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let from: IpAddr = from.parse().unwrap();
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&to.into(), WAIT)?;
+    let s: TcpStream = socket.into();
+    s.set_read_timeout(Some(WAIT))?;
+    Ok(s)
+}
+
+/// How a RAW send ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RawOutcome {
+    /// Orderly close after the data: the job was accepted.
+    Acknowledged,
+    /// Reset (or any error): the job was refused.
+    Refused,
+}
+
+/// Sends one RAW job from `from` and reports whether the daemon acknowledged it.
+pub fn raw_send(from: &str, to: SocketAddr, data: &[u8]) -> RawOutcome {
+    let Ok(mut s) = connect_from(from, to) else {
+        return RawOutcome::Refused;
+    };
+    if s.write_all(data).is_err() || s.shutdown(std::net::Shutdown::Write).is_err() {
+        return RawOutcome::Refused;
+    }
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => RawOutcome::Acknowledged,
+        Err(_) => RawOutcome::Refused,
+    }
+}
+
+/// A real RAW printer: socat writing each connection into its own file.
+pub struct SocatDevice {
+    pub ip: String,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SocatDevice {
+    /// Starts a device on `ip` (a free port is chosen), waiting until it accepts.
+    pub fn start(ip: &str) -> SocatDevice {
+        let port = free_port(ip);
+        let mut d = SocatDevice {
+            ip: ip.into(),
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        d.up();
+        d
+    }
+
+    /// Starts (again) on the same address and port.
+    pub fn up(&mut self) {
+        let socat = require("socat");
+        let child = Command::new(socat)
+            .arg("-u")
+            .arg(format!(
+                "TCP-LISTEN:{},bind={},reuseaddr,fork",
+                self.port, self.ip
+            ))
+            .arg(format!("SYSTEM:cat > {}/job.$$", self.dir.path().display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let addr: SocketAddr = format!("{}:{}", self.ip, self.port).parse().unwrap();
+        wait_until("socat device to listen", || {
+            TcpStream::connect(addr).ok().map(|_| ())
+        });
+        // That probe connection made an empty file: remove it once socat closed it.
+        std::thread::sleep(Duration::from_millis(100));
+        for f in self.files_raw() {
+            if std::fs::metadata(&f).map(|m| m.len() == 0).unwrap_or(false) {
+                let _ = std::fs::remove_file(f);
+            }
+        }
+    }
+
+    /// Stops the device (port closed).
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `socket://ip:port`.
+    pub fn uri(&self) -> String {
+        format!("socket://{}:{}", self.ip, self.port)
+    }
+
+    fn files_raw(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect()
+    }
+
+    /// SHA-256 of every non-empty document received so far.
+    pub fn received(&self) -> Vec<String> {
+        self.files_raw()
+            .into_iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .filter(|d| !d.is_empty())
+            .map(|d| sha256(&d))
+            .collect()
+    }
+
+    /// Waits until `n` documents have arrived and returns their digests.
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        wait_until(&format!("{n} documents at {}", self.uri()), || {
+            let r = self.received();
+            (r.len() >= n).then_some(r)
+        })
+    }
+}
+
+impl Drop for SocatDevice {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+impl SocatDevice {
+    /// Waits until every digest of `expected` has arrived (complete files).
+    pub fn wait_for_digests(&self, expected: &[String]) -> Vec<String> {
+        wait_until(
+            &format!("{} documents at {}", expected.len(), self.uri()),
+            || {
+                let r = self.received();
+                expected.iter().all(|e| r.contains(e)).then_some(r)
+            },
+        )
+    }
+}
