@@ -1,1 +1,104 @@
-fn main() {}
+//! Store figures: creating and reopening a store with 10,000 tenant
+//! collections, and group-commit throughput and latency with 32 concurrent
+//! writers. One-shot measurements (each takes seconds), printed as a table.
+//!
+//! `cargo bench --bench store [-- TENANTS JOBS]`; the data lives in a temp dir
+//! on the same disk as the target folder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use printroute::ids::{ListenerName, TenantId};
+use printroute::job::NewJob;
+use printroute::store::Store;
+
+/// Concurrent committing tasks.
+const WRITERS: usize = 32;
+/// Document size of each committed job.
+const DOC_SIZE: usize = 4096;
+/// sled page cache for the bench.
+const CACHE: u64 = 64 << 20;
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| !a.starts_with("--")).collect();
+    let tenants: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10_000);
+    let jobs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let base = std::env::var("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
+    let dir = tempfile::tempdir_in(base).unwrap();
+    let ids: Vec<TenantId> = (0..tenants)
+        .map(|i| TenantId::parse(&format!("t{i:05}")).unwrap())
+        .collect();
+
+    let t0 = Instant::now();
+    let store = Store::open(dir.path(), CACHE).unwrap();
+    let handles = store.provision(&ids).unwrap();
+    let create = t0.elapsed();
+    drop(handles);
+    store.close().unwrap();
+    drop(store);
+    let t0 = Instant::now();
+    let store = Store::open(dir.path(), CACHE).unwrap();
+    let handles = store.provision(&ids).unwrap();
+    let reopen = t0.elapsed();
+    let size = store.size_on_disk().unwrap();
+    println!(
+        "tenants {tenants}: create {create:.2?}, reopen {reopen:.2?}, database size {:.1} MiB",
+        size as f64 / (1 << 20) as f64
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let doc = vec![b'x'; DOC_SIZE];
+    let handles = Arc::new(handles);
+    let (elapsed, mut lat) = rt.block_on(async {
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let handles = handles.clone();
+            let doc = doc.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for n in 0..jobs / WRITERS {
+                    let t = &handles[(w * 7919 + n) % handles.len()];
+                    let start = Instant::now();
+                    let mut wr = t.spool_writer(1 << 30, 1 << 40).await.unwrap();
+                    wr.write(&doc).await.unwrap();
+                    t.commit_new(
+                        wr,
+                        NewJob {
+                            listener: ListenerName("raw".into()),
+                            queue: None,
+                            peer: "127.0.0.1:1".parse().unwrap(),
+                            user: "bench".into(),
+                            name: "bench".into(),
+                            format: None,
+                            workflow: "w".into(),
+                        },
+                    )
+                    .await
+                    .unwrap();
+                    lat.push(start.elapsed());
+                }
+                lat
+            }));
+        }
+        let mut all: Vec<Duration> = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        (t0.elapsed(), all)
+    });
+    lat.sort();
+    let n = lat.len();
+    println!(
+        "group commit, {WRITERS} writers, {n} jobs of {DOC_SIZE} B: {:.0} jobs/s, p50 {:.2?}, p99 {:.2?}",
+        n as f64 / elapsed.as_secs_f64(),
+        lat[n / 2],
+        lat[n * 99 / 100]
+    );
+    store.close().unwrap();
+}

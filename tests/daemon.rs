@@ -374,3 +374,54 @@ input = [{{ listener = "raw", workflow = "archive" }}]
     assert_eq!(std::fs::read(&files[0]).unwrap(), data);
     assert!(files[0].starts_with(&folder));
 }
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let cfg = two_tenants("socket://127.0.1.50:9", "socket://127.0.2.50:9", "");
+    let mut d = TestDaemon::start_with_env(
+        &cfg,
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap().to_owned())],
+    );
+    let ready = recv();
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=serving 2 tenants"),
+        "{ready}"
+    );
+    d.signal("HUP");
+    let reloading = recv();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert!(recv().starts_with("READY=1"));
+    assert_eq!(d.stop(), 0);
+    assert!(recv().starts_with("STOPPING=1"));
+}
+
+#[test]
+fn ipv6_peer_routes_to_its_tenant() {
+    let dev_a = SocatDevice::start("127.0.1.50");
+    let cfg = two_tenants(&dev_a.uri(), "socket://127.0.2.50:9", "")
+        .replace(
+            "ranges = [\"127.0.1.0/24\", \"127.0.0.1/32\"]",
+            "ranges = [\"127.0.1.0/24\", \"::1/128\"]",
+        )
+        .replace("bind = [\"127.0.0.1:0\"]", "bind = [\"[::1]:0\"]");
+    let d = TestDaemon::start(&cfg);
+    let data = doc("v6", 20_000);
+    assert_eq!(
+        raw_send("::1", d.addr("raw"), &data),
+        RawOutcome::Acknowledged
+    );
+    dev_a.wait_for_digests(&[sha256(&data)]);
+    d.wait_log("job finished tenant=a job=1 state=\"completed\"");
+}

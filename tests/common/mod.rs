@@ -78,9 +78,30 @@ pub struct TestDaemon {
     lines: Option<mpsc::Receiver<String>>,
     /// Listener name → bound address (first address of each listener).
     pub listeners: HashMap<String, SocketAddr>,
+    env: Vec<(String, String)>,
 }
 
 impl TestDaemon {
+    /// Like [`TestDaemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(config: &str, env: &[(&str, String)]) -> TestDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("printroute.toml");
+        let mut d = TestDaemon {
+            dir,
+            config_path,
+            child: None,
+            lines: None,
+            listeners: HashMap::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        };
+        d.write_config(config);
+        d.spawn();
+        d
+    }
+
     /// Data dir used by the config: `{data}` in config text is replaced by it.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -121,6 +142,7 @@ impl TestDaemon {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("PRINTROUTE_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end RAW figures, with a peer measured in the same run:
+#  1. 10,000 jobs of 4 KiB from 8 clients (distinct loopback sources) -> jobs/s, p50/p99 ack
+#  2. one 1 GiB job -> MiB/s, against socat writing the same stream into a file and syncing it
+# and the daemon's peak RSS for each. Loopback only; every run is bounded.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-10000}
+BIG=${BIG:-1GiB}
+work=$(mktemp -d /var/tmp/printroute-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cargo build --release --quiet --bins --examples
+bin=target/release/printroute
+load=target/release/examples/loadgen
+
+cat > "$work/bench.toml" <<TOML
+[global]
+data-dir = "$work/data"
+[global.limits]
+max-job-size = "2 GiB"
+spool-quota = "100 GiB"
+max-connections = 1024
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:19100"]
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+device.sink = { uri = "socket://127.0.1.250:19101" }
+workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
+input = [{ listener = "raw", workflow = "direct" }]
+[tenant.b]
+ranges = ["127.0.2.0/24"]
+device.sink = { uri = "socket://127.0.2.250:19102" }
+workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
+input = [{ listener = "raw", workflow = "direct" }]
+TOML
+
+$load --sink 127.0.1.250:19101 >/dev/null &
+$load --sink 127.0.2.250:19102 >/dev/null &
+
+start_daemon() {
+    rm -rf "$work/data"
+    $bin serve --config "$work/bench.toml" > "$work/daemon.out" 2> "$work/daemon.log" &
+    daemon=$!
+    for _ in $(seq 100); do grep -q '^ready' "$work/daemon.out" 2>/dev/null && return; sleep 0.1; done
+    echo "daemon did not start"; cat "$work/daemon.log"; exit 1
+}
+peak_rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$daemon/status; }
+stop_daemon() { kill -TERM $daemon; wait $daemon || true; }
+
+echo "== $JOBS RAW jobs of 4 KiB, 8 clients (4 from tenant a, 4 from tenant b)"
+start_daemon
+$load --addr 127.0.0.1:19100 --jobs $((JOBS / 2)) --size 4KiB --clients 4 --sources 127.0.1.10 --max-seconds 120 > "$work/a.txt" &
+la=$!
+$load --addr 127.0.0.1:19100 --jobs $((JOBS / 2)) --size 4KiB --clients 4 --sources 127.0.2.10 --max-seconds 120 > "$work/b.txt"
+wait $la
+echo "tenant a: $(cat "$work/a.txt")"
+echo "tenant b: $(cat "$work/b.txt")"
+echo "daemon peak RSS: $(peak_rss)"
+stop_daemon
+
+echo "== one $BIG RAW job"
+start_daemon
+$load --addr 127.0.0.1:19100 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds 300
+echo "daemon peak RSS: $(peak_rss)"
+stop_daemon
+
+echo "== peer: socat writing the same stream into a file, then fsync"
+socat -u TCP-LISTEN:19103,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &
+sleep 0.3
+$load --addr 127.0.0.1:19103 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.0.1 --max-seconds 300
