@@ -78,6 +78,7 @@ struct RawGlobal {
     limits: RawLimits,
     shutdown_grace: Option<String>,
     cache_capacity: Option<SizeText>,
+    spool_sync: Option<crate::store::SpoolSync>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -204,6 +205,8 @@ pub struct Global {
     pub shutdown_grace: Duration,
     /// sled page cache size in bytes.
     pub cache_capacity: u64,
+    /// How documents are made durable before their records (`spool-sync`).
+    pub spool_sync: crate::store::SpoolSync,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -708,6 +711,7 @@ impl Validator {
             limits,
             shutdown_grace,
             cache_capacity,
+            spool_sync: g.spool_sync.unwrap_or_default(),
         }
     }
 

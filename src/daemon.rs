@@ -138,8 +138,12 @@ struct Daemon {
 pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), DaemonError> {
     let config_path = config.path.clone();
     let grace = config.global.shutdown_grace;
-    let (data_dir, cache) = (config.global.data_dir.clone(), config.global.cache_capacity);
-    let store = blocking(move || Store::open(&data_dir, cache)).await?;
+    let (data_dir, cache, sync) = (
+        config.global.data_dir.clone(),
+        config.global.cache_capacity,
+        config.global.spool_sync,
+    );
+    let store = blocking(move || Store::open_with(&data_dir, cache, sync)).await?;
     let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
     let s2 = store.clone();
     let stores = blocking(move || s2.provision(&ids)).await?;

@@ -133,10 +133,28 @@ enum Op {
     CounterMax(sled::Tree, &'static [u8], u32),
 }
 
+/// How the documents of a commit group are made durable before their records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpoolSync {
+    /// Each receiving connection syncs its own document (`fdatasync`, many at
+    /// once from the blocking pool, which the file system merges into few
+    /// journal commits), and the flusher syncs each touched spool folder once
+    /// per group. Unaffected by other writers on the same file system.
+    #[default]
+    Files,
+    /// One `syncfs` of the spool's file system per group: the fewest syncs
+    /// when the data dir has a file system of its own, but it also flushes
+    /// whatever else is dirty on that file system.
+    Filesystem,
+}
+
 #[derive(Default)]
 struct Pending {
     ops: Vec<Op>,
     sync_spool: bool,
+    /// Spool folders whose new entries (renames) must be durable with this group.
+    dirs: Vec<Arc<File>>,
     /// Generation the pending ops will be flushed as.
     generation: u64,
     stop: bool,
@@ -152,22 +170,32 @@ struct Committer {
 
 impl Committer {
     /// Queues ops for the next group; returns the generation to wait for.
-    fn enqueue(&self, ops: Vec<Op>, sync_spool: bool) -> u64 {
+    fn enqueue(&self, ops: Vec<Op>, sync_spool: bool, dir: Option<&Arc<File>>) -> u64 {
         let mut p = self.pending.lock().expect("commit queue lock");
         p.ops.extend(ops);
         p.sync_spool |= sync_spool;
+        if let Some(d) = dir {
+            if !p.dirs.iter().any(|x| Arc::ptr_eq(x, d)) {
+                p.dirs.push(d.clone());
+            }
+        }
         let generation = p.generation;
         drop(p);
         self.wake.notify_one();
         generation
     }
 
-    async fn commit(&self, ops: Vec<Op>, sync_spool: bool) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        ops: Vec<Op>,
+        sync_spool: bool,
+        dir: Option<&Arc<File>>,
+    ) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
         let mut rx = self.flushed.subscribe();
-        let generation = self.enqueue(ops, sync_spool);
+        let generation = self.enqueue(ops, sync_spool, dir);
         let r = rx.wait_for(|&g| g >= generation).await;
         if r.is_err() || self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
@@ -177,7 +205,7 @@ impl Committer {
 
     fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         let mut rx = self.flushed.subscribe();
-        let generation = self.enqueue(ops, false);
+        let generation = self.enqueue(ops, false, None);
         loop {
             if self.poisoned.load(Ordering::Acquire) {
                 return Err(StoreError::Poisoned);
@@ -192,7 +220,7 @@ impl Committer {
 
     fn run(&self, db: &sled::Db, db_file: &File, spool_root: &File) {
         loop {
-            let (ops, sync_spool, generation) = {
+            let (ops, sync_spool, dirs, generation) = {
                 let mut p = self.pending.lock().expect("commit queue lock");
                 while p.ops.is_empty() && !p.sync_spool && !p.stop {
                     p = self.wake.wait(p).expect("commit queue lock");
@@ -205,10 +233,11 @@ impl Committer {
                 (
                     std::mem::take(&mut p.ops),
                     std::mem::take(&mut p.sync_spool),
+                    std::mem::take(&mut p.dirs),
                     g,
                 )
             };
-            if let Err(e) = Self::flush_group(db, db_file, spool_root, ops, sync_spool) {
+            if let Err(e) = Self::flush_group(db, db_file, spool_root, ops, sync_spool, &dirs) {
                 tracing::error!(error = %e, "group commit failed; the store accepts no more writes");
                 self.poisoned.store(true, Ordering::Release);
             }
@@ -222,9 +251,13 @@ impl Committer {
         spool_root: &File,
         ops: Vec<Op>,
         sync_spool: bool,
+        dirs: &[Arc<File>],
     ) -> Result<(), StoreError> {
         if sync_spool {
             rustix::fs::syncfs(spool_root).map_err(io::Error::from)?;
+        }
+        for d in dirs {
+            d.sync_all()?;
         }
         for op in ops {
             match op {
@@ -258,6 +291,7 @@ struct Inner {
     committer: Arc<Committer>,
     tenants: RwLock<HashMap<TenantId, Arc<TenantStore>>>,
     incoming_seq: Arc<AtomicU64>,
+    spool_sync: SpoolSync,
 }
 
 /// The store: the sled database and the spool under one data directory.
@@ -268,8 +302,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store under `data_dir`, with a sled page cache of `cache_capacity` bytes.
+    /// Opens (or creates) the store under `data_dir`, with a sled page cache
+    /// of `cache_capacity` bytes, syncing documents per file ([`SpoolSync::Files`]).
     pub fn open(data_dir: &Path, cache_capacity: u64) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, cache_capacity, SpoolSync::Files)
+    }
+
+    /// Opens (or creates) the store with a chosen [`SpoolSync`].
+    pub fn open_with(
+        data_dir: &Path,
+        cache_capacity: u64,
+        spool_sync: SpoolSync,
+    ) -> Result<Store, StoreError> {
         let db_dir = data_dir.join("db");
         let spool_root = data_dir.join("spool");
         std::fs::create_dir_all(&db_dir)?;
@@ -310,6 +354,7 @@ impl Store {
             }),
             tenants: RwLock::new(HashMap::new()),
             incoming_seq: Arc::new(AtomicU64::new(0)),
+            spool_sync,
         });
         let (committer, db) = (inner.committer.clone(), inner.db.clone());
         let handle = std::thread::Builder::new()
@@ -363,6 +408,7 @@ impl Store {
                 spool_dir,
                 self.inner.committer.clone(),
                 self.inner.incoming_seq.clone(),
+                self.inner.spool_sync,
             )?);
             self.inner
                 .tenants
@@ -423,6 +469,9 @@ pub struct TenantStore {
     spool_bytes: AtomicU64,
     committer: Arc<Committer>,
     incoming_seq: Arc<AtomicU64>,
+    spool_sync: SpoolSync,
+    /// The spool folder, opened once, to sync new entries in it.
+    spool_dir_file: Arc<File>,
 }
 
 impl TenantStore {
@@ -432,6 +481,7 @@ impl TenantStore {
         spool_dir: PathBuf,
         committer: Arc<Committer>,
         incoming_seq: Arc<AtomicU64>,
+        spool_sync: SpoolSync,
     ) -> Result<TenantStore, StoreError> {
         let counter = tree
             .get(keys::NEXT_JOB_ID)?
@@ -465,11 +515,13 @@ impl TenantStore {
         Ok(TenantStore {
             id,
             tree,
-            spool_dir,
             next_id: AtomicU32::new(counter.max(last + 1)),
             spool_bytes: AtomicU64::new(spool_bytes),
             committer,
             incoming_seq,
+            spool_sync,
+            spool_dir_file: Arc::new(File::open(&spool_dir)?),
+            spool_dir,
         })
     }
 
@@ -513,61 +565,9 @@ impl TenantStore {
     /// Commits a received document as a new job: assigns its id, makes the
     /// document and the record durable (group commit), and returns the record.
     /// Only after this returns may the client hear success.
-    pub async fn commit_new(
-        &self,
-        mut writer: SpoolWriter,
-        new: NewJob,
-    ) -> Result<Job, StoreError> {
-        let mut file = writer.file.take().expect("writer not yet finished");
-        file.flush().await?;
-        drop(file);
-        let id = self
-            .next_id
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n <= MAX_JOB_ID).then_some(n + 1)
-            })
-            .map(JobId)
-            .map_err(|_| StoreError::IdsExhausted)?;
-        let final_path = self.spool_path(id);
-        tokio::fs::rename(&writer.path, &final_path).await?;
-        writer.path = final_path;
-        let now = now_ms();
-        let sha = writer.hasher.clone().finalize();
-        let job = Job {
-            tenant: self.id.clone(),
-            id,
-            listener: new.listener,
-            queue: new.queue,
-            peer: new.peer,
-            user: new.user,
-            name: new.name,
-            format: new.format,
-            size: writer.size,
-            sha256: hex(&sha),
-            workflow: new.workflow,
-            step: 0,
-            state: JobState::Pending,
-            created_ms: now,
-            hold_until_ms: None,
-            delivering: None,
-            history: vec![Event {
-                at_ms: now,
-                state: JobState::Pending,
-                note: "received".into(),
-            }],
-        };
-        let ops = vec![
-            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
-            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-        ];
-        match self.committer.commit(ops, true).await {
-            Ok(()) => {
-                writer.committed = true;
-                Ok(job)
-            }
-            Err(e) => Err(e),
-        }
+    pub async fn commit_new(&self, writer: SpoolWriter, new: NewJob) -> Result<Job, StoreError> {
+        let id = self.reserve_job_id()?;
+        self.commit_reserved(writer, new, id).await
     }
 
     /// Saves a changed record durably; a job in a final state leaves the queue.
@@ -580,7 +580,7 @@ impl TenantStore {
         if job.state.is_final() {
             ops.push(Op::Remove(self.tree.clone(), keys::queue(job.id).to_vec()));
         }
-        self.committer.commit(ops, false).await
+        self.committer.commit(ops, false, None).await
     }
 
     /// A job's record.
@@ -799,5 +799,93 @@ mod tests {
         assert_eq!(t.spool_bytes(), 10);
         t.remove_document(&job);
         assert_eq!(t.spool_bytes(), 0);
+    }
+}
+
+/// Additions for IPP Create-Job: a job id is handed out before its document arrives.
+impl TenantStore {
+    /// Reserves the next job id without committing a job: IPP Create-Job
+    /// (RFC 8011 section 4.2.4) returns the `job-id` before Send-Document
+    /// brings the document. Commit the job with [`TenantStore::commit_reserved`];
+    /// an id never committed (the client gave up) stays unused.
+    pub fn reserve_job_id(&self) -> Result<JobId, StoreError> {
+        self.next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n <= MAX_JOB_ID).then_some(n + 1)
+            })
+            .map(JobId)
+            .map_err(|_| StoreError::IdsExhausted)
+    }
+
+    /// Like [`TenantStore::commit_new`], under an id from
+    /// [`TenantStore::reserve_job_id`]. Only after this returns may the
+    /// client hear success.
+    pub async fn commit_reserved(
+        &self,
+        mut writer: SpoolWriter,
+        new: NewJob,
+        id: JobId,
+    ) -> Result<Job, StoreError> {
+        let mut file = writer.file.take().expect("writer not yet finished");
+        file.flush().await?;
+        if self.spool_sync == SpoolSync::Files {
+            file.into_inner().sync_data().await?;
+        } else {
+            drop(file);
+        }
+        let final_path = self.spool_path(id);
+        tokio::fs::rename(&writer.path, &final_path).await?;
+        writer.path = final_path;
+        let now = now_ms();
+        let sha = writer.hasher.clone().finalize();
+        let job = Job {
+            tenant: self.id.clone(),
+            id,
+            listener: new.listener,
+            queue: new.queue,
+            peer: new.peer,
+            user: new.user,
+            name: new.name,
+            format: new.format,
+            size: writer.size,
+            sha256: hex(&sha),
+            workflow: new.workflow,
+            step: 0,
+            state: JobState::Pending,
+            created_ms: now,
+            hold_until_ms: None,
+            delivering: None,
+            history: vec![Event {
+                at_ms: now,
+                state: JobState::Pending,
+                note: "received".into(),
+            }],
+        };
+        let ops = vec![
+            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
+            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+        ];
+        let fs_sync = self.spool_sync == SpoolSync::Filesystem;
+        let dir = (!fs_sync).then_some(&self.spool_dir_file);
+        self.committer.commit(ops, fs_sync, dir).await?;
+        writer.committed = true;
+        Ok(job)
+    }
+}
+
+/// Reading back a document while it is received: LPD jobs arrive as
+/// several data files, in any order, that become one spool document.
+impl SpoolWriter {
+    /// Flushes what was written so far and returns the path of the partial
+    /// file, so its bytes can be read back (the LPD input assembles one
+    /// document from several data files in control-file order). The file
+    /// stays the writer's: it is still deleted when the writer is dropped
+    /// uncommitted.
+    pub async fn flushed_path(&mut self) -> Result<&Path, StoreError> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush().await?;
+        }
+        Ok(&self.path)
     }
 }

@@ -416,3 +416,53 @@ async fn hold_until_released(
         .store(false, std::sync::atomic::Ordering::Release);
     Ok(outcome)
 }
+
+/// Additions for IPP `job-hold-until` (RFC 8011 section 5.2.2) and Hold-Job/Release-Job.
+impl Dispatcher {
+    /// Starts a committed job that its client asked to hold (IPP
+    /// `job-hold-until`): the job is saved as held and waits, visible to
+    /// [`Dispatcher::release`] and [`Dispatcher::cancel`], then runs its
+    /// workflow as [`Dispatcher::submit`] would. The hold is not in the
+    /// record's step index, so a restart resumes such a job unheld.
+    pub fn submit_held(&self, store: Arc<TenantStore>, id: JobId) {
+        let key = (store.id().clone(), id);
+        let control = Arc::new(JobControl {
+            cancel: self.inner.cancel.child_token(),
+            release: Notify::new(),
+            // Held from the start: a release that comes before the task
+            // waits leaves a permit in the Notify and is not lost.
+            held: std::sync::atomic::AtomicBool::new(true),
+        });
+        {
+            let mut running = self.inner.running.lock().expect("running map lock");
+            if running.contains_key(&key) {
+                return;
+            }
+            running.insert(key.clone(), control.clone());
+        }
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            let result = async {
+                let Some(mut job) = store.job(id)? else {
+                    return Ok(());
+                };
+                job.set_state(JobState::Held, "held by the client (job-hold-until)");
+                store.save(&job).await?;
+                tokio::select! {
+                    _ = control.release.notified() => {
+                        control.held.store(false, std::sync::atomic::Ordering::Release);
+                        job.set_state(JobState::Pending, "released");
+                        store.save(&job).await?;
+                        run_job(&inner, &store, id, &control).await
+                    }
+                    _ = control.cancel.cancelled() => Ok(()),
+                }
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::error!(tenant = %store.id(), job = %id, error = %e, "held job stopped: storage failed; it resumes on restart");
+            }
+            inner.running.lock().expect("running map lock").remove(&key);
+        });
+    }
+}

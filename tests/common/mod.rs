@@ -109,18 +109,7 @@ impl TestDaemon {
 
     /// Writes `config` (with `{data}` → the data dir, `{dir}` → the temp dir) and starts the daemon.
     pub fn start(config: &str) -> TestDaemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config_path = dir.path().join("printroute.toml");
-        let mut d = TestDaemon {
-            dir,
-            config_path,
-            child: None,
-            lines: None,
-            listeners: HashMap::new(),
-        };
-        d.write_config(config);
-        d.spawn();
-        d
+        TestDaemon::start_with_env(config, &[])
     }
 
     /// Rewrites the config file (for reload tests).
