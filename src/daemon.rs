@@ -176,6 +176,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     for b in bound {
         daemon.serve(b);
     }
+    let pruner_stop = CancellationToken::new();
+    let pruner = tokio::spawn(prune_loop(shared.clone(), pruner_stop.clone()));
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -203,6 +205,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     {
         tracing::warn!("shutdown grace period over; cutting off receives still in flight (they were not acknowledged)");
     }
+    pruner_stop.cancel();
+    let _ = pruner.await;
     dispatcher.shutdown().await;
     blocking(move || store.close()).await?;
     tracing::info!("stopped");
@@ -349,6 +353,31 @@ impl Daemon {
             }
         }
         Ok(summary)
+    }
+}
+
+/// How often finished jobs' records are checked against each tenant's `retention`.
+pub const RETENTION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes finished jobs' records once they are older than their tenant's
+/// `retention`: at start, then every [`RETENTION_SWEEP_INTERVAL`].
+async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let snapshot = shared.snapshot.load_full();
+        for (t, store) in snapshot.config.tenants.iter().zip(&snapshot.stores) {
+            let cutoff = now_ms().saturating_sub(t.limits.retention.as_millis() as u64);
+            match store.prune_finished(cutoff).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(tenant = %t.id, records = n, "pruned finished jobs past retention")
+                }
+                Err(e) => tracing::warn!(tenant = %t.id, error = %e, "cannot prune finished jobs"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RETENTION_SWEEP_INTERVAL) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }
 

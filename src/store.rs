@@ -601,6 +601,25 @@ impl TenantStore {
         Ok(out)
     }
 
+    /// Deletes the records of jobs that finished before `cutoff_ms` (ms
+    /// since the epoch); returns how many. Their documents are gone already.
+    pub async fn prune_finished(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let mut ops = Vec::new();
+        for kv in self.tree.scan_prefix(keys::JOB_PREFIX) {
+            let (k, v) = kv?;
+            let job = decode(&k, &v)?;
+            let finished_ms = job.history.last().map_or(job.created_ms, |e| e.at_ms);
+            if job.state.is_final() && finished_ms < cutoff_ms {
+                ops.push(Op::Remove(self.tree.clone(), k.to_vec()));
+            }
+        }
+        let n = ops.len();
+        if n > 0 {
+            self.committer.commit(ops, false, None).await?;
+        }
+        Ok(n)
+    }
+
     /// Ids of unfinished jobs, oldest first.
     pub fn active_jobs(&self) -> Result<Vec<JobId>, StoreError> {
         let mut out = Vec::new();
