@@ -724,6 +724,95 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+
+/// Additions for IPP Create-Job: a job id is handed out before its document arrives.
+impl TenantStore {
+    /// Reserves the next job id without committing a job: IPP Create-Job
+    /// (RFC 8011 section 4.2.4) returns the `job-id` before Send-Document
+    /// brings the document. Commit the job with [`TenantStore::commit_reserved`];
+    /// an id never committed (the client gave up) stays unused.
+    pub fn reserve_job_id(&self) -> Result<JobId, StoreError> {
+        self.next_id
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n <= MAX_JOB_ID).then_some(n + 1)
+            })
+            .map(JobId)
+            .map_err(|_| StoreError::IdsExhausted)
+    }
+
+    /// Like [`TenantStore::commit_new`], under an id from
+    /// [`TenantStore::reserve_job_id`]. Only after this returns may the
+    /// client hear success.
+    pub async fn commit_reserved(
+        &self,
+        mut writer: SpoolWriter,
+        new: NewJob,
+        id: JobId,
+    ) -> Result<Job, StoreError> {
+        let mut file = writer.file.take().expect("writer not yet finished");
+        file.flush().await?;
+        if self.spool_sync == SpoolSync::Files {
+            file.into_inner().sync_data().await?;
+        } else {
+            drop(file);
+        }
+        let final_path = self.spool_path(id);
+        tokio::fs::rename(&writer.path, &final_path).await?;
+        writer.path = final_path;
+        let now = now_ms();
+        let sha = writer.hasher.clone().finalize();
+        let job = Job {
+            tenant: self.id.clone(),
+            id,
+            listener: new.listener,
+            queue: new.queue,
+            peer: new.peer,
+            user: new.user,
+            name: new.name,
+            format: new.format,
+            size: writer.size,
+            sha256: hex(&sha),
+            workflow: new.workflow,
+            step: 0,
+            state: JobState::Pending,
+            created_ms: now,
+            hold_until_ms: None,
+            delivering: None,
+            history: vec![Event {
+                at_ms: now,
+                state: JobState::Pending,
+                note: "received".into(),
+            }],
+        };
+        let ops = vec![
+            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
+            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+        ];
+        let fs_sync = self.spool_sync == SpoolSync::Filesystem;
+        let dir = (!fs_sync).then_some(&self.spool_dir_file);
+        self.committer.commit(ops, fs_sync, dir).await?;
+        writer.committed = true;
+        Ok(job)
+    }
+}
+
+/// Reading back a document while it is received: LPD jobs arrive as
+/// several data files, in any order, that become one spool document.
+impl SpoolWriter {
+    /// Flushes what was written so far and returns the path of the partial
+    /// file, so its bytes can be read back (the LPD input assembles one
+    /// document from several data files in control-file order). The file
+    /// stays the writer's: it is still deleted when the writer is dropped
+    /// uncommitted.
+    pub async fn flushed_path(&mut self) -> Result<&Path, StoreError> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush().await?;
+        }
+        Ok(&self.path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -818,93 +907,5 @@ mod tests {
         assert_eq!(t.spool_bytes(), 10);
         t.remove_document(&job);
         assert_eq!(t.spool_bytes(), 0);
-    }
-}
-
-/// Additions for IPP Create-Job: a job id is handed out before its document arrives.
-impl TenantStore {
-    /// Reserves the next job id without committing a job: IPP Create-Job
-    /// (RFC 8011 section 4.2.4) returns the `job-id` before Send-Document
-    /// brings the document. Commit the job with [`TenantStore::commit_reserved`];
-    /// an id never committed (the client gave up) stays unused.
-    pub fn reserve_job_id(&self) -> Result<JobId, StoreError> {
-        self.next_id
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                (n <= MAX_JOB_ID).then_some(n + 1)
-            })
-            .map(JobId)
-            .map_err(|_| StoreError::IdsExhausted)
-    }
-
-    /// Like [`TenantStore::commit_new`], under an id from
-    /// [`TenantStore::reserve_job_id`]. Only after this returns may the
-    /// client hear success.
-    pub async fn commit_reserved(
-        &self,
-        mut writer: SpoolWriter,
-        new: NewJob,
-        id: JobId,
-    ) -> Result<Job, StoreError> {
-        let mut file = writer.file.take().expect("writer not yet finished");
-        file.flush().await?;
-        if self.spool_sync == SpoolSync::Files {
-            file.into_inner().sync_data().await?;
-        } else {
-            drop(file);
-        }
-        let final_path = self.spool_path(id);
-        tokio::fs::rename(&writer.path, &final_path).await?;
-        writer.path = final_path;
-        let now = now_ms();
-        let sha = writer.hasher.clone().finalize();
-        let job = Job {
-            tenant: self.id.clone(),
-            id,
-            listener: new.listener,
-            queue: new.queue,
-            peer: new.peer,
-            user: new.user,
-            name: new.name,
-            format: new.format,
-            size: writer.size,
-            sha256: hex(&sha),
-            workflow: new.workflow,
-            step: 0,
-            state: JobState::Pending,
-            created_ms: now,
-            hold_until_ms: None,
-            delivering: None,
-            history: vec![Event {
-                at_ms: now,
-                state: JobState::Pending,
-                note: "received".into(),
-            }],
-        };
-        let ops = vec![
-            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
-            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-        ];
-        let fs_sync = self.spool_sync == SpoolSync::Filesystem;
-        let dir = (!fs_sync).then_some(&self.spool_dir_file);
-        self.committer.commit(ops, fs_sync, dir).await?;
-        writer.committed = true;
-        Ok(job)
-    }
-}
-
-/// Reading back a document while it is received: LPD jobs arrive as
-/// several data files, in any order, that become one spool document.
-impl SpoolWriter {
-    /// Flushes what was written so far and returns the path of the partial
-    /// file, so its bytes can be read back (the LPD input assembles one
-    /// document from several data files in control-file order). The file
-    /// stays the writer's: it is still deleted when the writer is dropped
-    /// uncommitted.
-    pub async fn flushed_path(&mut self) -> Result<&Path, StoreError> {
-        if let Some(f) = self.file.as_mut() {
-            f.flush().await?;
-        }
-        Ok(&self.path)
     }
 }

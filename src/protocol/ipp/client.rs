@@ -1,12 +1,381 @@
-//! Sending jobs to IPP devices: not built yet.
+//! Sending jobs to IPP devices: Print-Job with the document streamed from
+//! the spool file (chunked), then Get-Job-Attributes until the printer's
+//! job ends (RFC 8011 sections 4.2.1 and 4.3.4).
+//!
+//! Connection failures and `server-error-busy` are errors the dispatcher
+//! retries with backoff; a printer's own refusal, or a job it aborted or
+//! canceled, is [`SendError::Refused`] with the printer's words.
 
 use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+
+use super::codec::{self, group, Attribute, Group, Message, Value};
+use super::ops::{op, status};
 use crate::config::DeviceUri;
 use crate::job::Job;
-use crate::workflow::forward::SendError;
+use crate::workflow::forward::{connect, SendError, WRITE_STALL_TIMEOUT};
+
+/// Largest IPP response we read from a printer.
+pub const MAX_RESPONSE: usize = 1 << 20;
+
+/// Longest wait for a printer's response once the request is sent.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pause between two Get-Job-Attributes while following a job.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Longest we follow a job after the printer took it; past that the
+/// printer has the job, and we say it was delivered.
+pub const FOLLOW_LIMIT: Duration = Duration::from_secs(600);
+
+/// Chunk of the document per body frame.
+const CHUNK: usize = 256 << 10;
+
+/// Frames queued between the file reader and hyper.
+const BODY_QUEUE: usize = 4;
+
+/// A request body fed from a channel: the IPP message, then the document.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// The IPP request of an operation with the usual operation attributes.
+fn request(code: u16, id: i32, printer_uri: &str, user: &str) -> Message {
+    let mut g = Group::new(group::OPERATION);
+    g.push(Attribute::new(
+        "attributes-charset",
+        Value::charset("utf-8"),
+    ));
+    g.push(Attribute::new(
+        "attributes-natural-language",
+        Value::language("en"),
+    ));
+    g.push(Attribute::new("printer-uri", Value::uri(printer_uri)));
+    g.push(Attribute::new(
+        "requesting-user-name",
+        Value::name(truncate(user, codec::MAX_NAME_LEN)),
+    ));
+    Message {
+        version: (2, 0),
+        code,
+        request_id: id,
+        groups: vec![g],
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<ChannelBody>;
+
+/// Sends one IPP request and decodes the response.
+async fn exchange(
+    sender: &mut Sender,
+    host: &str,
+    path: &str,
+    head: Vec<u8>,
+    document: Option<&Path>,
+) -> Result<(Message, u64), SendError> {
+    let (tx, rx) = mpsc::channel(BODY_QUEUE);
+    let req = Request::post(path)
+        .header(HOST, host)
+        .header(CONTENT_TYPE, "application/ipp")
+        .body(ChannelBody(rx))
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let feeder = async move {
+        let mut sent = 0u64;
+        if tx.send(Ok(Bytes::from(head))).await.is_err() {
+            return Ok(sent);
+        }
+        if let Some(path) = document {
+            let mut file = tokio::fs::File::open(path).await?;
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = file.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                buf.truncate(n);
+                sent += n as u64;
+                // The printer may answer early (a refusal) and stop reading.
+                if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Ok::<u64, std::io::Error>(sent)
+    };
+    let exchange = async {
+        let resp = tokio::time::timeout(
+            RESPONSE_TIMEOUT.max(WRITE_STALL_TIMEOUT),
+            sender.send_request(req),
+        )
+        .await
+        .map_err(|_| SendError::Timeout("IPP response"))?
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+        if !resp.status().is_success() {
+            return Err(SendError::Io(std::io::Error::other(format!(
+                "printer answered HTTP {}",
+                resp.status()
+            ))));
+        }
+        let body = http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE);
+        let bytes = tokio::time::timeout(RESPONSE_TIMEOUT, body.collect())
+            .await
+            .map_err(|_| SendError::Timeout("IPP response body"))?
+            .map_err(|e| SendError::Io(std::io::Error::other(e.to_string())))?
+            .to_bytes();
+        codec::decode(&bytes, codec::RESPONSE_LIMITS)
+            .map(|(m, _)| m)
+            .map_err(|e| SendError::Io(std::io::Error::other(format!("bad IPP response: {e}"))))
+    };
+    let (sent, msg) = tokio::join!(feeder, exchange);
+    Ok((msg?, sent?))
+}
+
+fn status_message(m: &Message) -> String {
+    m.attr(group::OPERATION, "status-message")
+        .and_then(|a| a.values.first())
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("status 0x{:04x}", m.code), str::to_owned)
+}
+
+fn job_int(m: &Message, name: &str) -> Option<i32> {
+    m.attr(group::JOB, name)?.values.first()?.as_int()
+}
 
 /// Sends a job's document to an IPP device.
-pub async fn send(_uri: &DeviceUri, _job: &Job, _path: &Path) -> Result<u64, SendError> {
-    Err(SendError::Unsupported("ipp"))
+pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendError> {
+    let DeviceUri::Ipp {
+        tls,
+        host,
+        port,
+        path: resource,
+    } = uri
+    else {
+        return Err(SendError::Unsupported("non-IPP URI"));
+    };
+    if *tls {
+        return Err(SendError::Unsupported("ipps"));
+    }
+    let resource = if resource.is_empty() { "/" } else { resource };
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let printer_uri = format!("ipp://{authority}{resource}");
+    let stream = connect(host, *port).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let conn_task = tokio::spawn(conn);
+    let result = print_and_follow(&mut sender, &authority, resource, &printer_uri, job, path).await;
+    conn_task.abort();
+    result
+}
+
+async fn print_and_follow(
+    sender: &mut Sender,
+    authority: &str,
+    resource: &str,
+    printer_uri: &str,
+    job: &Job,
+    path: &Path,
+) -> Result<u64, SendError> {
+    let mut req = request(op::PRINT_JOB, 1, printer_uri, &job.user);
+    let g = &mut req.groups[0];
+    let name = if job.name.is_empty() {
+        format!("job {}", job.id)
+    } else {
+        job.name.clone()
+    };
+    g.push(Attribute::new(
+        "job-name",
+        Value::name(truncate(&name, codec::MAX_NAME_LEN)),
+    ));
+    g.push(Attribute::new(
+        "document-format",
+        Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
+    ));
+    let (mut resp, mut sent) =
+        exchange(sender, authority, resource, codec::encode(&req), Some(path)).await?;
+    let mut remote_id = job_int(&resp, "job-id");
+    if resp.code == status::OPERATION_NOT_SUPPORTED {
+        // A printer without Print-Job takes Create-Job + Send-Document
+        // (RFC 8011 sections 4.2.4 and 4.3.1).
+        (resp, sent, remote_id) =
+            create_and_send(sender, authority, resource, printer_uri, job, &name, path).await?;
+    }
+    check(&resp)?;
+    let Some(remote_id) = remote_id else {
+        // The printer took the job without telling its id: nothing to follow.
+        return Ok(sent);
+    };
+    let started = tokio::time::Instant::now();
+    let mut request_id = 2;
+    loop {
+        if let Some(state) = job_int(
+            &resp_state(
+                sender,
+                authority,
+                resource,
+                printer_uri,
+                job,
+                remote_id,
+                request_id,
+            )
+            .await?,
+            "job-state",
+        ) {
+            match state {
+                9 => return Ok(sent),
+                7 | 8 => {
+                    return Err(SendError::Refused(format!(
+                        "printer job {remote_id} ended {}",
+                        if state == 7 { "canceled" } else { "aborted" }
+                    )))
+                }
+                _ => {}
+            }
+        } else {
+            return Ok(sent);
+        }
+        if started.elapsed() > FOLLOW_LIMIT {
+            tracing::info!(job = %job.id, remote_id, "printer still has the job; no longer following it");
+            return Ok(sent);
+        }
+        request_id += 1;
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Maps a printer's answer to a job submission: busy and temporary errors
+/// are retried by the dispatcher; anything else is the printer's refusal.
+fn check(resp: &Message) -> Result<(), SendError> {
+    match resp.code {
+        c if c < 0x0100 => Ok(()),
+        status::BUSY
+        | status::TEMPORARY_ERROR
+        | status::SERVICE_UNAVAILABLE
+        | status::NOT_ACCEPTING_JOBS => Err(SendError::Io(std::io::Error::other(format!(
+            "printer is busy: {}",
+            status_message(resp)
+        )))),
+        _ => Err(SendError::Refused(status_message(resp))),
+    }
+}
+
+/// Create-Job, then the document with Send-Document (`last-document` true).
+async fn create_and_send(
+    sender: &mut Sender,
+    authority: &str,
+    resource: &str,
+    printer_uri: &str,
+    job: &Job,
+    name: &str,
+    path: &Path,
+) -> Result<(Message, u64, Option<i32>), SendError> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let mut create = request(op::CREATE_JOB, 2, printer_uri, &job.user);
+    create.groups[0].push(Attribute::new(
+        "job-name",
+        Value::name(truncate(name, codec::MAX_NAME_LEN)),
+    ));
+    let (resp, _) = exchange(sender, authority, resource, codec::encode(&create), None).await?;
+    check(&resp)?;
+    let Some(id) = job_int(&resp, "job-id") else {
+        return Err(SendError::Refused(
+            "Create-Job answer without job-id".into(),
+        ));
+    };
+    sender
+        .ready()
+        .await
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let mut send = request(op::SEND_DOCUMENT, 3, printer_uri, &job.user);
+    let g = &mut send.groups[0];
+    g.push(Attribute::new("job-id", Value::Integer(id)));
+    g.push(Attribute::new("last-document", Value::Boolean(true)));
+    g.push(Attribute::new(
+        "document-format",
+        Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
+    ));
+    let (resp, sent) = exchange(
+        sender,
+        authority,
+        resource,
+        codec::encode(&send),
+        Some(path),
+    )
+    .await?;
+    Ok((resp, sent, Some(id)))
+}
+
+async fn resp_state(
+    sender: &mut Sender,
+    authority: &str,
+    resource: &str,
+    printer_uri: &str,
+    job: &Job,
+    remote_id: i32,
+    request_id: i32,
+) -> Result<Message, SendError> {
+    let mut req = request(op::GET_JOB_ATTRIBUTES, request_id, printer_uri, &job.user);
+    let g = &mut req.groups[0];
+    g.push(Attribute::new("job-id", Value::Integer(remote_id)));
+    g.push(Attribute::many(
+        "requested-attributes",
+        vec![
+            Value::keyword("job-state"),
+            Value::keyword("job-state-reasons"),
+        ],
+    ));
+    sender
+        .ready()
+        .await
+        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
+    let (resp, _) = exchange(sender, authority, resource, codec::encode(&req), None).await?;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_names_are_cut_on_char_boundaries() {
+        let s = "é".repeat(200);
+        let t = super::truncate(&s, 255);
+        assert!(t.len() <= 255 && t.is_char_boundary(t.len()));
+    }
 }

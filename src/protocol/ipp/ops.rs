@@ -1,0 +1,1418 @@
+//! IPP operations (RFC 8011 section 4) of a tenant's printer.
+//!
+//! Every request is checked as RFC 8011 section 4.1 asks (version,
+//! request-id, the operation group and its first two attributes, the
+//! target), then routed: a job id is looked up only in the routed tenant's
+//! store, so another tenant's job is simply not found.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use http_body_util::BodyExt;
+
+use super::codec::{self, group, tag, Attribute, Group, Message, Value};
+use super::{Access, ConnCtx, Document, Reply};
+use crate::ids::{JobId, TenantId};
+use crate::job::{now_ms, Job, JobState, NewJob};
+use crate::protocol::sniff::{sniff, SNIFF_LIMIT};
+use crate::snapshot::Routed;
+use crate::store::{SpoolWriter, StoreError, TenantStore};
+
+/// IPP status codes (RFC 8011 Appendix B).
+pub mod status {
+    /// `successful-ok`.
+    pub const OK: u16 = 0x0000;
+    /// `successful-ok-ignored-or-substituted-attributes`.
+    pub const OK_IGNORED: u16 = 0x0001;
+    /// `client-error-bad-request`.
+    pub const BAD_REQUEST: u16 = 0x0400;
+    /// `client-error-not-authorized`.
+    pub const NOT_AUTHORIZED: u16 = 0x0403;
+    /// `client-error-not-possible`.
+    pub const NOT_POSSIBLE: u16 = 0x0404;
+    /// `client-error-timeout`.
+    pub const REQUEST_TIMEOUT: u16 = 0x0405;
+    /// `client-error-not-found`.
+    pub const NOT_FOUND: u16 = 0x0406;
+    /// `client-error-request-entity-too-large`.
+    pub const REQUEST_ENTITY_TOO_LARGE: u16 = 0x0408;
+    /// `client-error-request-value-too-long`.
+    pub const REQUEST_VALUE_TOO_LONG: u16 = 0x0409;
+    /// `client-error-document-format-not-supported`.
+    pub const DOCUMENT_FORMAT_NOT_SUPPORTED: u16 = 0x040a;
+    /// `client-error-attributes-or-values-not-supported`.
+    pub const ATTRIBUTES_NOT_SUPPORTED: u16 = 0x040b;
+    /// `client-error-charset-not-supported`.
+    pub const CHARSET_NOT_SUPPORTED: u16 = 0x040d;
+    /// `client-error-compression-not-supported`.
+    pub const COMPRESSION_NOT_SUPPORTED: u16 = 0x040f;
+    /// `server-error-internal-error`.
+    pub const INTERNAL_ERROR: u16 = 0x0500;
+    /// `server-error-operation-not-supported`.
+    pub const OPERATION_NOT_SUPPORTED: u16 = 0x0501;
+    /// `server-error-service-unavailable`.
+    pub const SERVICE_UNAVAILABLE: u16 = 0x0502;
+    /// `server-error-version-not-supported`.
+    pub const VERSION_NOT_SUPPORTED: u16 = 0x0503;
+    /// `server-error-temporary-error`.
+    pub const TEMPORARY_ERROR: u16 = 0x0505;
+    /// `server-error-not-accepting-jobs`.
+    pub const NOT_ACCEPTING_JOBS: u16 = 0x0506;
+    /// `server-error-busy`.
+    pub const BUSY: u16 = 0x0507;
+    /// `server-error-multiple-document-jobs-not-supported`.
+    pub const MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED: u16 = 0x0509;
+}
+
+/// Operation ids (RFC 8011 section 5.4.15, PWG 5100.11 for Close-Job and Cancel-My-Jobs).
+pub mod op {
+    /// Print-Job.
+    pub const PRINT_JOB: u16 = 0x0002;
+    /// Validate-Job.
+    pub const VALIDATE_JOB: u16 = 0x0004;
+    /// Create-Job.
+    pub const CREATE_JOB: u16 = 0x0005;
+    /// Send-Document.
+    pub const SEND_DOCUMENT: u16 = 0x0006;
+    /// Cancel-Job.
+    pub const CANCEL_JOB: u16 = 0x0008;
+    /// Get-Job-Attributes.
+    pub const GET_JOB_ATTRIBUTES: u16 = 0x0009;
+    /// Get-Jobs.
+    pub const GET_JOBS: u16 = 0x000a;
+    /// Get-Printer-Attributes.
+    pub const GET_PRINTER_ATTRIBUTES: u16 = 0x000b;
+    /// Hold-Job.
+    pub const HOLD_JOB: u16 = 0x000c;
+    /// Release-Job.
+    pub const RELEASE_JOB: u16 = 0x000d;
+    /// Cancel-My-Jobs.
+    pub const CANCEL_MY_JOBS: u16 = 0x0039;
+    /// Close-Job.
+    pub const CLOSE_JOB: u16 = 0x003b;
+}
+
+/// Operations a printer supports, advertised in `operations-supported`.
+pub const OPERATIONS: &[u16] = &[
+    op::PRINT_JOB,
+    op::VALIDATE_JOB,
+    op::CREATE_JOB,
+    op::SEND_DOCUMENT,
+    op::CANCEL_JOB,
+    op::GET_JOB_ATTRIBUTES,
+    op::GET_JOBS,
+    op::GET_PRINTER_ATTRIBUTES,
+    op::HOLD_JOB,
+    op::RELEASE_JOB,
+    op::CANCEL_MY_JOBS,
+    op::CLOSE_JOB,
+];
+
+/// Document formats accepted. printroute routes documents unchanged, so
+/// these are the formats its tenants' printers commonly take; the bytes are
+/// never converted.
+pub const DOCUMENT_FORMATS: &[&str] = &[
+    "application/octet-stream",
+    "application/pdf",
+    "application/postscript",
+    "application/vnd.hp-pcl",
+    "application/vnd.hp-pclxl",
+    "application/PCLm",
+    "image/pwg-raster",
+    "image/urf",
+    "image/jpeg",
+    "text/plain",
+];
+
+/// How long a job made by Create-Job waits for its Send-Document (RFC 8011
+/// section 5.4.30 `multiple-operation-time-out`) before it is dropped.
+pub const MULTIPLE_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Most jobs of one tenant between Create-Job and their last document.
+pub const MAX_OPEN_JOBS_PER_TENANT: usize = 64;
+
+/// Most jobs one Get-Jobs answer lists (a client may ask for fewer with `limit`).
+pub const MAX_GET_JOBS: usize = 1000;
+
+/// User recorded when a request names none.
+pub const UNKNOWN_USER: &str = "anonymous";
+
+/// Job name recorded when a request names none.
+pub const UNTITLED: &str = "untitled";
+
+/// A job made by Create-Job that has not been committed yet.
+struct OpenJob {
+    new: NewJob,
+    hold: bool,
+    writer: Option<SpoolWriter>,
+    created_ms: u64,
+    deadline: Instant,
+}
+
+/// Open jobs of every tenant, by tenant and reserved id.
+static OPEN_JOBS: LazyLock<Mutex<HashMap<(TenantId, JobId), OpenJob>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn open_jobs() -> std::sync::MutexGuard<'static, HashMap<(TenantId, JobId), OpenJob>> {
+    // A panic elsewhere cannot leave the map half-changed: keep using it.
+    let mut map = OPEN_JOBS.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    map.retain(|_, j| j.deadline > now);
+    map
+}
+
+/// The printer a request addresses, from its HTTP path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// A printer: `None` for `/ipp/print`, the queue otherwise.
+    Printer(Option<String>),
+    /// `/jobs/...` or `/`: job operations only (the job's printer is implied).
+    Jobs,
+    /// Nothing we serve.
+    Unknown,
+}
+
+fn target_of(path: &str) -> Target {
+    let queue = |q: &str| {
+        if !q.is_empty() && q.len() <= codec::MAX_NAME_LEN && !q.contains('/') {
+            Target::Printer(Some(q.to_owned()))
+        } else {
+            Target::Unknown
+        }
+    };
+    match path {
+        "/ipp/print" | "/ipp/print/" => Target::Printer(None),
+        "/" | "/jobs" | "/jobs/" => Target::Jobs,
+        p if p.starts_with("/jobs/") => Target::Jobs,
+        p => match p
+            .strip_prefix("/ipp/print/")
+            .or_else(|| p.strip_prefix("/printers/"))
+        {
+            Some(q) => queue(q),
+            None => Target::Unknown,
+        },
+    }
+}
+
+/// Everything an operation needs.
+struct Req<'a> {
+    ctx: &'a ConnCtx,
+    routed: &'a Routed,
+    host: &'a str,
+    /// The printer's path as the client named it (for `printer-uri-supported`).
+    path: String,
+    queue: Option<String>,
+    msg: Message,
+}
+
+impl Req<'_> {
+    fn op_attr(&self, name: &str) -> Option<&Attribute> {
+        self.msg.attr(group::OPERATION, name)
+    }
+    fn op_str(&self, name: &str) -> Option<&str> {
+        self.op_attr(name)?.values.first()?.as_str()
+    }
+    fn user(&self) -> String {
+        self.op_str("requesting-user-name")
+            .map(crate::protocol::sniff::clean)
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| UNKNOWN_USER.to_owned())
+    }
+    fn printer_uri(&self) -> String {
+        format!("ipp://{}{}", self.host, self.path)
+    }
+    fn job_uri(&self, id: JobId) -> String {
+        format!("ipp://{}/jobs/{}", self.host, id)
+    }
+    fn store(&self) -> &std::sync::Arc<TenantStore> {
+        self.routed.store()
+    }
+    fn tenant_id(&self) -> &TenantId {
+        &self.routed.tenant().id
+    }
+}
+
+/// A response under construction.
+struct Resp {
+    msg: Message,
+    unsupported: Group,
+    close: bool,
+}
+
+impl Resp {
+    fn new(version: (u8, u8), request_id: i32, status: u16, message: &str) -> Resp {
+        let mut g = Group::new(group::OPERATION);
+        g.push(Attribute::new(
+            "attributes-charset",
+            Value::charset("utf-8"),
+        ));
+        g.push(Attribute::new(
+            "attributes-natural-language",
+            Value::language("en"),
+        ));
+        if !message.is_empty() {
+            g.push(Attribute::new("status-message", Value::text(message)));
+        }
+        Resp {
+            msg: Message {
+                version,
+                code: status,
+                request_id,
+                groups: vec![g],
+            },
+            unsupported: Group::new(group::UNSUPPORTED),
+            close: false,
+        }
+    }
+    fn status(&mut self, status: u16, message: &str) {
+        self.msg.code = status;
+        let g = &mut self.msg.groups[0];
+        g.attributes.retain(|a| a.name != "status-message");
+        g.push(Attribute::new("status-message", Value::text(message)));
+    }
+    fn group(&mut self, g: Group) {
+        self.msg.groups.push(g);
+    }
+    fn finish(mut self) -> Reply {
+        if !self.unsupported.attributes.is_empty() {
+            // RFC 8011 section 4.1.7: the unsupported group follows the operation group.
+            let g = std::mem::replace(&mut self.unsupported, Group::new(group::UNSUPPORTED));
+            self.msg.groups.insert(1, g);
+        }
+        Reply {
+            message: self.msg,
+            close: self.close,
+        }
+    }
+}
+
+/// An error reply built from whatever of the request head arrived.
+pub(crate) fn error_reply(head: &[u8], status: u16, message: &str, close: bool) -> Reply {
+    let request_id = head
+        .get(4..8)
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let mut r = Resp::new((1, 1), request_id, status, message);
+    r.close = close;
+    r.finish()
+}
+
+/// Answers one decoded request.
+pub(crate) async fn handle(
+    ctx: &ConnCtx,
+    host: &str,
+    path: &str,
+    msg: Message,
+    mut doc: Document,
+) -> Reply {
+    let version = msg.version;
+    let mut resp = Resp::new(
+        if matches!(version, (1, 1) | (2, 0)) {
+            version
+        } else {
+            (1, 1)
+        },
+        msg.request_id,
+        status::OK,
+        "",
+    );
+    // Anything short of reading the document to its end leaves bytes on
+    // the connection: close it after the reply.
+    resp.close = !doc.ended;
+    if let Err((code, text)) = check_request(&msg) {
+        resp.status(code, text);
+        return resp.finish();
+    }
+    let routed = match &ctx.access {
+        Access::Tenant(r) => r,
+        Access::NoTenant => {
+            ctx.shared
+                .refused(&ctx.listener, ctx.peer, "address of no tenant");
+            resp.status(status::NOT_AUTHORIZED, "this address belongs to no tenant");
+            resp.close = true;
+            return resp.finish();
+        }
+        Access::Busy => {
+            resp.status(status::BUSY, "too many connections; try again later");
+            resp.close = true;
+            return resp.finish();
+        }
+    };
+    let (queue, printer_path) = match target_of(path) {
+        Target::Printer(q) => {
+            if routed.input(&ctx.listener, q.as_deref()).is_none() {
+                ctx.shared.refused(
+                    &ctx.listener,
+                    ctx.peer,
+                    "no such IPP printer for the tenant",
+                );
+                resp.status(status::NOT_FOUND, "no such printer");
+                return resp.finish();
+            }
+            (q, path.trim_end_matches('/').to_owned())
+        }
+        Target::Jobs if is_job_op(msg.code) => (None, "/ipp/print".to_owned()),
+        _ => {
+            resp.status(status::NOT_FOUND, "no such printer");
+            return resp.finish();
+        }
+    };
+    if !matches!(msg.code, op::PRINT_JOB | op::SEND_DOCUMENT) {
+        doc.skip_rest(ctx.idle_timeout()).await;
+        resp.close = !doc.ended;
+    }
+    let req = Req {
+        ctx,
+        routed,
+        host,
+        path: printer_path,
+        queue,
+        msg,
+    };
+    let result = match req.msg.code {
+        op::PRINT_JOB => print_job(&req, &mut resp, &mut doc).await,
+        op::VALIDATE_JOB => validate_job(&req, &mut resp).map(|_| ()),
+        op::CREATE_JOB => create_job(&req, &mut resp),
+        op::SEND_DOCUMENT => send_document(&req, &mut resp, &mut doc).await,
+        op::CLOSE_JOB => close_job(&req, &mut resp).await,
+        op::CANCEL_JOB => cancel_job(&req, &mut resp).await,
+        op::CANCEL_MY_JOBS => cancel_my_jobs(&req, &mut resp).await,
+        op::GET_JOB_ATTRIBUTES => get_job_attributes(&req, &mut resp),
+        op::GET_JOBS => get_jobs(&req, &mut resp),
+        op::GET_PRINTER_ATTRIBUTES => get_printer_attributes(&req, &mut resp),
+        op::HOLD_JOB => hold_job(&req, &mut resp),
+        op::RELEASE_JOB => release_job(&req, &mut resp),
+        _ => Err((status::OPERATION_NOT_SUPPORTED, "operation not supported")),
+    };
+    if let Err((code, text)) = result {
+        resp.status(code, text);
+    }
+    if doc.ended {
+        resp.close = false;
+    }
+    resp.finish()
+}
+
+fn is_job_op(code: u16) -> bool {
+    matches!(
+        code,
+        op::SEND_DOCUMENT
+            | op::CLOSE_JOB
+            | op::CANCEL_JOB
+            | op::GET_JOB_ATTRIBUTES
+            | op::HOLD_JOB
+            | op::RELEASE_JOB
+    )
+}
+
+type OpResult = Result<(), (u16, &'static str)>;
+
+/// RFC 8011 section 4.1: version, request-id, operation attributes.
+fn check_request(msg: &Message) -> OpResult {
+    // RFC 8011 section 4.1.8: only the versions we implement.
+    if !matches!(msg.version, (1, 1) | (2, 0)) {
+        return Err((
+            status::VERSION_NOT_SUPPORTED,
+            "only IPP/1.1 and IPP/2.0 are supported",
+        ));
+    }
+    // RFC 8011 section 4.1.1: request-id is 1..2^31-1.
+    if msg.request_id <= 0 {
+        return Err((status::BAD_REQUEST, "request-id must be positive"));
+    }
+    // RFC 8011 section 4.1.4: the operation group comes first, and starts
+    // with attributes-charset then attributes-natural-language.
+    let Some(g) = msg.groups.first().filter(|g| g.tag == group::OPERATION) else {
+        return Err((status::BAD_REQUEST, "missing operation attributes"));
+    };
+    if msg
+        .groups
+        .iter()
+        .filter(|g| g.tag == group::OPERATION)
+        .count()
+        > 1
+    {
+        return Err((status::BAD_REQUEST, "more than one operation group"));
+    }
+    let (Some(cs), Some(nl)) = (g.attributes.first(), g.attributes.get(1)) else {
+        return Err((
+            status::BAD_REQUEST,
+            "attributes-charset and attributes-natural-language must come first",
+        ));
+    };
+    if cs.name != "attributes-charset"
+        || nl.name != "attributes-natural-language"
+        || cs.values.len() != 1
+        || nl.values.len() != 1
+        || cs.values[0].tag() != tag::CHARSET
+        || nl.values[0].tag() != tag::NATURAL_LANGUAGE
+    {
+        return Err((
+            status::BAD_REQUEST,
+            "attributes-charset and attributes-natural-language must come first",
+        ));
+    }
+    let charset = cs.values[0].as_str().unwrap_or("").to_ascii_lowercase();
+    if charset != "utf-8" && charset != "us-ascii" {
+        return Err((status::CHARSET_NOT_SUPPORTED, "charset not supported"));
+    }
+    // RFC 8011 section 4.1.5: the target is printer-uri or job-uri.
+    let uri = |n: &str| {
+        g.get(n)
+            .filter(|a| a.values.len() == 1 && a.values[0].tag() == tag::URI)
+            .is_some()
+    };
+    if !uri("printer-uri") && !uri("job-uri") {
+        return Err((status::BAD_REQUEST, "missing printer-uri or job-uri"));
+    }
+    Ok(())
+}
+
+/// The job a job operation targets: `job-uri`, or `printer-uri` + `job-id`.
+fn target_job(req: &Req<'_>) -> Result<JobId, (u16, &'static str)> {
+    if let Some(uri) = req.op_str("job-uri") {
+        let id = uri
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse::<u32>().ok())
+            .filter(|n| (1..=crate::ids::MAX_JOB_ID).contains(n));
+        return id.map(JobId).ok_or((status::NOT_FOUND, "no such job"));
+    }
+    let id = req
+        .op_attr("job-id")
+        .and_then(|a| a.values.first())
+        .and_then(|v| match v {
+            Value::Integer(i) => Some(*i),
+            _ => None,
+        })
+        .ok_or((status::BAD_REQUEST, "missing job-id"))?;
+    u32::try_from(id)
+        .ok()
+        .filter(|&n| n >= 1)
+        .map(JobId)
+        .ok_or((status::NOT_FOUND, "no such job"))
+}
+
+/// Job creation checks shared by Print-Job, Validate-Job and Create-Job.
+/// Returns the document format and whether the job is to be held.
+fn validate_job(
+    req: &Req<'_>,
+    resp: &mut Resp,
+) -> Result<(Option<String>, bool), (u16, &'static str)> {
+    let fidelity = matches!(
+        req.op_attr("ipp-attribute-fidelity")
+            .and_then(|a| a.values.first()),
+        Some(Value::Boolean(true))
+    );
+    if let Some(c) = req.op_str("compression") {
+        if c != "none" {
+            resp.unsupported
+                .push(Attribute::new("compression", Value::keyword(c)));
+            return Err((
+                status::COMPRESSION_NOT_SUPPORTED,
+                "compression not supported",
+            ));
+        }
+    }
+    let format = match req.op_attr("document-format") {
+        Some(a) => {
+            let f = a.values.first().and_then(Value::as_str).unwrap_or("");
+            if !DOCUMENT_FORMATS.iter().any(|s| s.eq_ignore_ascii_case(f)) {
+                resp.unsupported.push(a.clone());
+                return Err((
+                    status::DOCUMENT_FORMAT_NOT_SUPPORTED,
+                    "document format not supported",
+                ));
+            }
+            Some(f.to_owned())
+        }
+        None => None,
+    };
+    let mut hold = false;
+    // A Job Template attribute (RFC 8011 section 5.2.2); CUPS clients also
+    // send it among the operation attributes.
+    let hold_until = req
+        .msg
+        .attr(group::JOB, "job-hold-until")
+        .or_else(|| req.op_attr("job-hold-until"));
+    if let Some(a) = hold_until {
+        match a.values.first().and_then(Value::as_str) {
+            Some("indefinite") if a.values.len() == 1 => hold = true,
+            Some("no-hold") if a.values.len() == 1 => {}
+            _ => {
+                resp.unsupported.push(a.clone());
+                if fidelity {
+                    return Err((
+                        status::ATTRIBUTES_NOT_SUPPORTED,
+                        "job-hold-until value not supported",
+                    ));
+                }
+                resp.status(status::OK_IGNORED, "job-hold-until value ignored");
+            }
+        }
+    }
+    Ok((format, hold))
+}
+
+fn new_job(req: &Req<'_>, format: Option<String>) -> NewJob {
+    let name = req
+        .op_str("job-name")
+        .or_else(|| req.op_str("document-name"))
+        .map(crate::protocol::sniff::clean)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| UNTITLED.to_owned());
+    let workflow = req
+        .routed
+        .input(&req.ctx.listener, req.queue.as_deref())
+        .map(|i| i.workflow.clone())
+        .unwrap_or_default();
+    NewJob {
+        listener: req.ctx.listener.clone(),
+        queue: req.queue.clone(),
+        peer: req.ctx.peer,
+        user: req.user(),
+        name,
+        format,
+        workflow,
+    }
+}
+
+/// Why receiving a document failed, as an IPP status.
+fn store_error(req: &Req<'_>, e: &StoreError) -> (u16, &'static str) {
+    match e {
+        StoreError::TooLarge { .. } => {
+            req.ctx.shared.refused(
+                &req.ctx.listener,
+                req.ctx.peer,
+                "job refused by a tenant limit",
+            );
+            (
+                status::REQUEST_ENTITY_TOO_LARGE,
+                "document exceeds max-job-size",
+            )
+        }
+        StoreError::QuotaExceeded { .. } => {
+            req.ctx.shared.refused(
+                &req.ctx.listener,
+                req.ctx.peer,
+                "job refused by a tenant limit",
+            );
+            (
+                status::TEMPORARY_ERROR,
+                "tenant spool quota exceeded; try later",
+            )
+        }
+        e => {
+            tracing::error!(tenant = %req.tenant_id(), peer = %req.ctx.peer, error = %e, "IPP job storage failed");
+            (status::INTERNAL_ERROR, "storage failed")
+        }
+    }
+}
+
+/// Streams the document into a new spool file; returns it and its first bytes.
+async fn receive(
+    req: &Req<'_>,
+    doc: &mut Document,
+) -> Result<(SpoolWriter, Vec<u8>), (u16, &'static str)> {
+    let limits = &req.routed.tenant().limits;
+    let mut writer = req
+        .store()
+        .spool_writer(limits.max_job_size, limits.spool_quota)
+        .await
+        .map_err(|e| store_error(req, &e))?;
+    let mut head = Vec::new();
+    let mut chunk = std::mem::take(&mut doc.first);
+    loop {
+        if !chunk.is_empty() {
+            if head.len() < SNIFF_LIMIT {
+                let take = chunk.len().min(SNIFF_LIMIT - head.len());
+                head.extend_from_slice(&chunk[..take]);
+            }
+            writer
+                .write(&chunk)
+                .await
+                .map_err(|e| store_error(req, &e))?;
+        }
+        if doc.ended {
+            return Ok((writer, head));
+        }
+        match tokio::time::timeout(req.ctx.idle_timeout(), doc.body.frame()).await {
+            Ok(Some(Ok(frame))) => {
+                chunk = frame.into_data().unwrap_or_default();
+                doc.ended = hyper::body::Body::is_end_stream(&doc.body);
+            }
+            Ok(None) => {
+                doc.ended = true;
+                chunk = bytes::Bytes::new();
+            }
+            Ok(Some(Err(_))) => return Err((status::BAD_REQUEST, "document broke off")),
+            Err(_) => {
+                req.ctx.shared.refused(
+                    &req.ctx.listener,
+                    req.ctx.peer,
+                    "IPP client idle mid-document",
+                );
+                return Err((status::REQUEST_TIMEOUT, "document timed out"));
+            }
+        }
+    }
+}
+
+/// The format to record: the client's, or what the bytes show when it said octet-stream.
+fn record_format(given: Option<String>, head: &[u8]) -> Option<String> {
+    match given {
+        Some(f) if !f.eq_ignore_ascii_case("application/octet-stream") => Some(f),
+        _ => sniff(head).format.map(str::to_owned),
+    }
+}
+
+/// Commits and starts a received job; only then may success go out.
+async fn commit(
+    req: &Req<'_>,
+    writer: SpoolWriter,
+    new: NewJob,
+    reserved: Option<JobId>,
+    hold: bool,
+) -> Result<Job, (u16, &'static str)> {
+    let store = req.store();
+    let job = match reserved {
+        Some(id) => store.commit_reserved(writer, new, id).await,
+        None => store.commit_new(writer, new).await,
+    }
+    .map_err(|e| store_error(req, &e))?;
+    tracing::info!(tenant = %job.tenant, job = %job.id, peer = %req.ctx.peer, user = %job.user, size = job.size, held = hold, "IPP job accepted");
+    if hold {
+        req.ctx.shared.dispatcher.submit_held(store.clone(), job.id);
+    } else {
+        req.ctx.shared.dispatcher.submit(store.clone(), job.id);
+    }
+    Ok(job)
+}
+
+async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResult {
+    let (format, hold) = validate_job(req, resp)?;
+    let (writer, head) = receive(req, doc).await?;
+    if writer.size() == 0 {
+        return Err((status::BAD_REQUEST, "Print-Job without document data"));
+    }
+    let new = new_job(req, record_format(format, &head));
+    let job = commit(req, writer, new, None, hold).await?;
+    let state = if hold { JobState::Held } else { job.state };
+    resp.group(job_group(
+        req,
+        &JobView::Committed(&job),
+        Some(state),
+        &summary(),
+    ));
+    Ok(())
+}
+
+fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let (format, hold) = validate_job(req, resp)?;
+    let tenant = req.tenant_id().clone();
+    let mut open = open_jobs();
+    if open.keys().filter(|(t, _)| *t == tenant).count() >= MAX_OPEN_JOBS_PER_TENANT {
+        return Err((status::BUSY, "too many open jobs; try again later"));
+    }
+    let id = req
+        .store()
+        .reserve_job_id()
+        .map_err(|_| (status::INTERNAL_ERROR, "no job id left"))?;
+    let job = OpenJob {
+        new: new_job(req, format),
+        hold,
+        writer: None,
+        created_ms: now_ms(),
+        deadline: Instant::now() + MULTIPLE_OPERATION_TIMEOUT,
+    };
+    resp.group(job_group(req, &JobView::Open(id, &job), None, &summary()));
+    open.insert((tenant, id), job);
+    Ok(())
+}
+
+async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResult {
+    let id = target_job(req)?;
+    // RFC 8011 section 4.3.1: last-document is REQUIRED.
+    let last = match req.op_attr("last-document").and_then(|a| a.values.first()) {
+        Some(Value::Boolean(b)) => *b,
+        _ => return Err((status::BAD_REQUEST, "missing last-document")),
+    };
+    let key = (req.tenant_id().clone(), id);
+    let Some(mut job) = open_jobs().remove(&key) else {
+        return Err(match req.store().job(id) {
+            Ok(Some(_)) => (status::NOT_POSSIBLE, "job already has its document"),
+            _ => (status::NOT_FOUND, "no such job"),
+        });
+    };
+    let (format, _) = match validate_job(req, resp) {
+        Ok(v) => v,
+        Err(e) => {
+            open_jobs().insert(key, job);
+            return Err(e);
+        }
+    };
+    let (writer, head) = match receive(req, doc).await {
+        Ok(w) => w,
+        Err(e) => {
+            open_jobs().insert(key, job);
+            return Err(e);
+        }
+    };
+    if writer.size() > 0 {
+        if job.writer.as_ref().is_some_and(|w| w.size() > 0) {
+            open_jobs().insert(key, job);
+            return Err((
+                status::MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED,
+                "a job takes one document",
+            ));
+        }
+        job.new.format = record_format(format.or(job.new.format.take()), &head);
+        job.writer = Some(writer);
+    }
+    if !last {
+        job.deadline = Instant::now() + MULTIPLE_OPERATION_TIMEOUT;
+        resp.group(job_group(req, &JobView::Open(id, &job), None, &summary()));
+        open_jobs().insert(key, job);
+        return Ok(());
+    }
+    finish_open(req, resp, id, job).await
+}
+
+/// Commits an open job whose last document arrived.
+async fn finish_open(req: &Req<'_>, resp: &mut Resp, id: JobId, mut job: OpenJob) -> OpResult {
+    let Some(writer) = job.writer.take().filter(|w| w.size() > 0) else {
+        return Err((status::BAD_REQUEST, "the job has no document data"));
+    };
+    let hold = job.hold;
+    let committed = commit(req, writer, job.new, Some(id), hold).await?;
+    let state = if hold {
+        JobState::Held
+    } else {
+        committed.state
+    };
+    resp.group(job_group(
+        req,
+        &JobView::Committed(&committed),
+        Some(state),
+        &summary(),
+    ));
+    Ok(())
+}
+
+async fn close_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let id = target_job(req)?;
+    let Some(job) = open_jobs().remove(&(req.tenant_id().clone(), id)) else {
+        return Err(match req.store().job(id) {
+            Ok(Some(_)) => (status::NOT_POSSIBLE, "job is already closed"),
+            _ => (status::NOT_FOUND, "no such job"),
+        });
+    };
+    finish_open(req, resp, id, job).await
+}
+
+async fn cancel_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let _ = resp;
+    let id = target_job(req)?;
+    if open_jobs().remove(&(req.tenant_id().clone(), id)).is_some() {
+        // Never committed: dropping its writer deletes the partial document.
+        return Ok(());
+    }
+    let note = format!("canceled over IPP by {}", req.user());
+    match req
+        .ctx
+        .shared
+        .dispatcher
+        .cancel(req.store(), id, &note)
+        .await
+    {
+        Ok(true) => Ok(()),
+        Ok(false) => match req.store().job(id) {
+            Ok(Some(_)) => Err((status::NOT_POSSIBLE, "job is already finished")),
+            Ok(None) => Err((status::NOT_FOUND, "no such job")),
+            Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+        },
+        Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+    }
+}
+
+async fn cancel_my_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let _ = resp;
+    let user = req.user();
+    let tenant = req.tenant_id().clone();
+    open_jobs()
+        .retain(|(t, _), j| !(*t == tenant && j.new.user == user && j.new.queue == req.queue));
+    let jobs = req
+        .store()
+        .jobs()
+        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+    let note = format!("canceled over IPP (Cancel-My-Jobs) by {user}");
+    for j in jobs
+        .iter()
+        .filter(|j| !j.state.is_final() && j.user == user && on_printer(req, j))
+    {
+        if req
+            .ctx
+            .shared
+            .dispatcher
+            .cancel(req.store(), j.id, &note)
+            .await
+            .is_err()
+        {
+            return Err((status::INTERNAL_ERROR, "storage failed"));
+        }
+    }
+    Ok(())
+}
+
+fn hold_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let _ = resp;
+    let id = target_job(req)?;
+    if let Some(j) = open_jobs().get_mut(&(req.tenant_id().clone(), id)) {
+        j.hold = true;
+        return Ok(());
+    }
+    match req.store().job(id) {
+        Ok(Some(j)) if j.state == JobState::Held => Ok(()),
+        Ok(Some(_)) => Err((status::NOT_POSSIBLE, "the job is past holding")),
+        Ok(None) => Err((status::NOT_FOUND, "no such job")),
+        Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+    }
+}
+
+fn release_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let _ = resp;
+    let id = target_job(req)?;
+    if let Some(j) = open_jobs().get_mut(&(req.tenant_id().clone(), id)) {
+        if !j.hold {
+            return Err((status::NOT_POSSIBLE, "the job is not held"));
+        }
+        j.hold = false;
+        return Ok(());
+    }
+    match req.store().job(id) {
+        Ok(Some(_)) => {
+            if req.ctx.shared.dispatcher.release(req.tenant_id(), id) {
+                Ok(())
+            } else {
+                Err((status::NOT_POSSIBLE, "the job is not held"))
+            }
+        }
+        Ok(None) => Err((status::NOT_FOUND, "no such job")),
+        Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+    }
+}
+
+/// A job as IPP shows it: committed, or open (made by Create-Job, no document yet).
+enum JobView<'a> {
+    Committed(&'a Job),
+    Open(JobId, &'a OpenJob),
+}
+
+/// Which attributes a reply should carry.
+enum Wanted {
+    All,
+    Names(Vec<String>),
+}
+
+impl Wanted {
+    fn has(&self, name: &str) -> bool {
+        match self {
+            Wanted::All => true,
+            Wanted::Names(n) => n.iter().any(|x| x == name),
+        }
+    }
+}
+
+/// `requested-attributes` (RFC 8011 section 4.2.5.1), or `default`.
+fn wanted(req: &Req<'_>, default: &[&str]) -> Wanted {
+    match req.op_attr("requested-attributes") {
+        None => {
+            if default == ["all"] {
+                Wanted::All
+            } else {
+                Wanted::Names(default.iter().map(|s| (*s).to_owned()).collect())
+            }
+        }
+        Some(a) => {
+            let names: Vec<String> = a
+                .values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            if names.iter().any(|n| {
+                matches!(
+                    n.as_str(),
+                    "all" | "printer-description" | "job-template" | "job-description"
+                )
+            }) {
+                Wanted::All
+            } else {
+                Wanted::Names(names)
+            }
+        }
+    }
+}
+
+/// The short set of a job-creation reply (RFC 8011 section 4.2.1.2).
+fn summary() -> Wanted {
+    Wanted::Names(
+        [
+            "job-id",
+            "job-uri",
+            "job-state",
+            "job-state-reasons",
+            "job-state-message",
+            "number-of-intervening-jobs",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+    )
+}
+
+fn state_enum(s: JobState) -> i32 {
+    match s {
+        JobState::Pending => 3,
+        JobState::Held => 4,
+        JobState::Processing => 5,
+        JobState::Canceled => 7,
+        JobState::Aborted => 8,
+        JobState::Completed => 9,
+    }
+}
+
+fn state_reason(s: JobState) -> &'static str {
+    match s {
+        JobState::Pending => "none",
+        JobState::Held => "job-hold-until-specified",
+        JobState::Processing => "job-printing",
+        JobState::Canceled => "job-canceled-by-user",
+        JobState::Aborted => "aborted-by-system",
+        JobState::Completed => "job-completed-successfully",
+    }
+}
+
+fn secs(ms: u64) -> i32 {
+    i32::try_from(ms / 1000).unwrap_or(i32::MAX)
+}
+
+fn job_group(req: &Req<'_>, job: &JobView<'_>, state: Option<JobState>, wanted: &Wanted) -> Group {
+    let mut g = Group::new(group::JOB);
+    let mut add = |name: &str, v: Value| {
+        if wanted.has(name) {
+            g.push(Attribute::new(name, v));
+        }
+    };
+    let no_value = || Value::OutOfBand(tag::NO_VALUE);
+    match job {
+        JobView::Committed(j) => {
+            let state = state.unwrap_or(j.state);
+            let processing = j
+                .history
+                .iter()
+                .find(|e| e.state == JobState::Processing)
+                .map(|e| e.at_ms);
+            let completed = state
+                .is_final()
+                .then(|| j.history.last().map_or(j.created_ms, |e| e.at_ms));
+            let printer = match &j.queue {
+                Some(q) => format!("ipp://{}/ipp/print/{q}", req.host),
+                None => format!("ipp://{}/ipp/print", req.host),
+            };
+            add("job-id", Value::Integer(j.id.0 as i32));
+            add("job-uri", Value::uri(&req.job_uri(j.id)));
+            add("job-printer-uri", Value::uri(&printer));
+            add("job-name", Value::name(&j.name));
+            add("job-originating-user-name", Value::name(&j.user));
+            add("job-state", Value::Enum(state_enum(state)));
+            add("job-state-reasons", Value::keyword(state_reason(state)));
+            let message = j.history.last().map_or("", |e| e.note.as_str());
+            add(
+                "job-state-message",
+                Value::text(truncate(message, codec::MAX_TEXT_LEN)),
+            );
+            add("number-of-documents", Value::Integer(1));
+            add(
+                "job-k-octets",
+                Value::Integer(i32::try_from(j.size.div_ceil(1024)).unwrap_or(i32::MAX)),
+            );
+            add(
+                "job-hold-until",
+                Value::keyword(if state == JobState::Held {
+                    "indefinite"
+                } else {
+                    "no-hold"
+                }),
+            );
+            add(
+                "document-format",
+                Value::mime(j.format.as_deref().unwrap_or("application/octet-stream")),
+            );
+            add("time-at-creation", Value::Integer(secs(j.created_ms)));
+            add(
+                "time-at-processing",
+                processing.map_or_else(no_value, |t| Value::Integer(secs(t))),
+            );
+            add(
+                "time-at-completed",
+                completed.map_or_else(no_value, |t| Value::Integer(secs(t))),
+            );
+            add("job-printer-up-time", Value::Integer(secs(now_ms())));
+            add("number-of-intervening-jobs", Value::Integer(0));
+        }
+        JobView::Open(id, o) => {
+            add("job-id", Value::Integer(id.0 as i32));
+            add("job-uri", Value::uri(&req.job_uri(*id)));
+            add("job-printer-uri", Value::uri(&req.printer_uri()));
+            add("job-name", Value::name(&o.new.name));
+            add("job-originating-user-name", Value::name(&o.new.user));
+            add("job-state", Value::Enum(if o.hold { 4 } else { 3 }));
+            add("job-state-reasons", Value::keyword("job-incoming"));
+            add("job-state-message", Value::text("waiting for the document"));
+            add("number-of-documents", Value::Integer(0));
+            add(
+                "job-hold-until",
+                Value::keyword(if o.hold { "indefinite" } else { "no-hold" }),
+            );
+            add("time-at-creation", Value::Integer(secs(o.created_ms)));
+            add("time-at-processing", no_value());
+            add("time-at-completed", no_value());
+            add("job-printer-up-time", Value::Integer(secs(now_ms())));
+            add("number-of-intervening-jobs", Value::Integer(0));
+        }
+    }
+    g
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// True when a job came in through this printer.
+fn on_printer(req: &Req<'_>, j: &Job) -> bool {
+    j.listener == req.ctx.listener && j.queue == req.queue
+}
+
+fn get_job_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let id = target_job(req)?;
+    let want = wanted(req, &["all"]);
+    if let Some(o) = open_jobs().get(&(req.tenant_id().clone(), id)) {
+        resp.group(job_group(req, &JobView::Open(id, o), None, &want));
+        return Ok(());
+    }
+    match req.store().job(id) {
+        Ok(Some(j)) => {
+            resp.group(job_group(req, &JobView::Committed(&j), None, &want));
+            Ok(())
+        }
+        Ok(None) => Err((status::NOT_FOUND, "no such job")),
+        Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+    }
+}
+
+fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let which = req.op_str("which-jobs").unwrap_or("not-completed");
+    let (open, done) = match which {
+        "not-completed" => (true, false),
+        "completed" => (false, true),
+        "all" => (true, true),
+        _ => {
+            if let Some(a) = req.op_attr("which-jobs") {
+                resp.unsupported.push(a.clone());
+            }
+            return Err((
+                status::ATTRIBUTES_NOT_SUPPORTED,
+                "which-jobs value not supported",
+            ));
+        }
+    };
+    let limit = match req.op_attr("limit").and_then(|a| a.values.first()) {
+        Some(Value::Integer(n)) if *n >= 1 => (*n as usize).min(MAX_GET_JOBS),
+        Some(_) => return Err((status::BAD_REQUEST, "limit must be a positive integer")),
+        None => MAX_GET_JOBS,
+    };
+    let my_jobs = matches!(
+        req.op_attr("my-jobs").and_then(|a| a.values.first()),
+        Some(Value::Boolean(true))
+    );
+    let user = req.user();
+    let want = wanted(req, &["job-id", "job-uri"]);
+    let mut jobs = req
+        .store()
+        .jobs()
+        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+    jobs.retain(|j| {
+        on_printer(req, j)
+            && (!my_jobs || j.user == user)
+            && if j.state.is_final() { done } else { open }
+    });
+    // RFC 8011 section 4.2.6.2: not-completed jobs in processing order,
+    // completed ones most recent first.
+    jobs.sort_by_key(|j| {
+        (
+            j.state.is_final(),
+            if j.state.is_final() {
+                u32::MAX - j.id.0
+            } else {
+                j.id.0
+            },
+        )
+    });
+    let mut groups = Vec::new();
+    if open {
+        let tenant = req.tenant_id();
+        let map = open_jobs();
+        let mut ids: Vec<&JobId> = map
+            .iter()
+            .filter(|((t, _), o)| {
+                t == tenant && o.new.queue == req.queue && (!my_jobs || o.new.user == user)
+            })
+            .map(|((_, id), _)| id)
+            .collect();
+        ids.sort();
+        for id in ids {
+            if groups.len() >= limit {
+                break;
+            }
+            if let Some(o) = map.get(&(tenant.clone(), *id)) {
+                groups.push(job_group(req, &JobView::Open(*id, o), None, &want));
+            }
+        }
+    }
+    for j in &jobs {
+        if groups.len() >= limit {
+            break;
+        }
+        groups.push(job_group(req, &JobView::Committed(j), None, &want));
+    }
+    for g in groups {
+        resp.group(g);
+    }
+    Ok(())
+}
+
+fn media_size(x: i32, y: i32) -> Value {
+    Value::Collection(vec![
+        Attribute::new("x-dimension", Value::Integer(x)),
+        Attribute::new("y-dimension", Value::Integer(y)),
+    ])
+}
+
+fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let want = wanted(req, &["all"]);
+    let tenant = req.routed.tenant();
+    let queued = req
+        .store()
+        .active_jobs()
+        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?
+        .into_iter()
+        .filter_map(|id| req.store().job(id).ok().flatten())
+        .filter(|j| on_printer(req, j))
+        .count();
+    let name = req.queue.clone().unwrap_or_else(|| "print".to_owned());
+    let kw = |v: &[&str]| v.iter().map(|s| Value::keyword(s)).collect::<Vec<_>>();
+    let a4 = "iso_a4_210x297mm";
+    let letter = "na_letter_8.5x11in";
+    let max_k = i32::try_from(tenant.limits.max_job_size.div_ceil(1024)).unwrap_or(i32::MAX);
+    let attrs = vec![
+        Attribute::new("printer-uri-supported", Value::uri(&req.printer_uri())),
+        Attribute::new("uri-security-supported", Value::keyword("none")),
+        Attribute::new("uri-authentication-supported", Value::keyword("none")),
+        Attribute::new(
+            "printer-name",
+            Value::name(truncate(&name, codec::MAX_NAME_LEN)),
+        ),
+        Attribute::new("printer-location", Value::text("")),
+        Attribute::new(
+            "printer-info",
+            Value::text(truncate(&format!("{} ({name})", tenant.name), 127)),
+        ),
+        Attribute::new(
+            "printer-more-info",
+            Value::uri(&format!("http://{}{}", req.host, req.path)),
+        ),
+        Attribute::new(
+            "printer-make-and-model",
+            Value::text("printroute routing queue"),
+        ),
+        Attribute::new("printer-state", Value::Enum(if queued > 0 { 4 } else { 3 })),
+        Attribute::new("printer-state-reasons", Value::keyword("none")),
+        Attribute::new("printer-state-message", Value::text("accepting jobs")),
+        Attribute::new("printer-is-accepting-jobs", Value::Boolean(true)),
+        Attribute::new(
+            "queued-job-count",
+            Value::Integer(i32::try_from(queued).unwrap_or(i32::MAX)),
+        ),
+        Attribute::new("printer-up-time", Value::Integer(secs(now_ms()))),
+        Attribute::many(
+            "operations-supported",
+            OPERATIONS
+                .iter()
+                .map(|o| Value::Enum(i32::from(*o)))
+                .collect(),
+        ),
+        Attribute::new("charset-configured", Value::charset("utf-8")),
+        Attribute::many(
+            "charset-supported",
+            vec![Value::charset("utf-8"), Value::charset("us-ascii")],
+        ),
+        Attribute::new("natural-language-configured", Value::language("en")),
+        Attribute::new(
+            "generated-natural-language-supported",
+            Value::language("en"),
+        ),
+        Attribute::new(
+            "document-format-default",
+            Value::mime("application/octet-stream"),
+        ),
+        Attribute::many(
+            "document-format-supported",
+            DOCUMENT_FORMATS.iter().map(|f| Value::mime(f)).collect(),
+        ),
+        Attribute::new("compression-supported", Value::keyword("none")),
+        Attribute::many("ipp-versions-supported", kw(&["1.1", "2.0"])),
+        // Documents pass unchanged: no PDL override is attempted.
+        Attribute::new("pdl-override-supported", Value::keyword("not-attempted")),
+        Attribute::new("multiple-document-jobs-supported", Value::Boolean(false)),
+        Attribute::new(
+            "multiple-operation-time-out",
+            Value::Integer(MULTIPLE_OPERATION_TIMEOUT.as_secs() as i32),
+        ),
+        Attribute::new("job-k-octets-supported", Value::Range(0, max_k)),
+        Attribute::new("job-hold-until-default", Value::keyword("no-hold")),
+        Attribute::many("job-hold-until-supported", kw(&["no-hold", "indefinite"])),
+        Attribute::many(
+            "which-jobs-supported",
+            kw(&["completed", "not-completed", "all"]),
+        ),
+        // A router renders nothing: no colour engine, no page speed, one
+        // copy, the document's own media, sides, quality and resolution.
+        Attribute::new("color-supported", Value::Boolean(false)),
+        Attribute::new("pages-per-minute", Value::Integer(0)),
+        Attribute::new("copies-default", Value::Integer(1)),
+        Attribute::new("copies-supported", Value::Range(1, 1)),
+        Attribute::new("finishings-default", Value::Enum(3)),
+        Attribute::new("finishings-supported", Value::Enum(3)),
+        Attribute::new("job-sheets-default", Value::keyword("none")),
+        Attribute::new("job-sheets-supported", Value::keyword("none")),
+        Attribute::new("media-default", Value::keyword(a4)),
+        Attribute::many("media-supported", kw(&[a4, letter])),
+        Attribute::many("media-ready", kw(&[a4, letter])),
+        Attribute::many("media-col-supported", kw(&["media-size", "media-type"])),
+        Attribute::new(
+            "media-col-default",
+            Value::Collection(vec![
+                Attribute::new("media-size", media_size(21000, 29700)),
+                Attribute::new("media-type", Value::keyword("stationery")),
+            ]),
+        ),
+        Attribute::many(
+            "media-size-supported",
+            vec![media_size(21000, 29700), media_size(21590, 27940)],
+        ),
+        Attribute::new("media-type-supported", Value::keyword("stationery")),
+        Attribute::new(
+            "orientation-requested-default",
+            Value::OutOfBand(tag::NO_VALUE),
+        ),
+        Attribute::new("orientation-requested-supported", Value::Enum(3)),
+        Attribute::new("output-bin-default", Value::keyword("auto")),
+        Attribute::new("output-bin-supported", Value::keyword("auto")),
+        Attribute::new("print-quality-default", Value::Enum(4)),
+        Attribute::new("print-quality-supported", Value::Enum(4)),
+        Attribute::new("printer-resolution-default", Value::Resolution(600, 600, 3)),
+        Attribute::new(
+            "printer-resolution-supported",
+            Value::Resolution(600, 600, 3),
+        ),
+        Attribute::new("sides-default", Value::keyword("one-sided")),
+        Attribute::new("sides-supported", Value::keyword("one-sided")),
+        Attribute::new("number-up-default", Value::Integer(1)),
+        Attribute::new("number-up-supported", Value::Integer(1)),
+    ];
+    let mut g = Group::new(group::PRINTER);
+    for a in attrs {
+        if want.has(&a.name) {
+            g.push(a);
+        }
+    }
+    resp.group(g);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printer_paths_map_to_queues() {
+        assert_eq!(target_of("/ipp/print"), Target::Printer(None));
+        assert_eq!(
+            target_of("/ipp/print/secure"),
+            Target::Printer(Some("secure".into()))
+        );
+        assert_eq!(
+            target_of("/printers/secure"),
+            Target::Printer(Some("secure".into()))
+        );
+        assert_eq!(target_of("/jobs/12"), Target::Jobs);
+        assert_eq!(target_of("/ipp/print/a/b"), Target::Unknown);
+        assert_eq!(target_of("/admin"), Target::Unknown);
+    }
+
+    fn request(groups: Vec<Group>) -> Message {
+        Message {
+            version: (2, 0),
+            code: op::GET_PRINTER_ATTRIBUTES,
+            request_id: 1,
+            groups,
+        }
+    }
+
+    #[test]
+    fn request_checks_follow_rfc_8011_section_4_1() {
+        let mut op = Group::new(group::OPERATION);
+        op.push(Attribute::new(
+            "attributes-charset",
+            Value::charset("utf-8"),
+        ));
+        op.push(Attribute::new(
+            "attributes-natural-language",
+            Value::language("en"),
+        ));
+        op.push(Attribute::new(
+            "printer-uri",
+            Value::uri("ipp://x/ipp/print"),
+        ));
+        assert_eq!(check_request(&request(vec![op.clone()])), Ok(()));
+        let mut m = request(vec![op.clone()]);
+        m.request_id = 0;
+        assert_eq!(check_request(&m).unwrap_err().0, status::BAD_REQUEST);
+        let mut m = request(vec![op.clone()]);
+        m.version = (0, 0);
+        assert_eq!(
+            check_request(&m).unwrap_err().0,
+            status::VERSION_NOT_SUPPORTED
+        );
+        let mut swapped = op.clone();
+        swapped.attributes.swap(0, 1);
+        assert_eq!(
+            check_request(&request(vec![swapped])).unwrap_err().0,
+            status::BAD_REQUEST
+        );
+        let mut no_target = op;
+        no_target.attributes.pop();
+        assert_eq!(
+            check_request(&request(vec![no_target])).unwrap_err().0,
+            status::BAD_REQUEST
+        );
+    }
+}
