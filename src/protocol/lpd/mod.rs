@@ -1,12 +1,18 @@
-//! LPD listener and client: not built yet (the connection is reset).
+//! LPD (RFC 1179) input and output.
+//!
+//! - [`parse`]: daemon commands, receive-job subcommands and control files,
+//!   parsed from bytes (pure, no sockets).
+//! - [`session`]: the server side of one connection: route, answer each
+//!   command, receive jobs into the spool, commit, acknowledge.
+//! - [`client`]: the forward step's sender to `lpd://` devices.
 
 pub mod client;
+pub mod parse;
+pub mod session;
 
-use super::{reset, Connection};
+use super::Connection;
 
 /// Serves one LPD connection.
 pub async fn serve(conn: Connection) {
-    conn.shared
-        .refused(&conn.listener, conn.peer, "lpd is not built yet");
-    reset(conn.stream)
+    session::serve(conn).await
 }
