@@ -724,7 +724,6 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-
 /// Additions for IPP Create-Job: a job id is handed out before its document arrives.
 impl TenantStore {
     /// Reserves the next job id without committing a job: IPP Create-Job
