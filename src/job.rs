@@ -112,6 +112,10 @@ pub struct Job {
     pub created_ms: u64,
     /// A held job expires then (ms since the epoch).
     pub hold_until_ms: Option<u64>,
+    /// When the job reached its current step (ms since the epoch; 0 before
+    /// its first step): the delivery timeout of a forward step counts from here.
+    #[serde(default)]
+    pub step_started_ms: u64,
     /// The device a transfer was started to and not yet confirmed: on
     /// restart such a job may be delivered twice (the at-least-once edge).
     pub delivering: Option<String>,

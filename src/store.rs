@@ -776,6 +776,7 @@ impl TenantStore {
             state: JobState::Pending,
             created_ms: now,
             hold_until_ms: None,
+            step_started_ms: 0,
             delivering: None,
             history: vec![Event {
                 at_ms: now,

@@ -1027,3 +1027,106 @@ input = [
         d.log()
     );
 }
+
+#[test]
+fn held_jobs_stay_held_across_a_restart_and_print_when_released() {
+    let mut d = TestDaemon::start(&config("archive", "archive", ""));
+    let to = d.addr("ipp");
+    // One job held by its workflow (queue "secure"), one by its client (job-hold-until).
+    let by_workflow = document(8, 2000);
+    let m = print_job(
+        "127.0.1.80",
+        to,
+        "/ipp/print/secure",
+        "frank",
+        "held by workflow",
+        &by_workflow,
+    );
+    assert_eq!(m.code, OK);
+    let id1 = job_ints(&m, "job-id")[0];
+    let by_client = document(9, 3000);
+    let uri = format!("ipp://{to}/ipp/print");
+    let mut body = Enc::op(PRINT_JOB, &uri, "frank")
+        .s(0x42, "job-name", "held by client")
+        .s(0x49, "document-format", "application/octet-stream")
+        .group(2)
+        .s(0x44, "job-hold-until", "indefinite")
+        .end();
+    body.extend_from_slice(&by_client);
+    let m = ipp("127.0.1.80", to, "/ipp/print", &body);
+    assert_eq!(m.code, OK);
+    let id2 = job_ints(&m, "job-id")[0];
+    let state = |to: SocketAddr, id: i32| {
+        job_ints(
+            &job_op(GET_JOB_ATTRIBUTES, "127.0.1.81", to, id),
+            "job-state",
+        )
+    };
+    wait_until("both jobs held", || {
+        (state(to, id1) == [4] && state(to, id2) == [4]).then_some(())
+    });
+
+    assert_eq!(d.stop(), 0);
+    d.spawn();
+    let to = d.addr("ipp");
+    // Give the restarted dispatcher its moment; the jobs must still be held.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(state(to, id1), [4], "workflow hold survives the restart");
+    assert_eq!(state(to, id2), [4], "client hold survives the restart");
+
+    for id in [id1, id2] {
+        assert_eq!(job_op(RELEASE_JOB, "127.0.1.81", to, id).code, OK);
+    }
+    wait_until("both released jobs completed", || {
+        (state(to, id1) == [9] && state(to, id2) == [9]).then_some(())
+    });
+    let stored: Vec<Vec<u8>> = std::fs::read_dir(d.dir.path().join("out-a"))
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.contains(&by_workflow) && stored.contains(&by_client));
+}
+
+#[test]
+fn a_job_no_device_takes_in_time_falls_back_to_hold_and_prints_when_released() {
+    let mut dev = SocatDevice::start("127.0.1.50");
+    dev.down();
+    let cfg = format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[global.limits]
+delivery-timeout = "1s"
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+device.floor = {{ uri = "{}" }}
+workflow.pull = {{ steps = [{{ step = "forward", devices = ["floor"], fallback = "hold" }}] }}
+input = [{{ listener = "ipp", workflow = "pull" }}]
+"#,
+        dev.uri()
+    );
+    let d = TestDaemon::start(&cfg);
+    let to = d.addr("ipp");
+    let doc = document(11, 5000);
+    let m = print_job("127.0.1.9", to, "/ipp/print", "gina", "pull print", &doc);
+    assert_eq!(m.code, OK);
+    let id = job_ints(&m, "job-id")[0];
+    let state = || {
+        job_ints(
+            &job_op(GET_JOB_ATTRIBUTES, "127.0.1.9", to, id),
+            "job-state",
+        )
+    };
+    wait_until("job held after delivery-timeout", || {
+        (state() == [4]).then_some(())
+    });
+    dev.up();
+    assert_eq!(job_op(RELEASE_JOB, "127.0.1.9", to, id).code, OK);
+    dev.wait_for_digests(&[sha256(&doc)]);
+    wait_until("job completed", || (state() == [9]).then_some(()));
+}

@@ -72,6 +72,7 @@ mod tests {
             state: JobState::Pending,
             created_ms: 0,
             hold_until_ms: None,
+            step_started_ms: 0,
             delivering: None,
             history: vec![],
         }

@@ -54,6 +54,8 @@ struct JobControl {
 enum Outcome {
     /// The step is done; go on with the next.
     Next,
+    /// Run the same step again (after a fallback hold is released).
+    Again,
     /// The job reached a final state.
     Finished,
     /// Stop working on the job for now (shutdown, tenant gone); it stays queued.
@@ -76,11 +78,25 @@ impl Dispatcher {
 
     /// Starts running a committed job.
     pub fn submit(&self, store: Arc<TenantStore>, id: JobId) {
+        self.spawn_job(store, id, false);
+    }
+
+    /// Starts a committed job that its client asked to hold (IPP
+    /// `job-hold-until`, RFC 8011 5.2.2): it is saved as held and waits,
+    /// visible to [`Dispatcher::release`] and [`Dispatcher::cancel`], also
+    /// across restarts, then runs its workflow.
+    pub fn submit_held(&self, store: Arc<TenantStore>, id: JobId) {
+        self.spawn_job(store, id, true);
+    }
+
+    fn spawn_job(&self, store: Arc<TenantStore>, id: JobId, client_hold: bool) {
         let key = (store.id().clone(), id);
         let control = Arc::new(JobControl {
             cancel: self.inner.cancel.child_token(),
             release: Notify::new(),
-            held: std::sync::atomic::AtomicBool::new(false),
+            // A job held from the start counts as held at once: a release
+            // that comes before its task waits leaves a permit in the Notify.
+            held: std::sync::atomic::AtomicBool::new(client_hold),
         });
         {
             let mut running = self.inner.running.lock().expect("running map lock");
@@ -91,7 +107,17 @@ impl Dispatcher {
         }
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            if let Err(e) = run_job(&inner, &store, id, &control).await {
+            let result = async {
+                if client_hold {
+                    if let Some(mut job) = store.job(id)? {
+                        job.set_state(JobState::Held, "held by the client (job-hold-until)");
+                        store.save(&job).await?;
+                    }
+                }
+                run_job(&inner, &store, id, &control).await
+            }
+            .await;
+            if let Err(e) = result {
                 tracing::error!(tenant = %store.id(), job = %id, error = %e, "job stopped: storage failed; it resumes on restart");
             }
             inner.running.lock().expect("running map lock").remove(&key);
@@ -217,6 +243,21 @@ async fn run_job(
             job.set_state(JobState::Completed, "workflow done");
             return finish(store, &job).await;
         };
+        if job.state == JobState::Held && !matches!(step, Step::Hold { .. }) {
+            // Held by its client (IPP job-hold-until) or by a forward step's
+            // fallback, also across a restart: wait for the release, then
+            // run this step afresh.
+            let until = job.hold_until_ms;
+            match hold_until_released(control, &mut job, until).await? {
+                Outcome::Next | Outcome::Again => {
+                    job.step_started_ms = now_ms();
+                    store.save(&job).await?;
+                    continue;
+                }
+                Outcome::Finished => return finish(store, &job).await,
+                Outcome::Suspend => return Ok(()),
+            }
+        }
         let outcome = match step {
             Step::Forward { devices, fallback } => {
                 forward_step(inner, control, store, &mut job, tenant, &devices, fallback).await?
@@ -251,8 +292,10 @@ async fn run_job(
         match outcome {
             Outcome::Next => {
                 job.step += 1;
+                job.step_started_ms = now_ms();
                 store.save(&job).await?;
             }
+            Outcome::Again => {}
             Outcome::Finished => return finish(store, &job).await,
             Outcome::Suspend => return Ok(()),
         }
@@ -275,7 +318,10 @@ async fn forward_step(
     names: &[String],
     fallback: Fallback,
 ) -> Result<Outcome, crate::store::StoreError> {
-    let deadline_ms = job.created_ms + tenant.limits.delivery_timeout.as_millis() as u64;
+    // The delivery timeout counts from when the job reached this step (a
+    // released fallback hold starts it again).
+    let deadline_ms =
+        job.created_ms.max(job.step_started_ms) + tenant.limits.delivery_timeout.as_millis() as u64;
     if job.state != JobState::Processing {
         job.set_state(
             JobState::Processing,
@@ -344,9 +390,10 @@ async fn forward_step(
                     Outcome::Finished
                 }
                 Fallback::Hold => {
+                    job.hold_until_ms = None;
                     job.set_state(JobState::Held, format!("{why}; held for release"));
                     store.save(job).await?;
-                    hold_until_released(control, job, None).await?
+                    Outcome::Again
                 }
             });
         }
@@ -415,54 +462,4 @@ async fn hold_until_released(
         .held
         .store(false, std::sync::atomic::Ordering::Release);
     Ok(outcome)
-}
-
-/// Additions for IPP `job-hold-until` (RFC 8011 section 5.2.2) and Hold-Job/Release-Job.
-impl Dispatcher {
-    /// Starts a committed job that its client asked to hold (IPP
-    /// `job-hold-until`): the job is saved as held and waits, visible to
-    /// [`Dispatcher::release`] and [`Dispatcher::cancel`], then runs its
-    /// workflow as [`Dispatcher::submit`] would. The hold is not in the
-    /// record's step index, so a restart resumes such a job unheld.
-    pub fn submit_held(&self, store: Arc<TenantStore>, id: JobId) {
-        let key = (store.id().clone(), id);
-        let control = Arc::new(JobControl {
-            cancel: self.inner.cancel.child_token(),
-            release: Notify::new(),
-            // Held from the start: a release that comes before the task
-            // waits leaves a permit in the Notify and is not lost.
-            held: std::sync::atomic::AtomicBool::new(true),
-        });
-        {
-            let mut running = self.inner.running.lock().expect("running map lock");
-            if running.contains_key(&key) {
-                return;
-            }
-            running.insert(key.clone(), control.clone());
-        }
-        let inner = self.inner.clone();
-        self.inner.tasks.spawn(async move {
-            let result = async {
-                let Some(mut job) = store.job(id)? else {
-                    return Ok(());
-                };
-                job.set_state(JobState::Held, "held by the client (job-hold-until)");
-                store.save(&job).await?;
-                tokio::select! {
-                    _ = control.release.notified() => {
-                        control.held.store(false, std::sync::atomic::Ordering::Release);
-                        job.set_state(JobState::Pending, "released");
-                        store.save(&job).await?;
-                        run_job(&inner, &store, id, &control).await
-                    }
-                    _ = control.cancel.cancelled() => Ok(()),
-                }
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::error!(tenant = %store.id(), job = %id, error = %e, "held job stopped: storage failed; it resumes on restart");
-            }
-            inner.running.lock().expect("running map lock").remove(&key);
-        });
-    }
 }

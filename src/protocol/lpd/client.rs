@@ -236,6 +236,7 @@ mod tests {
             state: JobState::Processing,
             created_ms: 0,
             hold_until_ms: None,
+            step_started_ms: 0,
             delivering: None,
             history: Vec::new(),
         }
