@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-10000}
+# SPOOL_SYNC=filesystem measures one syncfs per commit group (global.spool-sync).
 BIG=${BIG:-1GiB}
 work=$(mktemp -d /var/tmp/printroute-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -17,6 +18,7 @@ load=target/release/examples/loadgen
 cat > "$work/bench.toml" <<TOML
 [global]
 data-dir = "$work/data"
+spool-sync = "${SPOOL_SYNC:-files}"
 [global.limits]
 max-job-size = "2 GiB"
 spool-quota = "100 GiB"
@@ -61,6 +63,7 @@ echo "tenant b: $(cat "$work/b.txt")"
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
+[[ ${SMALL_ONLY:-} ]] && exit 0
 echo "== one $BIG RAW job"
 start_daemon
 $load --addr 127.0.0.1:19100 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds 300

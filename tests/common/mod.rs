@@ -250,14 +250,27 @@ impl TestDaemon {
         out
     }
 
-    /// Files in a tenant's spool folder.
+    /// Documents in a tenant's spool folder. Emptied files kept for reuse
+    /// (`.free-*`) are not documents; they are checked to be empty.
     pub fn spool_files(&self, tenant: &str) -> Vec<String> {
-        match std::fs::read_dir(self.data_dir().join("spool").join(tenant)) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
+        let Ok(rd) = std::fs::read_dir(self.data_dir().join("spool").join(tenant)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".free-") {
+                assert_eq!(
+                    e.metadata().unwrap().len(),
+                    0,
+                    "a recycled spool file {name} still holds data"
+                );
+            } else {
+                out.push(name);
+            }
         }
+        out
     }
 }
 
