@@ -293,7 +293,10 @@ async fn run_job(
             Outcome::Next => {
                 job.step += 1;
                 job.step_started_ms = now_ms();
-                store.save(&job).await?;
+                // The last step's end is saved once, as the job's finish.
+                if (job.step as usize) < workflow.steps.len() {
+                    store.save(&job).await?;
+                }
             }
             Outcome::Again => {}
             Outcome::Finished => return finish(store, &job).await,
@@ -323,11 +326,11 @@ async fn forward_step(
     let deadline_ms =
         job.created_ms.max(job.step_started_ms) + tenant.limits.delivery_timeout.as_millis() as u64;
     if job.state != JobState::Processing {
+        // Saved with the first attempt's `delivering` mark below.
         job.set_state(
             JobState::Processing,
             format!("forwarding to {}", names.join(", ")),
         );
-        store.save(job).await?;
     }
     loop {
         for name in names {
