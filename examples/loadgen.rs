@@ -1,11 +1,13 @@
-//! RAW load generator: sends N jobs of S bytes from K concurrent clients,
-//! each bound to its own loopback source address, waits for each job's
-//! acknowledgement (the daemon's orderly close after its durable commit) and
+//! RAW and LPD load generator: sends N jobs of S bytes from K concurrent
+//! clients, each bound to its own loopback source address, waits for each
+//! job's acknowledgement (RAW: the daemon's orderly close; LPD: the final
+//! `\0` after the last file — both only after the durable commit) and
 //! reports jobs/s, MiB/s and p50/p99 time to acknowledgement.
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:9100 --jobs 10000 --size 4KiB --clients 8 --sources 127.0.1.10
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:9100 --jobs 1 --size 1GiB --clients 1
+//! cargo run --release --example loadgen -- --protocol lpd --queue secure --addr 127.0.0.1:5515 --jobs 10000 --size 4KiB
 //! cargo run --release --example loadgen -- --sink 127.0.1.50:9101     # a discarding RAW printer
 //! ```
 //!
@@ -31,6 +33,8 @@ struct Args {
     source: IpAddr,
     max_seconds: u64,
     sink: Option<SocketAddr>,
+    /// LPD queue; `None` sends RAW.
+    lpd_queue: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -42,7 +46,9 @@ fn parse_args() -> Args {
         source: "127.0.1.10".parse().unwrap(),
         max_seconds: 300,
         sink: None,
+        lpd_queue: None,
     };
+    let mut lpd = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -54,12 +60,20 @@ fn parse_args() -> Args {
             "--sources" => a.source = val().parse().expect("--sources first source address"),
             "--max-seconds" => a.max_seconds = val().parse().expect("--max-seconds N"),
             "--sink" => a.sink = Some(val().parse().expect("--sink ADDR:PORT")),
+            "--protocol" => lpd = val() == "lpd",
+            "--queue" => a.lpd_queue = Some(val()),
             "--help" | "-h" => {
-                println!("loadgen [--addr A] [--jobs N] [--size S] [--clients K] [--sources FIRST_IP] [--max-seconds T] | --sink ADDR");
+                println!("loadgen [--protocol raw|lpd] [--queue Q] [--addr A] [--jobs N] [--size S] [--clients K] [--sources FIRST_IP] [--max-seconds T] | --sink ADDR");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
         }
+    }
+    if lpd && a.lpd_queue.is_none() {
+        a.lpd_queue = Some("lp".into());
+    }
+    if !lpd {
+        a.lpd_queue = None;
     }
     a
 }
@@ -94,6 +108,63 @@ async fn send_one(addr: SocketAddr, source: IpAddr, size: u64, buf: &[u8]) -> st
             return Ok(());
         }
     }
+}
+
+/// Reads the one-byte LPD acknowledgement; anything but `\0` is a refusal (RFC 1179 6).
+async fn lpd_ack(s: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).await?;
+    if b[0] != 0 {
+        return Err(std::io::Error::other(format!(
+            "negative acknowledgement {}",
+            b[0]
+        )));
+    }
+    Ok(())
+}
+
+/// One LPD job (RFC 1179 5.2, 6.2-6.4): control file, then the data file.
+async fn send_one_lpd(
+    addr: SocketAddr,
+    source: IpAddr,
+    queue: &str,
+    n: u64,
+    size: u64,
+    buf: &[u8],
+) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let mut s = socket.connect(addr).await?;
+    s.set_nodelay(true)?;
+    let num = n % 1000;
+    s.write_all(format!("\x02{queue}\n").as_bytes()).await?;
+    lpd_ack(&mut s).await?;
+    // Control file first, as BSD lpr and the CUPS lpd backend send it.
+    let control = format!(
+        "Hloadgen\nPload\nJload {n}\nldfA{num:03}loadgen\nUdfA{num:03}loadgen\nNload {n}\n"
+    );
+    s.write_all(format!("\x02{} cfA{num:03}loadgen\n", control.len()).as_bytes())
+        .await?;
+    lpd_ack(&mut s).await?;
+    s.write_all(control.as_bytes()).await?;
+    s.write_all(&[0]).await?;
+    lpd_ack(&mut s).await?;
+    s.write_all(format!("\x03{size} dfA{num:03}loadgen\n").as_bytes())
+        .await?;
+    lpd_ack(&mut s).await?;
+    let mut left = size;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        s.write_all(&buf[..k]).await?;
+        left -= k as u64;
+    }
+    s.write_all(&[0]).await?;
+    // The acknowledgement of the last file comes after the durable commit.
+    lpd_ack(&mut s).await
 }
 
 async fn sink(addr: SocketAddr) {
@@ -132,11 +203,20 @@ async fn main() {
         let (buf, next, failed) = (buf.clone(), next.clone(), failed.clone());
         let source = nth_source(a.source, k);
         let (addr, size, jobs) = (a.addr, a.size, a.jobs);
+        let queue = a.lpd_queue.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < jobs && Instant::now() < deadline {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= jobs || Instant::now() >= deadline {
+                    break;
+                }
                 let t = Instant::now();
-                match send_one(addr, source, size, &buf).await {
+                let sent = match &queue {
+                    Some(q) => send_one_lpd(addr, source, q, n, size, &buf).await,
+                    None => send_one(addr, source, size, &buf).await,
+                };
+                match sent {
                     Ok(()) => lat.push(t.elapsed()),
                     Err(e) => {
                         if failed.fetch_add(1, Ordering::Relaxed) < 5 {

@@ -44,6 +44,17 @@ pub struct Connection {
     pub shared: Arc<Shared>,
 }
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary: protocol fields have byte limits (RFC 8010 5.1,
+/// RFC 1179 7), and cutting inside a UTF-8 sequence would corrupt them.
+pub fn truncate_str(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Ends a connection with a TCP reset, so the peer sees an error rather
 /// than an orderly close (which a RAW sender takes as success).
 pub fn reset(stream: TcpStream) {

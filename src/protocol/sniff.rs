@@ -129,20 +129,8 @@ fn set_once(slot: &mut Option<String>, v: Option<String>) {
 
 /// Keeps printable characters only and cuts at [`MAX_NAME_LEN`] bytes.
 pub fn clean(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .filter(|c| !c.is_control())
-        .collect::<String>()
-        .trim()
-        .to_owned();
-    if out.len() > MAX_NAME_LEN {
-        let mut cut = MAX_NAME_LEN;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-    }
-    out
+    let out: String = s.chars().filter(|c| !c.is_control()).collect();
+    super::truncate_str(out.trim(), MAX_NAME_LEN).to_owned()
 }
 
 fn unquote(v: &str) -> String {

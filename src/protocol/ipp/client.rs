@@ -83,16 +83,7 @@ fn request(code: u16, id: i32, printer_uri: &str, user: &str) -> Message {
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use crate::protocol::truncate_str as truncate;
 
 type Sender = hyper::client::conn::http1::SendRequest<ChannelBody>;
 

@@ -1085,16 +1085,7 @@ fn job_group(req: &Req<'_>, job: &JobView<'_>, state: Option<JobState>, wanted: 
     g
 }
 
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
+use crate::protocol::truncate_str as truncate;
 
 /// True when a job came in through this printer.
 fn on_printer(req: &Req<'_>, j: &Job) -> bool {

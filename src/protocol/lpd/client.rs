@@ -116,11 +116,7 @@ fn field(s: &str, max: usize) -> &str {
     // `clean` already removed control characters when the job was received;
     // cut at the first one left anyway and at `max` bytes on a char boundary.
     let s = s.split(|c: char| c.is_control()).next().unwrap_or_default();
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::protocol::truncate_str(s, max)
 }
 
 /// This machine's host name for control and data file names (RFC 1179 6.2).

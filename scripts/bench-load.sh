@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end RAW figures, with a peer measured in the same run:
-#  1. 10,000 jobs of 4 KiB from 8 clients (distinct loopback sources) -> jobs/s, p50/p99 ack
-#  2. one 1 GiB job -> MiB/s, against socat writing the same stream into a file and syncing it
+# End-to-end RAW and LPD figures, with a peer measured in the same run:
+#  1. 10,000 jobs of 4 KiB from 8 clients of two tenants (distinct loopback
+#     sources), over RAW and over LPD -> jobs/s, p50/p99 time to acknowledgement
+#  2. one 1 GiB job over RAW and over LPD -> MiB/s, against socat writing the
+#     same stream into a file and syncing it
 # and the daemon's peak RSS for each. Loopback only; every run is bounded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,16 +29,20 @@ max-connections = 1024
 name = "raw"
 protocol = "raw"
 bind = ["127.0.0.1:19100"]
+[[listener]]
+name = "lpd"
+protocol = "lpd"
+bind = ["127.0.0.1:19515"]
 [tenant.a]
 ranges = ["127.0.1.0/24"]
 device.sink = { uri = "socket://127.0.1.250:19101" }
 workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
-input = [{ listener = "raw", workflow = "direct" }]
+input = [{ listener = "raw", workflow = "direct" }, { listener = "lpd", workflow = "direct" }]
 [tenant.b]
 ranges = ["127.0.2.0/24"]
 device.sink = { uri = "socket://127.0.2.250:19102" }
 workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
-input = [{ listener = "raw", workflow = "direct" }]
+input = [{ listener = "raw", workflow = "direct" }, { listener = "lpd", workflow = "direct" }]
 TOML
 
 $load --sink 127.0.1.250:19101 >/dev/null &
@@ -63,10 +69,27 @@ echo "tenant b: $(cat "$work/b.txt")"
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
+echo "== $JOBS LPD jobs of 4 KiB, 8 clients (4 from tenant a, 4 from tenant b)"
+start_daemon
+$load --protocol lpd --addr 127.0.0.1:19515 --jobs $((JOBS / 2)) --size 4KiB --clients 4 --sources 127.0.1.10 --max-seconds 120 > "$work/a.txt" &
+la=$!
+$load --protocol lpd --addr 127.0.0.1:19515 --jobs $((JOBS / 2)) --size 4KiB --clients 4 --sources 127.0.2.10 --max-seconds 120 > "$work/b.txt"
+wait $la
+echo "tenant a: $(cat "$work/a.txt")"
+echo "tenant b: $(cat "$work/b.txt")"
+echo "daemon peak RSS: $(peak_rss)"
+stop_daemon
+
 [[ ${SMALL_ONLY:-} ]] && exit 0
 echo "== one $BIG RAW job"
 start_daemon
 $load --addr 127.0.0.1:19100 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds 300
+echo "daemon peak RSS: $(peak_rss)"
+stop_daemon
+
+echo "== one $BIG LPD job"
+start_daemon
+$load --protocol lpd --addr 127.0.0.1:19515 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds 300
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
