@@ -190,12 +190,17 @@ fn print_job(
 }
 
 fn job_op(op: u16, from: &str, to: SocketAddr, id: i32) -> Message {
+    job_op_as(op, from, to, id, "someone")
+}
+
+/// A job operation as `user` (the job's owner may cancel, hold and release it).
+fn job_op_as(op: u16, from: &str, to: SocketAddr, id: i32, user: &str) -> Message {
     let uri = format!("ipp://{to}/ipp/print");
     ipp(
         from,
         to,
         "/ipp/print",
-        &Enc::op(op, &uri, "someone").int("job-id", id).end(),
+        &Enc::op(op, &uri, user).int("job-id", id).end(),
     )
 }
 
@@ -543,8 +548,16 @@ fn each_tenant_sees_and_touches_only_its_own_jobs() {
         let m = job_op(op, "127.0.1.12", to, 3);
         assert_eq!(m.code, NOT_FOUND, "op 0x{op:04x} on another tenant's job");
     }
-    // Cancelling a's job 1 leaves b's job 1 alone.
-    assert_eq!(job_op(CANCEL_JOB, "127.0.1.12", to, 1).code, OK);
+    // Only its owner may cancel a's job 1; that leaves b's job 1 alone.
+    assert_eq!(
+        job_op_as(CANCEL_JOB, "127.0.1.12", to, 1, "mallory").code,
+        NOT_AUTHORIZED
+    );
+    assert_eq!(
+        job_op_as(RELEASE_JOB, "127.0.1.12", to, 1, "mallory").code,
+        NOT_AUTHORIZED
+    );
+    assert_eq!(job_op_as(CANCEL_JOB, "127.0.1.12", to, 1, "alice").code, OK);
     let m = job_op(GET_JOB_ATTRIBUTES, "127.0.2.12", to, 1);
     assert_eq!(job_ints(&m, "job-state"), [4], "b's job 1 still held");
     let m = job_op(GET_JOB_ATTRIBUTES, "127.0.2.12", to, 3);
@@ -553,7 +566,7 @@ fn each_tenant_sees_and_touches_only_its_own_jobs() {
     assert_eq!(job_ints(&m, "job-state"), [7], "a's job 1 canceled");
 
     // Release-Job lets b's own job go on to its store step.
-    assert_eq!(job_op(RELEASE_JOB, "127.0.2.12", to, 3).code, OK);
+    assert_eq!(job_op_as(RELEASE_JOB, "127.0.2.12", to, 3, "bob").code, OK);
     wait_until("b's job 3 completed", || {
         let m = job_op(GET_JOB_ATTRIBUTES, "127.0.2.12", to, 3);
         (job_ints(&m, "job-state") == [9]).then_some(())
@@ -1075,7 +1088,10 @@ fn held_jobs_stay_held_across_a_restart_and_print_when_released() {
     assert_eq!(state(to, id2), [4], "client hold survives the restart");
 
     for id in [id1, id2] {
-        assert_eq!(job_op(RELEASE_JOB, "127.0.1.81", to, id).code, OK);
+        assert_eq!(
+            job_op_as(RELEASE_JOB, "127.0.1.81", to, id, "frank").code,
+            OK
+        );
     }
     wait_until("both released jobs completed", || {
         (state(to, id1) == [9] && state(to, id2) == [9]).then_some(())
@@ -1126,7 +1142,7 @@ input = [{{ listener = "ipp", workflow = "pull" }}]
         (state() == [4]).then_some(())
     });
     dev.up();
-    assert_eq!(job_op(RELEASE_JOB, "127.0.1.9", to, id).code, OK);
+    assert_eq!(job_op_as(RELEASE_JOB, "127.0.1.9", to, id, "gina").code, OK);
     dev.wait_for_digests(&[sha256(&doc)]);
     wait_until("job completed", || (state() == [9]).then_some(()));
 }

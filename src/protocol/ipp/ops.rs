@@ -219,6 +219,13 @@ impl Req<'_> {
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| UNKNOWN_USER.to_owned())
     }
+    /// True when the requesting user may change a job of `owner`: its owner
+    /// or one of the tenant's admin users (RFC 8011 4.3.3, 4.3.5, 4.3.6:
+    /// the job's owner or an operator).
+    fn may_change(&self, owner: &str) -> bool {
+        let user = self.user();
+        user == owner || self.routed.tenant().admins.unix_users.contains(&user)
+    }
     fn printer_uri(&self) -> String {
         format!("ipp://{}{}", self.host, self.path)
     }
@@ -813,10 +820,19 @@ async fn close_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
 async fn cancel_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let _ = resp;
     let id = target_job(req)?;
-    if open_jobs().remove(&(req.tenant_id().clone(), id)).is_some() {
-        // Never committed: dropping its writer deletes the partial document.
-        return Ok(());
+    {
+        let mut open = open_jobs();
+        let key = (req.tenant_id().clone(), id);
+        if let Some(j) = open.get(&key) {
+            if !req.may_change(&j.new.user) {
+                return Err(NOT_OWNER);
+            }
+            // Never committed: dropping its writer deletes the partial document.
+            open.remove(&key);
+            return Ok(());
+        }
     }
+    check_owner(req, id)?;
     let note = format!("canceled over IPP by {}", req.user());
     match req
         .ctx
@@ -864,13 +880,32 @@ async fn cancel_my_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     Ok(())
 }
 
+/// Refusal of a job operation by someone who is neither the job's owner nor a tenant admin.
+const NOT_OWNER: (u16, &str) = (
+    status::NOT_AUTHORIZED,
+    "only the job's owner or a tenant admin may do this",
+);
+
+/// Refuses (not-authorized) a committed job of another owner; an unknown job passes (not found later).
+fn check_owner(req: &Req<'_>, id: JobId) -> Result<(), (u16, &'static str)> {
+    match req.store().job(id) {
+        Ok(Some(j)) if !req.may_change(&j.user) => Err(NOT_OWNER),
+        Ok(_) => Ok(()),
+        Err(_) => Err((status::INTERNAL_ERROR, "storage failed")),
+    }
+}
+
 fn hold_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let _ = resp;
     let id = target_job(req)?;
     if let Some(j) = open_jobs().get_mut(&(req.tenant_id().clone(), id)) {
+        if !req.may_change(&j.new.user) {
+            return Err(NOT_OWNER);
+        }
         j.hold = true;
         return Ok(());
     }
+    check_owner(req, id)?;
     match req.store().job(id) {
         Ok(Some(j)) if j.state == JobState::Held => Ok(()),
         Ok(Some(_)) => Err((status::NOT_POSSIBLE, "the job is past holding")),
@@ -883,12 +918,16 @@ fn release_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let _ = resp;
     let id = target_job(req)?;
     if let Some(j) = open_jobs().get_mut(&(req.tenant_id().clone(), id)) {
+        if !req.may_change(&j.new.user) {
+            return Err(NOT_OWNER);
+        }
         if !j.hold {
             return Err((status::NOT_POSSIBLE, "the job is not held"));
         }
         j.hold = false;
         return Ok(());
     }
+    check_owner(req, id)?;
     match req.store().job(id) {
         Ok(Some(_)) => {
             if req.ctx.shared.dispatcher.release(req.tenant_id(), id) {
