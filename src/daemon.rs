@@ -38,11 +38,32 @@ pub struct Shared {
     pub dispatcher: Dispatcher,
     /// Every connection task, waited for on shutdown.
     pub connections: TaskTracker,
+    /// When the daemon started.
+    pub started: std::time::Instant,
+    listening: std::sync::Mutex<Vec<Listening>>,
     refusals_last_ms: AtomicU64,
     refusals_suppressed: AtomicU64,
 }
 
+/// A bound listener, as `printroute status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Listening {
+    /// Listener name.
+    pub name: String,
+    /// Its protocol.
+    pub protocol: String,
+    /// The address it is bound to.
+    pub addr: String,
+    #[serde(skip)]
+    configured: SocketAddr,
+}
+
 impl Shared {
+    /// The listeners bound now.
+    pub fn listening(&self) -> Vec<Listening> {
+        self.listening.lock().expect("listening lock").clone()
+    }
+
     /// Logs a refused connection or job, at most once per [`REFUSAL_LOG_INTERVAL_MS`]
     /// (a hostile peer can trigger refusals at will).
     pub fn refused(&self, listener: &ListenerName, peer: SocketAddr, reason: &'static str) {
@@ -165,6 +186,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         store: store.clone(),
         dispatcher: dispatcher.clone(),
         connections: TaskTracker::new(),
+        started: std::time::Instant::now(),
+        listening: std::sync::Mutex::new(Vec::new()),
         refusals_last_ms: AtomicU64::new(0),
         refusals_suppressed: AtomicU64::new(0),
     });
@@ -185,12 +208,43 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     let summary = shared.snapshot.load().config.summary();
     tracing::info!(resumed, "printroute ready: {summary}");
     notify(&format!("READY=1\nSTATUS=serving {summary}"));
+    let (reload_tx, mut reload_rx) =
+        tokio::sync::mpsc::channel::<crate::control::ReloadRequest>(CONTROL_RELOAD_QUEUE);
+    let control_stop = CancellationToken::new();
+    let control_path = shared.snapshot.load().config.global.control_socket.clone();
+    let control = match &control_path {
+        Some(path) => match crate::control::bind(path) {
+            Ok(l) => {
+                tracing::info!(socket = %path.display(), "control socket ready");
+                Some(tokio::spawn(crate::control::serve(
+                    l,
+                    shared.clone(),
+                    reload_tx.clone(),
+                    control_stop.clone(),
+                )))
+            }
+            Err(e) => {
+                // The daemon still routes and prints; only administration is missing.
+                tracing::error!(socket = %path.display(), error = %e, "cannot bind the control socket");
+                None
+            }
+        },
+        None => None,
+    };
     loop {
         tokio::select! {
-            _ = hup.recv() => daemon.reload().await,
+            _ = hup.recv() => { let _ = daemon.reload().await; }
+            Some(answer) = reload_rx.recv() => { let _ = answer.send(daemon.reload().await); }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+    }
+    control_stop.cancel();
+    if let Some(c) = control {
+        let _ = c.await;
+    }
+    if let Some(path) = &control_path {
+        let _ = std::fs::remove_file(path);
     }
     notify("STOPPING=1\nSTATUS=stopping");
     tracing::info!(grace = ?grace, "stopping: no new connections; waiting for receives in flight");
@@ -235,6 +289,16 @@ impl Daemon {
             .local_addr()
             .map_or_else(|_| b.configured.to_string(), |a| a.to_string());
         announce(&format!("listening {} {} {local}", b.name, b.protocol));
+        self.shared
+            .listening
+            .lock()
+            .expect("listening lock")
+            .push(Listening {
+                name: b.name.to_string(),
+                protocol: b.protocol.to_string(),
+                addr: local.clone(),
+                configured: b.configured,
+            });
         tracing::info!(listener = %b.name, protocol = %b.protocol, addr = %local, "listening");
         let stop = CancellationToken::new();
         let task = tokio::spawn(crate::listener::accept_loop(
@@ -248,12 +312,13 @@ impl Daemon {
     }
 
     /// Builds the new snapshot aside and swaps it in; on any error the old one stays.
-    async fn reload(&mut self) {
+    async fn reload(&mut self) -> Result<String, String> {
         notify(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading",
             monotonic_usec()
         ));
-        match self.try_reload().await {
+        let result = self.try_reload().await;
+        match &result {
             Ok(summary) => {
                 tracing::info!("config reloaded: {summary}");
                 notify(&format!("READY=1\nSTATUS=serving {summary}"));
@@ -266,6 +331,7 @@ impl Daemon {
                 ));
             }
         }
+        result
     }
 
     async fn try_reload(&mut self) -> Result<String, String> {
@@ -337,6 +403,11 @@ impl Daemon {
                 r.stop.cancel();
                 let _ = r.task.await;
                 tracing::info!(listener = %k.name, addr = %k.addr, "listener closed");
+                self.shared
+                    .listening
+                    .lock()
+                    .expect("listening lock")
+                    .retain(|l| !(l.name == k.name.0 && l.configured == k.addr));
             }
         }
         // Tenants that (re)appear resume their queued jobs.
@@ -355,6 +426,9 @@ impl Daemon {
         Ok(summary)
     }
 }
+
+/// Reload requests from the control socket that may wait at once.
+pub const CONTROL_RELOAD_QUEUE: usize = 8;
 
 /// How often finished jobs' records are checked against each tenant's `retention`.
 pub const RETENTION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);

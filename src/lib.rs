@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod ids;
 pub mod job;

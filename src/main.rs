@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use printroute::config::{Config, EX_CONFIG};
+use printroute::control::Request;
 use printroute::routing::canonical;
+use serde_json::Value;
 
 /// Default config file location.
 const DEFAULT_CONFIG: &str = "/etc/printroute/printroute.toml";
@@ -25,11 +27,50 @@ const EX_OSERR: u8 = 71;
     long_about = "Multi-tenant print routing daemon: RAW, LPD and IPP jobs from many tenants arrive on shared \
 ports; each is routed by its source address to its tenant's workflow (forward, hold, store).",
     after_help = "Examples:\n  printroute serve --config /etc/printroute/printroute.toml\n  \
-printroute check /etc/printroute/printroute.toml\n  printroute which 10.1.2.3 --config /etc/printroute/printroute.toml"
+printroute check /etc/printroute/printroute.toml\n  printroute which 10.1.2.3 --config /etc/printroute/printroute.toml\n  \
+printroute jobs --tenant acme --state held\n  printroute release acme/12 --to floor2\n\n\
+Admin commands talk to the running daemon over its control socket; the daemon \
+decides what the calling unix user may see: root and members of global.admin-groups \
+see everything, a tenant's admins only their tenant."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// How the admin commands reach the daemon.
+#[derive(clap::Args)]
+struct Control {
+    /// The config file naming the control socket.
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// The control socket (overrides the config's global.control-socket).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Print the daemon's answer as JSON, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A job named as TENANT/ID.
+#[derive(Clone, Debug)]
+struct JobRef {
+    tenant: String,
+    id: u32,
+}
+
+impl std::str::FromStr for JobRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (t, id) = s
+            .split_once('/')
+            .ok_or("write a job as TENANT/ID, e.g. acme/12")?;
+        let id = id.parse().map_err(|_| format!("{id:?} is not a job id"))?;
+        Ok(JobRef {
+            tenant: t.to_owned(),
+            id,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,6 +102,81 @@ enum Command {
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
+    /// Show uptime, config, listeners and job counts per tenant.
+    #[command(after_help = "Example:\n  printroute status --json")]
+    Status {
+        #[command(flatten)]
+        control: Control,
+    },
+    /// List the tenants you administer (all, for a global admin).
+    Tenants {
+        #[command(flatten)]
+        control: Control,
+    },
+    /// List jobs.
+    #[command(
+        after_help = "Examples:\n  printroute jobs\n  printroute jobs --tenant acme --state held --user alice"
+    )]
+    Jobs {
+        /// Only this tenant's jobs.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only jobs in this state.
+        #[arg(long, value_parser = printroute::control::state_names())]
+        state: Option<String>,
+        /// Only this user's jobs.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Show one job's record and history.
+    #[command(after_help = "Example:\n  printroute job acme/12")]
+    Job {
+        /// TENANT/ID.
+        job: JobRef,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Release a held job, optionally to one of its tenant's devices.
+    #[command(
+        after_help = "Examples:\n  printroute release acme/12\n  printroute release acme/12 --to floor2"
+    )]
+    Release {
+        /// TENANT/ID.
+        job: JobRef,
+        /// Print on this device of the tenant instead of the workflow's.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Cancel an unfinished job (its document is deleted, its record kept).
+    #[command(after_help = "Example:\n  printroute cancel acme/12")]
+    Cancel {
+        /// TENANT/ID.
+        job: JobRef,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Reload the config file (like systemctl reload printroute).
+    Reload {
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Delete all data of an offboarded tenant (its tree and spool).
+    #[command(
+        after_help = "Example (after removing [tenant.globex] and reloading):\n  printroute purge globex"
+    )]
+    Purge {
+        /// The tenant.
+        tenant: String,
+        /// Purge even though the tenant is still in the config.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        control: Control,
+    },
 }
 
 fn main() -> ExitCode {
@@ -91,7 +207,211 @@ fn main() -> ExitCode {
             Err(e) => config_error(&e),
         },
         Command::Serve { config } => serve(config),
+        Command::Status { control } => admin(&control, Request::Status),
+        Command::Tenants { control } => admin(&control, Request::Tenants),
+        Command::Jobs {
+            tenant,
+            state,
+            user,
+            control,
+        } => admin(
+            &control,
+            Request::Jobs {
+                tenant,
+                state,
+                user,
+            },
+        ),
+        Command::Job { job, control } => admin(
+            &control,
+            Request::Job {
+                tenant: job.tenant,
+                id: job.id,
+            },
+        ),
+        Command::Release { job, to, control } => admin(
+            &control,
+            Request::Release {
+                tenant: job.tenant,
+                id: job.id,
+                to,
+            },
+        ),
+        Command::Cancel { job, control } => admin(
+            &control,
+            Request::Cancel {
+                tenant: job.tenant,
+                id: job.id,
+            },
+        ),
+        Command::Reload { control } => admin(&control, Request::Reload),
+        Command::Purge {
+            tenant,
+            force,
+            control,
+        } => admin(&control, Request::Purge { tenant, force }),
     }
+}
+
+/// Exit code when the daemon cannot be reached (sysexits.h `EX_UNAVAILABLE`).
+const EX_UNAVAILABLE: u8 = 69;
+
+fn admin(control: &Control, req: Request) -> ExitCode {
+    let socket = match &control.socket {
+        Some(s) => s.clone(),
+        None => match Config::load(&control.config) {
+            Ok(c) => match c.global.control_socket {
+                Some(s) => s,
+                None => {
+                    eprintln!(
+                        "{}: global.control-socket is not set; pass --socket",
+                        control.config.display()
+                    );
+                    return ExitCode::from(EX_CONFIG as u8);
+                }
+            },
+            Err(e) => return config_error(&e),
+        },
+    };
+    let resp = match printroute::control::call(&socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot reach the daemon at {}: {e}", socket.display());
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    if !resp.ok {
+        eprintln!("{}", resp.error.unwrap_or_default());
+        return ExitCode::FAILURE;
+    }
+    if control.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&resp.data).unwrap_or_default()
+        );
+    } else {
+        print!("{}", human(&req, &resp.data));
+    }
+    ExitCode::SUCCESS
+}
+
+/// The daemon's answer as text for people.
+fn human(req: &Request, d: &Value) -> String {
+    use std::fmt::Write;
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        v => v.to_string(),
+    };
+    let mut out = String::new();
+    match req {
+        Request::Status => {
+            let _ = writeln!(
+                out,
+                "uptime {}s; config {} (loaded at {} s since the epoch)",
+                s(&d["uptime-seconds"]),
+                s(&d["config"]),
+                s(&d["config-loaded"])
+            );
+            if let Some(ls) = d["listeners"].as_array() {
+                for l in ls {
+                    let _ = writeln!(
+                        out,
+                        "listener {:<12} {:<4} {}",
+                        s(&l["name"]),
+                        s(&l["protocol"]),
+                        s(&l["addr"])
+                    );
+                }
+            }
+            for t in d["tenants"].as_array().into_iter().flatten() {
+                let counts: Vec<String> = t["jobs"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "tenant {:<16} spool {:>12} B  jobs: {}",
+                    s(&t["tenant"]),
+                    s(&t["spool-bytes"]),
+                    if counts.is_empty() {
+                        "none".into()
+                    } else {
+                        counts.join(" ")
+                    }
+                );
+            }
+        }
+        Request::Tenants => {
+            let _ = writeln!(out, "{:<16} {:<24} RANGES", "TENANT", "NAME");
+            for t in d.as_array().into_iter().flatten() {
+                let ranges: Vec<String> = t["ranges"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(s)
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:<24} {}",
+                    s(&t["tenant"]),
+                    s(&t["name"]),
+                    ranges.join(" ")
+                );
+            }
+        }
+        Request::Jobs { .. } => {
+            let _ = writeln!(
+                out,
+                "{:<20} {:<11} {:<16} {:>10}  NAME",
+                "JOB", "STATE", "USER", "SIZE"
+            );
+            for j in d.as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "{:<20} {:<11} {:<16} {:>10}  {}",
+                    format!("{}/{}", s(&j["tenant"]), s(&j["id"])),
+                    s(&j["state"]),
+                    s(&j["user"]),
+                    s(&j["size"]),
+                    s(&j["name"])
+                );
+            }
+        }
+        Request::Job { .. } => {
+            for k in [
+                "tenant", "id", "state", "user", "name", "queue", "listener", "peer", "format",
+                "size", "sha256", "workflow", "step",
+            ] {
+                let _ = writeln!(out, "{k:<9} {}", s(&d[k]));
+            }
+            let _ = writeln!(out, "history:");
+            for e in d["history"].as_array().into_iter().flatten() {
+                let _ = writeln!(
+                    out,
+                    "  {} {:<10} {}",
+                    s(&e["at_ms"]),
+                    s(&e["state"]),
+                    s(&e["note"])
+                );
+            }
+        }
+        Request::Release { .. }
+        | Request::Cancel { .. }
+        | Request::Reload
+        | Request::Purge { .. } => {
+            let parts: Vec<String> = d
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}: {}", s(v)))
+                .collect();
+            let _ = writeln!(out, "{}", parts.join(", "));
+        }
+    }
+    out
 }
 
 fn config_error(e: &printroute::config::ConfigError) -> ExitCode {

@@ -861,6 +861,61 @@ impl SpoolWriter {
     }
 }
 
+/// What a purge removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PurgeReport {
+    /// Keys of the tenant's tree (job records, queue entries, counters).
+    pub records: usize,
+    /// Files in its spool folder.
+    pub spool_files: usize,
+    /// Bytes of those files.
+    pub spool_bytes: u64,
+}
+
+impl Store {
+    /// Deletes a tenant's tree, spool folder and registry entry: all the
+    /// store knows of it. Stop its jobs first ([`crate::workflow::Dispatcher::stop_tenant`]).
+    pub fn purge(&self, id: &TenantId) -> Result<PurgeReport, StoreError> {
+        self.inner
+            .tenants
+            .write()
+            .expect("tenant map lock")
+            .remove(id);
+        let name = keys::tenant_tree(id);
+        let mut report = PurgeReport {
+            records: self.inner.db.open_tree(&name)?.len(),
+            ..PurgeReport::default()
+        };
+        self.inner.db.drop_tree(&name)?;
+        let spool = self.inner.spool_root.join(id.as_str());
+        if let Ok(rd) = std::fs::read_dir(&spool) {
+            for e in rd.flatten() {
+                report.spool_files += 1;
+                report.spool_bytes += e.metadata().map_or(0, |m| m.len());
+            }
+        }
+        match std::fs::remove_dir_all(&spool) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        self.inner.committer.commit_blocking(vec![Op::Remove(
+            self.inner.meta.clone(),
+            keys::registry(id),
+        )])?;
+        Ok(report)
+    }
+
+    /// Names of every sled tree in the database (for audits and tests).
+    pub fn tree_names(&self) -> Vec<String> {
+        self.inner
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

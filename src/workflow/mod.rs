@@ -49,6 +49,9 @@ struct JobControl {
     release: Notify,
     /// True while the job waits in a hold.
     held: std::sync::atomic::AtomicBool,
+    /// A device named by the release (`printroute release T/ID --to DEVICE`):
+    /// the next forward step sends there instead of to its pool.
+    release_to: Mutex<Option<String>>,
 }
 
 enum Outcome {
@@ -97,6 +100,7 @@ impl Dispatcher {
             // A job held from the start counts as held at once: a release
             // that comes before its task waits leaves a permit in the Notify.
             held: std::sync::atomic::AtomicBool::new(client_hold),
+            release_to: Mutex::new(None),
         });
         {
             let mut running = self.inner.running.lock().expect("running map lock");
@@ -260,6 +264,10 @@ async fn run_job(
         }
         let outcome = match step {
             Step::Forward { devices, fallback } => {
+                let devices = match control.release_to.lock().expect("release_to lock").take() {
+                    Some(d) => vec![d],
+                    None => devices,
+                };
                 forward_step(inner, control, store, &mut job, tenant, &devices, fallback).await?
             }
             Step::Store { folder } => {
@@ -465,4 +473,49 @@ async fn hold_until_released(
         .held
         .store(false, std::sync::atomic::Ordering::Release);
     Ok(outcome)
+}
+
+/// Admin operations: release to a chosen device, stop a tenant's jobs.
+impl Dispatcher {
+    /// Releases a held job; with `to`, its next forward step sends to that
+    /// device of the tenant instead of its pool (pull printing). False when
+    /// the job is not held.
+    pub fn release_to(&self, tenant: &TenantId, id: JobId, to: Option<String>) -> bool {
+        let running = self.inner.running.lock().expect("running map lock");
+        match running.get(&(tenant.clone(), id)) {
+            Some(c) if c.held.load(std::sync::atomic::Ordering::Acquire) => {
+                *c.release_to.lock().expect("release_to lock") = to;
+                c.release.notify_one();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Stops every running job of a tenant (their records stay as they
+    /// are) and waits until their tasks have let go; used before a purge.
+    pub async fn stop_tenant(&self, tenant: &TenantId) {
+        let controls: Vec<Arc<JobControl>> = self
+            .inner
+            .running
+            .lock()
+            .expect("running map lock")
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, c)| c.clone())
+            .collect();
+        for c in &controls {
+            c.cancel.cancel();
+        }
+        while self
+            .inner
+            .running
+            .lock()
+            .expect("running map lock")
+            .keys()
+            .any(|(t, _)| t == tenant)
+        {
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+    }
 }

@@ -1,0 +1,604 @@
+//! The admin control socket: a Unix socket speaking one JSON request and one
+//! JSON response per connection.
+//!
+//! Every request is authorised here, from the caller's credentials as the
+//! kernel reports them (`SO_PEERCRED`), never from anything the client says:
+//! root and members of `global.admin-groups` are global admins; the users and
+//! groups of `tenant.<id>.admins` administer that tenant; anyone else is
+//! refused. A tenant admin asking about another tenant is told it does not
+//! exist.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::daemon::Shared;
+use crate::ids::{JobId, TenantId};
+use crate::job::{Job, JobState};
+
+/// Longest request line accepted.
+pub const MAX_REQUEST_LEN: usize = 64 << 10;
+
+/// A client must send its request within this long.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// File mode of the socket: anyone may connect, the daemon decides who may do what.
+pub const SOCKET_MODE: u32 = 0o666;
+
+/// A request, as the CLI sends it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Uptime, config, listeners, job counts.
+    Status,
+    /// The tenants the caller may see.
+    Tenants,
+    /// Jobs, filtered.
+    Jobs {
+        /// Only this tenant's.
+        tenant: Option<String>,
+        /// Only in this state (`pending`, `held`, ...).
+        state: Option<String>,
+        /// Only of this user.
+        user: Option<String>,
+    },
+    /// One job's record and history.
+    Job {
+        /// Its tenant.
+        tenant: String,
+        /// Its id.
+        id: u32,
+    },
+    /// Releases a held job, optionally to one of the tenant's devices.
+    Release {
+        /// Its tenant.
+        tenant: String,
+        /// Its id.
+        id: u32,
+        /// A device of the tenant to print on instead of the workflow's.
+        to: Option<String>,
+    },
+    /// Cancels an unfinished job.
+    Cancel {
+        /// Its tenant.
+        tenant: String,
+        /// Its id.
+        id: u32,
+    },
+    /// Reloads the config file.
+    Reload,
+    /// Deletes all data of an offboarded tenant.
+    Purge {
+        /// The tenant.
+        tenant: String,
+        /// Purge even while the tenant is still in the config.
+        #[serde(default)]
+        force: bool,
+    },
+}
+
+/// A response: `ok` with data, or an error for people.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    /// True when the request was done.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What was asked for.
+    #[serde(default)]
+    pub data: Value,
+}
+
+impl Response {
+    fn ok(data: Value) -> Response {
+        Response {
+            ok: true,
+            error: None,
+            data,
+        }
+    }
+    fn err(e: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(e.into()),
+            data: Value::Null,
+        }
+    }
+}
+
+/// What a caller may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything.
+    Global,
+    /// These tenants only.
+    Tenants(Vec<TenantId>),
+}
+
+impl Scope {
+    fn sees(&self, t: &TenantId) -> bool {
+        match self {
+            Scope::Global => true,
+            Scope::Tenants(ts) => ts.contains(t),
+        }
+    }
+}
+
+/// Users and groups of the system, from `/etc/passwd` and `/etc/group` (pure parsing).
+#[derive(Debug, Default, Clone)]
+pub struct Accounts {
+    users: BTreeMap<u32, (String, u32)>,
+    groups: Vec<(String, u32, Vec<String>)>,
+}
+
+impl Accounts {
+    /// Parses the texts of `/etc/passwd` and `/etc/group`.
+    pub fn parse(passwd: &str, group: &str) -> Accounts {
+        let mut a = Accounts::default();
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3)) {
+                if let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) {
+                    a.users.entry(uid).or_insert(((*name).to_owned(), gid));
+                }
+            }
+        }
+        for line in group.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if let (Some(name), Some(gid)) = (f.first(), f.get(2).and_then(|g| g.parse().ok())) {
+                let members = f.get(3).map_or(Vec::new(), |m| {
+                    m.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                });
+                a.groups.push(((*name).to_owned(), gid, members));
+            }
+        }
+        a
+    }
+
+    /// Reads the system's account files.
+    pub fn load() -> Accounts {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        Accounts::parse(&passwd, &group)
+    }
+
+    /// A user's name and the names of all its groups (primary, the peer's
+    /// gid, and those listing it as a member).
+    pub fn identity(&self, uid: u32, gid: u32) -> (Option<String>, Vec<String>) {
+        let user = self.users.get(&uid).map(|u| u.0.clone());
+        let primary = self.users.get(&uid).map(|u| u.1);
+        let groups = self
+            .groups
+            .iter()
+            .filter(|(_, g, members)| {
+                *g == gid
+                    || Some(*g) == primary
+                    || user.as_ref().is_some_and(|u| members.contains(u))
+            })
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        (user, groups)
+    }
+}
+
+/// Decides what a caller (`uid`, `gid`) may touch under `config`; `None`: nothing.
+pub fn authorize(config: &Config, accounts: &Accounts, uid: u32, gid: u32) -> Option<Scope> {
+    if uid == 0 {
+        return Some(Scope::Global);
+    }
+    let (user, groups) = accounts.identity(uid, gid);
+    if groups
+        .iter()
+        .any(|g| config.global.admin_groups.contains(g))
+    {
+        return Some(Scope::Global);
+    }
+    let tenants: Vec<TenantId> = config
+        .tenants
+        .iter()
+        .filter(|t| {
+            user.as_ref()
+                .is_some_and(|u| t.admins.unix_users.contains(u))
+                || groups.iter().any(|g| t.admins.unix_groups.contains(g))
+        })
+        .map(|t| t.id.clone())
+        .collect();
+    (!tenants.is_empty()).then_some(Scope::Tenants(tenants))
+}
+
+/// A reload asked for over the socket: the daemon answers with its summary or its error.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// Binds the control socket (replacing a stale one) with [`SOCKET_MODE`].
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let l = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    Ok(l)
+}
+
+/// Serves the control socket until `stop` fires.
+pub async fn serve(
+    listener: UnixListener,
+    shared: Arc<Shared>,
+    reload: mpsc::Sender<ReloadRequest>,
+    stop: CancellationToken,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(crate::listener::ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        let (shared, reload) = (shared.clone(), reload.clone());
+        shared.connections.clone().spawn(async move {
+            if let Err(e) = connection(stream, &shared, &reload).await {
+                tracing::debug!(error = %e, "control connection ended");
+            }
+        });
+    }
+}
+
+async fn connection(
+    stream: UnixStream,
+    shared: &Shared,
+    reload: &mpsc::Sender<ReloadRequest>,
+) -> std::io::Result<()> {
+    let cred = rustix::net::sockopt::socket_peercred(&stream)?;
+    let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST_LEN as u64 + 1);
+    let mut line = Vec::new();
+    let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
+    let response = match read {
+        Err(_) => Response::err("request timed out"),
+        Ok(Err(e)) => return Err(e),
+        Ok(Ok(_)) if line.len() > MAX_REQUEST_LEN => Response::err("request too long"),
+        Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
+            Err(e) => Response::err(format!("bad request: {e}")),
+            Ok(req) => {
+                let snapshot = shared.snapshot.load_full();
+                match authorize(&snapshot.config, &Accounts::load(), uid, gid) {
+                    None => {
+                        tracing::warn!(uid, "control request refused: caller is no admin");
+                        Response::err("permission denied: you are not a printroute admin")
+                    }
+                    Some(scope) => {
+                        tracing::info!(uid, request = ?req, "control request");
+                        handle(req, &scope, shared, reload).await
+                    }
+                }
+            }
+        },
+    };
+    let mut stream = reader.into_inner().into_inner();
+    let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    stream.write_all(&out).await?;
+    stream.shutdown().await
+}
+
+fn no_tenant(t: &str) -> Response {
+    Response::err(format!("no such tenant: {t}"))
+}
+
+/// A tenant the caller may see: configured now, or (for purge) with data in the store.
+fn visible(scope: &Scope, shared: &Shared, t: &str) -> Option<TenantId> {
+    let id = TenantId::parse(t).ok()?;
+    if !scope.sees(&id) {
+        return None;
+    }
+    let configured = shared.snapshot.load().tenant_index(&id).is_some();
+    (configured
+        || shared.store.tenant(&id).is_some()
+        || shared.store.registered_tenants().ok()?.contains(&id))
+    .then_some(id)
+}
+
+fn job_json(j: &Job) -> Value {
+    serde_json::to_value(j).unwrap_or(Value::Null)
+}
+
+async fn handle(
+    req: Request,
+    scope: &Scope,
+    shared: &Shared,
+    reload: &mpsc::Sender<ReloadRequest>,
+) -> Response {
+    let snapshot = shared.snapshot.load_full();
+    match req {
+        Request::Status => {
+            let mut tenants = Vec::new();
+            for (t, store) in snapshot.config.tenants.iter().zip(&snapshot.stores) {
+                if !scope.sees(&t.id) {
+                    continue;
+                }
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for j in store.jobs().unwrap_or_default() {
+                    *counts.entry(j.state.as_str()).or_default() += 1;
+                }
+                tenants.push(json!({ "tenant": t.id, "name": t.name, "jobs": counts, "spool-bytes": store.spool_bytes() }));
+            }
+            let listeners = if *scope == Scope::Global {
+                json!(shared.listening())
+            } else {
+                Value::Null
+            };
+            Response::ok(json!({
+                "uptime-seconds": shared.started.elapsed().as_secs(),
+                "config": snapshot.config.path,
+                "config-loaded": snapshot.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                "listeners": listeners,
+                "tenants": tenants,
+            }))
+        }
+        Request::Tenants => {
+            let list: Vec<Value> = snapshot
+                .config
+                .tenants
+                .iter()
+                .filter(|t| scope.sees(&t.id))
+                .map(|t| json!({ "tenant": t.id, "name": t.name, "ranges": t.ranges, "devices": t.devices.keys().collect::<Vec<_>>() }))
+                .collect();
+            Response::ok(json!(list))
+        }
+        Request::Jobs {
+            tenant,
+            state,
+            user,
+        } => {
+            let ids: Vec<TenantId> = match &tenant {
+                Some(t) => match visible(scope, shared, t) {
+                    Some(id) => vec![id],
+                    None => return no_tenant(t),
+                },
+                None => snapshot
+                    .config
+                    .tenants
+                    .iter()
+                    .map(|t| t.id.clone())
+                    .filter(|t| scope.sees(t))
+                    .collect(),
+            };
+            let mut out = Vec::new();
+            for id in ids {
+                let Some(store) = shared.store.tenant(&id) else {
+                    continue;
+                };
+                for j in store.jobs().unwrap_or_default() {
+                    if state.as_deref().is_some_and(|s| s != j.state.as_str())
+                        || user.as_deref().is_some_and(|u| u != j.user)
+                    {
+                        continue;
+                    }
+                    out.push(job_json(&j));
+                }
+            }
+            Response::ok(json!(out))
+        }
+        Request::Job { tenant, id } => {
+            let Some(tid) = visible(scope, shared, &tenant) else {
+                return no_tenant(&tenant);
+            };
+            match shared
+                .store
+                .tenant(&tid)
+                .and_then(|s| s.job(JobId(id)).ok().flatten())
+            {
+                Some(j) => Response::ok(job_json(&j)),
+                None => Response::err(format!("no such job: {tenant}/{id}")),
+            }
+        }
+        Request::Release { tenant, id, to } => {
+            let Some(tid) = visible(scope, shared, &tenant) else {
+                return no_tenant(&tenant);
+            };
+            let Some(ti) = snapshot.tenant_index(&tid) else {
+                return no_tenant(&tenant);
+            };
+            if let Some(dev) = &to {
+                if !snapshot.config.tenants[ti].devices.contains_key(dev) {
+                    return Response::err(format!("tenant {tenant} has no device {dev:?}"));
+                }
+            }
+            let exists = shared
+                .store
+                .tenant(&tid)
+                .and_then(|s| s.job(JobId(id)).ok().flatten())
+                .is_some();
+            if !exists {
+                return Response::err(format!("no such job: {tenant}/{id}"));
+            }
+            if shared.dispatcher.release_to(&tid, JobId(id), to.clone()) {
+                Response::ok(json!({ "released": format!("{tenant}/{id}"), "to": to }))
+            } else {
+                Response::err(format!("job {tenant}/{id} is not held"))
+            }
+        }
+        Request::Cancel { tenant, id } => {
+            let Some(tid) = visible(scope, shared, &tenant) else {
+                return no_tenant(&tenant);
+            };
+            let Some(store) = shared.store.tenant(&tid) else {
+                return no_tenant(&tenant);
+            };
+            match shared
+                .dispatcher
+                .cancel(&store, JobId(id), "canceled by an admin")
+                .await
+            {
+                Ok(true) => Response::ok(json!({ "canceled": format!("{tenant}/{id}") })),
+                Ok(false) => match store.job(JobId(id)) {
+                    Ok(Some(j)) => Response::err(format!(
+                        "job {tenant}/{id} has already ended ({})",
+                        j.state.as_str()
+                    )),
+                    _ => Response::err(format!("no such job: {tenant}/{id}")),
+                },
+                Err(e) => Response::err(format!("storage: {e}")),
+            }
+        }
+        Request::Reload => {
+            if *scope != Scope::Global {
+                return Response::err("permission denied: only a global admin may reload");
+            }
+            let (tx, rx) = oneshot::channel();
+            if reload.send(tx).await.is_err() {
+                return Response::err("the daemon is stopping");
+            }
+            match rx.await {
+                Ok(Ok(summary)) => Response::ok(json!({ "reloaded": summary })),
+                Ok(Err(e)) => Response::err(format!(
+                    "reload refused, the previous config stays in force:\n{e}"
+                )),
+                Err(_) => Response::err("the daemon is stopping"),
+            }
+        }
+        Request::Purge { tenant, force } => {
+            if *scope != Scope::Global {
+                return Response::err("permission denied: only a global admin may purge a tenant");
+            }
+            let Some(tid) = visible(scope, shared, &tenant) else {
+                return no_tenant(&tenant);
+            };
+            let configured = snapshot.tenant_index(&tid).is_some();
+            if configured && !force {
+                return Response::err(format!(
+                    "tenant {tenant} is still in the config: remove it and reload first, or purge with --force"
+                ));
+            }
+            shared.dispatcher.stop_tenant(&tid).await;
+            match shared.store.purge(&tid) {
+                Ok(r) => {
+                    if configured {
+                        // Its routing stays; give it a fresh, empty collection.
+                        let (tx, rx) = oneshot::channel();
+                        if reload.send(tx).await.is_ok() {
+                            let _ = rx.await;
+                        }
+                    }
+                    Response::ok(
+                        json!({ "purged": tenant, "records": r.records, "spool-files": r.spool_files, "spool-bytes": r.spool_bytes }),
+                    )
+                }
+                Err(e) => Response::err(format!("purge failed: {e}")),
+            }
+        }
+    }
+}
+
+/// Sends one request to the daemon's control socket and returns its response.
+pub fn call(socket: &Path, req: &Request) -> std::io::Result<Response> {
+    use std::io::{BufRead, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    s.write_all(&line)?;
+    let mut out = String::new();
+    std::io::BufReader::new(s).read_line(&mut out)?;
+    serde_json::from_str(&out)
+        .map_err(|e| std::io::Error::other(format!("bad response from the daemon: {e}")))
+}
+
+/// Job states by name, for `--state` filters.
+pub fn state_names() -> [&'static str; 6] {
+    [
+        JobState::Pending.as_str(),
+        JobState::Held.as_str(),
+        JobState::Processing.as_str(),
+        JobState::Completed.as_str(),
+        JobState::Aborted.as_str(),
+        JobState::Canceled.as_str(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\ncarol:x:1003:1003::/:/bin/sh\nmallory:x:1004:1004::/:/bin/sh\n";
+    const GROUP: &str =
+        "root:x:0:\nalice:x:1001:\nprintroute-admin:x:2000:carol\nacme-admins:x:2001:mallory\n";
+
+    fn config() -> Config {
+        Config::parse(
+            Path::new("t.toml"),
+            r#"
+[global]
+data-dir = "/tmp/x"
+admin-groups = ["printroute-admin"]
+[tenant.acme]
+ranges = ["10.1.0.0/16"]
+admins = { unix-users = ["alice"], unix-groups = ["acme-admins"] }
+[tenant.globex]
+ranges = ["10.2.0.0/16"]
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn callers_get_the_scope_their_accounts_give() {
+        let (c, a) = (config(), Accounts::parse(PASSWD, GROUP));
+        let acme = Scope::Tenants(vec![TenantId::parse("acme").unwrap()]);
+        assert_eq!(authorize(&c, &a, 0, 0), Some(Scope::Global));
+        assert_eq!(
+            authorize(&c, &a, 1003, 1003),
+            Some(Scope::Global),
+            "member of an admin group"
+        );
+        assert_eq!(
+            authorize(&c, &a, 1001, 1001),
+            Some(acme.clone()),
+            "tenant admin user"
+        );
+        assert_eq!(
+            authorize(&c, &a, 1004, 1004),
+            Some(acme),
+            "member of a tenant admin group"
+        );
+        assert_eq!(authorize(&c, &a, 4242, 4242), None, "unknown uid");
+    }
+
+    #[test]
+    fn requests_round_trip_as_json() {
+        let r = Request::Release {
+            tenant: "acme".into(),
+            id: 7,
+            to: Some("floor2".into()),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            s,
+            r#"{"cmd":"release","tenant":"acme","id":7,"to":"floor2"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"status","x":1}"#).is_err());
+    }
+}
