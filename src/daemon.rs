@@ -208,6 +208,11 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     let summary = shared.snapshot.load().config.summary();
     tracing::info!(resumed, "printroute ready: {summary}");
     notify(&format!("READY=1\nSTATUS=serving {summary}"));
+    let watchdog_stop = CancellationToken::new();
+    let watchdog = crate::notify::watchdog_interval().map(|every| {
+        tracing::info!(every = ?every, "systemd watchdog enabled");
+        tokio::spawn(watchdog_loop(every, watchdog_stop.clone()))
+    });
     let (reload_tx, mut reload_rx) =
         tokio::sync::mpsc::channel::<crate::control::ReloadRequest>(CONTROL_RELOAD_QUEUE);
     let control_stop = CancellationToken::new();
@@ -247,6 +252,10 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         let _ = std::fs::remove_file(path);
     }
     notify("STOPPING=1\nSTATUS=stopping");
+    watchdog_stop.cancel();
+    if let Some(w) = watchdog {
+        let _ = w.await;
+    }
     tracing::info!(grace = ?grace, "stopping: no new connections; waiting for receives in flight");
     for (_, r) in daemon.listeners.drain() {
         r.stop.cancel();
@@ -424,6 +433,18 @@ impl Daemon {
             }
         }
         Ok(summary)
+    }
+}
+
+/// Tells systemd the daemon is alive, every `every` (half of `WatchdogSec`),
+/// from the runtime that serves connections: a wedged runtime stops the pings.
+async fn watchdog_loop(every: std::time::Duration, stop: CancellationToken) {
+    loop {
+        notify("WATCHDOG=1");
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
     }
 }
 

@@ -81,6 +81,9 @@ enum Command {
         /// The config file.
         #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// Log lines as text (journald adds its own time stamps) or as JSON objects.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a config file: prints "ok" and a summary, or every error (exit 78).
     #[command(
@@ -206,7 +209,7 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, log_format } => serve(config, log_format),
         Command::Status { control } => admin(&control, Request::Status),
         Command::Tenants { control } => admin(&control, Request::Tenants),
         Command::Jobs {
@@ -419,8 +422,8 @@ fn config_error(e: &printroute::config::ConfigError) -> ExitCode {
     ExitCode::from(EX_CONFIG as u8)
 }
 
-fn serve(path: PathBuf) -> ExitCode {
-    init_logging();
+fn serve(path: PathBuf, log_format: LogFormat) -> ExitCode {
+    init_logging(log_format);
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -460,13 +463,24 @@ fn serve(path: PathBuf) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// How `serve` writes its log to stderr.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    /// One line of text per event, with its fields as key=value.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PRINTROUTE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }

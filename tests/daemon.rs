@@ -376,20 +376,31 @@ input = [{{ listener = "raw", workflow = "archive" }}]
 }
 
 #[test]
-fn systemd_hears_ready_reloading_and_stopping() {
+fn systemd_hears_ready_reloading_watchdog_and_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let sock_path = dir.path().join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(WAIT)).unwrap();
-    let recv = || {
+    let watchdogs = std::cell::Cell::new(0);
+    // The next notification that is not a watchdog ping (those are counted).
+    let recv = || loop {
         let mut buf = [0u8; 4096];
         let n = sock.recv(&mut buf).expect("a notification");
-        String::from_utf8_lossy(&buf[..n]).into_owned()
+        let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if m == "WATCHDOG=1" {
+            watchdogs.set(watchdogs.get() + 1);
+        } else {
+            return m;
+        }
     };
     let cfg = two_tenants("socket://127.0.1.50:9", "socket://127.0.2.50:9", "");
     let mut d = TestDaemon::start_with_env(
         &cfg,
-        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap().to_owned())],
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap().to_owned()),
+            // WatchdogSec=200ms: pings every 100 ms.
+            ("WATCHDOG_USEC", "200000".to_owned()),
+        ],
     );
     let ready = recv();
     assert!(
@@ -403,6 +414,15 @@ fn systemd_hears_ready_reloading_and_stopping() {
         "{reloading}"
     );
     assert!(recv().starts_with("READY=1"));
+    wait_until("watchdog pings", || {
+        let mut buf = [0u8; 64];
+        if let Ok(n) = sock.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                watchdogs.set(watchdogs.get() + 1);
+            }
+        }
+        (watchdogs.get() >= 3).then_some(())
+    });
     assert_eq!(d.stop(), 0);
     assert!(recv().starts_with("STOPPING=1"));
 }
