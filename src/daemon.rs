@@ -67,6 +67,13 @@ impl Shared {
     /// Logs a refused connection or job, at most once per [`REFUSAL_LOG_INTERVAL_MS`]
     /// (a hostile peer can trigger refusals at will).
     pub fn refused(&self, listener: &ListenerName, peer: SocketAddr, reason: &'static str) {
+        crate::metrics::get()
+            .connections_refused
+            .get_or_create(&crate::metrics::Refusal {
+                listener: listener.to_string(),
+                reason: reason.to_owned(),
+            })
+            .inc();
         let now = now_ms();
         let last = self.refusals_last_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
@@ -204,6 +211,34 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    crate::metrics::get()
+        .config_loaded
+        .set(now_ms() as i64 / 1000);
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = match shared.snapshot.load().config.global.metrics {
+        Some(addr) => match crate::listener::bind(addr).and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }) {
+            Ok(l) => {
+                let local = l
+                    .local_addr()
+                    .map_or_else(|_| addr.to_string(), |a| a.to_string());
+                announce(&format!("listening metrics http {local}"));
+                tracing::info!(addr = %local, "metrics at /metrics");
+                Some(tokio::spawn(crate::metrics::serve(
+                    l,
+                    shared.clone(),
+                    metrics_stop.clone(),
+                )))
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot bind the metrics endpoint");
+                None
+            }
+        },
+        None => None,
+    };
     announce("ready");
     let summary = shared.snapshot.load().config.summary();
     tracing::info!(resumed, "printroute ready: {summary}");
@@ -255,6 +290,10 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     watchdog_stop.cancel();
     if let Some(w) = watchdog {
         let _ = w.await;
+    }
+    metrics_stop.cancel();
+    if let Some(m) = metrics_task {
+        let _ = m.await;
     }
     tracing::info!(grace = ?grace, "stopping: no new connections; waiting for receives in flight");
     for (_, r) in daemon.listeners.drain() {
@@ -327,6 +366,15 @@ impl Daemon {
             monotonic_usec()
         ));
         let result = self.try_reload().await;
+        let m = crate::metrics::get();
+        m.reloads
+            .get_or_create(&crate::metrics::ReloadResult {
+                result: if result.is_ok() { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+        if result.is_ok() {
+            m.config_loaded.set(now_ms() as i64 / 1000);
+        }
         match &result {
             Ok(summary) => {
                 tracing::info!("config reloaded: {summary}");

@@ -23,6 +23,7 @@ pub mod daemon;
 pub mod ids;
 pub mod job;
 pub mod listener;
+pub mod metrics;
 pub mod notify;
 pub mod protocol;
 pub mod routing;

@@ -74,7 +74,16 @@ pub async fn accept_loop(
                     index: i as usize,
                 };
                 match routed.admit() {
-                    Some(slot) => Admission::Admitted { routed, slot },
+                    Some(slot) => {
+                        crate::metrics::get()
+                            .connections_accepted
+                            .get_or_create(&crate::metrics::TenantListener {
+                                tenant: routed.tenant().id.to_string(),
+                                listener: name.to_string(),
+                            })
+                            .inc();
+                        Admission::Admitted { routed, slot }
+                    }
                     None => {
                         shared.refused(&name, peer, "tenant at max-connections");
                         Admission::OverLimit(routed)

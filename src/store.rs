@@ -584,6 +584,7 @@ impl TenantStore {
             quota,
             hasher: Sha256::new(),
             committed: false,
+            started: std::time::Instant::now(),
         })
     }
 
@@ -707,6 +708,8 @@ pub struct SpoolWriter {
     quota: u64,
     hasher: Sha256,
     committed: bool,
+    /// When the receive started: the acknowledgement time counts from here.
+    started: std::time::Instant,
 }
 
 impl SpoolWriter {
@@ -714,6 +717,7 @@ impl SpoolWriter {
     pub async fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         let n = buf.len() as u64;
         if self.size + n > self.max_size {
+            crate::metrics::get().job(self.tenant.id.as_str(), "refused-too-large");
             return Err(StoreError::TooLarge {
                 limit: self.max_size,
             });
@@ -721,6 +725,7 @@ impl SpoolWriter {
         let used = self.tenant.spool_bytes.fetch_add(n, Ordering::Relaxed);
         self.size += n;
         if used + n > self.quota {
+            crate::metrics::get().job(self.tenant.id.as_str(), "refused-quota");
             return Err(StoreError::QuotaExceeded { quota: self.quota });
         }
         self.hasher.update(buf);
@@ -841,6 +846,16 @@ impl TenantStore {
         let dir = (!fs_sync).then_some(&self.spool_dir_file);
         self.committer.commit(ops, fs_sync, dir).await?;
         writer.committed = true;
+        let m = crate::metrics::get();
+        let labels = crate::metrics::TenantListener {
+            tenant: self.id.to_string(),
+            listener: job.listener.to_string(),
+        };
+        m.job(self.id.as_str(), "accepted");
+        m.bytes_received.get_or_create(&labels).inc_by(job.size);
+        m.ack_seconds
+            .get_or_create(&labels)
+            .observe(writer.started.elapsed().as_secs_f64());
         Ok(job)
     }
 }

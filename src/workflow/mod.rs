@@ -316,6 +316,7 @@ async fn run_job(
 async fn finish(store: &TenantStore, job: &Job) -> Result<(), crate::store::StoreError> {
     store.save(job).await?;
     store.remove_document(job);
+    crate::metrics::get().job(job.tenant.as_str(), job.state.as_str());
     tracing::info!(tenant = %job.tenant, job = %job.id, state = job.state.as_str(), "job finished");
     Ok(())
 }
@@ -361,7 +362,7 @@ async fn forward_step(
             store.save(job).await?;
             let path = store.spool_path(job.id);
             let result = tokio::select! {
-                r = forward::send(device, job, &path) => r,
+                r = forward::send(device, job, &path, tenant.limits.device_timeout) => r,
                 _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
             };
             drop(permit);
@@ -369,6 +370,15 @@ async fn forward_step(
             match result {
                 Ok(bytes) => {
                     state.mark_up();
+                    let m = crate::metrics::get();
+                    let t = crate::metrics::TenantLabel {
+                        tenant: job.tenant.to_string(),
+                    };
+                    m.job(job.tenant.as_str(), "delivered");
+                    m.bytes_delivered.get_or_create(&t).inc_by(bytes);
+                    m.deliver_seconds
+                        .get_or_create(&t)
+                        .observe(now_ms().saturating_sub(job.created_ms) as f64 / 1000.0);
                     job.history.push(crate::job::Event {
                         at_ms: now_ms(),
                         state: JobState::Processing,
@@ -379,6 +389,7 @@ async fn forward_step(
                 }
                 Err(e) => {
                     let backoff = state.mark_down();
+                    crate::metrics::get().job(job.tenant.as_str(), "failed-attempt");
                     tracing::warn!(tenant = %job.tenant, job = %job.id, device = %name, error = %e, retry_in = ?backoff, "delivery failed");
                     job.history.push(crate::job::Event {
                         at_ms: now_ms(),
@@ -465,6 +476,7 @@ async fn hold_until_released(
         }
         _ = expiry => {
             job.set_state(JobState::Canceled, "hold expired");
+            crate::metrics::get().job(job.tenant.as_str(), "expired");
             Outcome::Finished
         }
         _ = control.cancel.cancelled() => Outcome::Suspend,
@@ -517,5 +529,19 @@ impl Dispatcher {
         {
             tokio::time::sleep(CANCEL_POLL).await;
         }
+    }
+}
+
+/// Numbers for the metrics endpoint.
+impl Dispatcher {
+    /// Held jobs per tenant, now.
+    pub fn held_counts(&self) -> HashMap<TenantId, usize> {
+        let mut out = HashMap::new();
+        for ((t, _), c) in self.inner.running.lock().expect("running map lock").iter() {
+            if c.held.load(std::sync::atomic::Ordering::Acquire) {
+                *out.entry(t.clone()).or_default() += 1;
+            }
+        }
+        out
     }
 }

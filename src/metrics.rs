@@ -1,0 +1,238 @@
+//! Prometheus metrics: counters and histograms per tenant and listener,
+//! served as text exposition at `global.metrics` (`GET /metrics`).
+//!
+//! The metrics are one process-wide set ([`get`]): counting is a hash
+//! lookup and an atomic add on the job path, and whatever counts (store,
+//! listener, dispatcher) needs no handle passed down.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::Shared;
+
+/// Longest a metrics scrape may take to send its request.
+pub const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Labels of a tenant on a listener.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantListener {
+    /// Tenant id (`-` when none was routed).
+    pub tenant: String,
+    /// Listener name.
+    pub listener: String,
+}
+
+/// Labels of a refused connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Refusal {
+    /// Listener name.
+    pub listener: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Labels of a job event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobEvent {
+    /// Tenant id.
+    pub tenant: String,
+    /// accepted, refused, delivered, failed (a delivery attempt), expired, completed, aborted, canceled.
+    pub event: String,
+}
+
+/// Labels of a tenant.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabel {
+    /// Tenant id.
+    pub tenant: String,
+}
+
+/// Labels of a reload.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadResult {
+    /// ok or failed.
+    pub result: String,
+}
+
+fn seconds_histogram() -> Histogram {
+    // 0.5 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric of the daemon.
+pub struct Metrics {
+    registry: Registry,
+    /// Connections routed to a tenant and admitted.
+    pub connections_accepted: Family<TenantListener, Counter>,
+    /// Connections refused, by reason.
+    pub connections_refused: Family<Refusal, Counter>,
+    /// Job events.
+    pub jobs: Family<JobEvent, Counter>,
+    /// Document bytes committed.
+    pub bytes_received: Family<TenantListener, Counter>,
+    /// Document bytes delivered to devices.
+    pub bytes_delivered: Family<TenantLabel, Counter>,
+    /// Time from the start of a receive to its durable commit (the acknowledgement).
+    pub ack_seconds: Family<TenantListener, Histogram, fn() -> Histogram>,
+    /// Time from commit to delivery.
+    pub deliver_seconds: Family<TenantLabel, Histogram, fn() -> Histogram>,
+    /// Unfinished jobs, set at scrape.
+    pub queue_depth: Family<TenantLabel, Gauge>,
+    /// Held jobs, set at scrape.
+    pub held_jobs: Family<TenantLabel, Gauge>,
+    /// Spool bytes, set at scrape.
+    pub spool_bytes: Family<TenantLabel, Gauge>,
+    /// Config reloads.
+    pub reloads: Family<ReloadResult, Counter>,
+    /// When the config in force was loaded (Unix seconds).
+    pub config_loaded: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("printroute");
+        let m = Metrics {
+            connections_accepted: Family::default(),
+            connections_refused: Family::default(),
+            jobs: Family::default(),
+            bytes_received: Family::default(),
+            bytes_delivered: Family::default(),
+            ack_seconds: Family::new_with_constructor(seconds_histogram),
+            deliver_seconds: Family::new_with_constructor(seconds_histogram),
+            queue_depth: Family::default(),
+            held_jobs: Family::default(),
+            spool_bytes: Family::default(),
+            reloads: Family::default(),
+            config_loaded: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "connections_accepted",
+            "Connections routed to a tenant and admitted",
+            m.connections_accepted.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections or jobs refused, by reason",
+            m.connections_refused.clone(),
+        );
+        registry.register("jobs", "Job events per tenant", m.jobs.clone());
+        registry.register(
+            "received_bytes",
+            "Document bytes committed",
+            m.bytes_received.clone(),
+        );
+        registry.register(
+            "delivered_bytes",
+            "Document bytes delivered to devices",
+            m.bytes_delivered.clone(),
+        );
+        registry.register(
+            "ack_seconds",
+            "Time from receive start to durable commit",
+            m.ack_seconds.clone(),
+        );
+        registry.register(
+            "deliver_seconds",
+            "Time from commit to delivery",
+            m.deliver_seconds.clone(),
+        );
+        registry.register("queue_depth", "Unfinished jobs", m.queue_depth.clone());
+        registry.register("held_jobs", "Held jobs", m.held_jobs.clone());
+        registry.register("spool_bytes", "Bytes in the spool", m.spool_bytes.clone());
+        registry.register("config_reloads", "Config reloads", m.reloads.clone());
+        registry.register(
+            "config_loaded_time_seconds",
+            "When the config in force was loaded",
+            m.config_loaded.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a job event.
+    pub fn job(&self, tenant: &str, event: &str) {
+        self.jobs
+            .get_or_create(&JobEvent {
+                tenant: tenant.to_owned(),
+                event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the gauges read from `shared` now.
+    pub fn render(&self, shared: &Shared) -> String {
+        let snapshot = shared.snapshot.load_full();
+        let held = shared.dispatcher.held_counts();
+        for (t, store) in snapshot.config.tenants.iter().zip(&snapshot.stores) {
+            let l = TenantLabel {
+                tenant: t.id.to_string(),
+            };
+            self.queue_depth
+                .get_or_create(&l)
+                .set(store.active_jobs().map_or(0, |a| a.len()) as i64);
+            self.held_jobs
+                .get_or_create(&l)
+                .set(held.get(&t.id).copied().unwrap_or(0) as i64);
+            self.spool_bytes
+                .get_or_create(&l)
+                .set(store.spool_bytes() as i64);
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    loop {
+        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            _ = stop.cancelled() => return,
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let shared = shared.clone();
+                    async move {
+                        let (status, body) = if req.uri().path() == "/metrics" {
+                            (200, get().render(&shared))
+                        } else {
+                            (404, "not found: try /metrics\n".to_owned())
+                        };
+                        hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(SCRAPE_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = conn.await;
+        });
+    }
+}
