@@ -97,6 +97,7 @@ struct RawLimits {
     idle_timeout: Option<String>,
     delivery_timeout: Option<String>,
     retention: Option<String>,
+    device_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +225,10 @@ pub struct Limits {
     pub delivery_timeout: Duration,
     /// Finished jobs' records are kept this long.
     pub retention: Duration,
+    /// A device that takes no bytes of a job for this long has stalled:
+    /// the transfer fails and the job moves on to the next device of its
+    /// pool (`device-timeout`, default 60s).
+    pub device_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -235,6 +240,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86400),
+            device_timeout: crate::workflow::forward::WRITE_STALL_TIMEOUT,
         }
     }
 }
@@ -759,12 +765,21 @@ impl Validator {
             retention: self
                 .duration(&format!("{key}.retention"), l.retention.as_deref())
                 .unwrap_or(base.retention),
+            device_timeout: self
+                .duration(
+                    &format!("{key}.device-timeout"),
+                    l.device_timeout.as_deref(),
+                )
+                .unwrap_or(base.device_timeout),
         };
         if out.max_connections == 0 {
             self.err(format!("{key}.max-connections"), "must be at least 1");
         }
         if out.idle_timeout.is_zero() {
             self.err(format!("{key}.idle-timeout"), "must be longer than 0s");
+        }
+        if out.device_timeout.is_zero() {
+            self.err(format!("{key}.device-timeout"), "must be longer than 0s");
         }
         out
     }

@@ -26,6 +26,13 @@ pub async fn serve(conn: Connection) {
         admission,
         shared,
     } = conn;
+    // Until the job is committed, any end of this socket must be a reset,
+    // also when the process dies (kill -9): the kernel closes a dead
+    // process's sockets, and with an empty receive buffer (the sender's
+    // data all read, commit still under way) that close is an orderly FIN,
+    // which the sender takes as the acknowledgement of a job never kept.
+    // SO_LINGER 0 makes every close a reset; it is lifted only after commit.
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
     let (routed, _slot) = match admission {
         Admission::Admitted { routed, slot } => (routed, slot),
         Admission::NoTenant | Admission::OverLimit(_) => return reset(stream),
@@ -84,6 +91,7 @@ pub async fn serve(conn: Connection) {
     if writer.size() == 0 {
         // A connection that sends nothing (a health check, a port probe) is not a job.
         tracing::debug!(tenant = %tenant.id, %peer, "RAW connection closed without data; no job");
+        let _ = socket2::SockRef::from(&stream).set_linger(None);
         let _ = stream.shutdown().await;
         return;
     }
@@ -101,7 +109,9 @@ pub async fn serve(conn: Connection) {
         Ok(job) => {
             tracing::info!(tenant = %tenant.id, job = %job.id, %peer, user = %job.user, size = job.size, "RAW job accepted");
             shared.dispatcher.submit(store.clone(), job.id);
-            // The orderly close is the acknowledgement.
+            // The orderly close is the acknowledgement (linger lifted first,
+            // so the close after it is orderly too).
+            let _ = socket2::SockRef::from(&stream).set_linger(None);
             let _ = stream.shutdown().await;
         }
         Err(e) => {

@@ -114,10 +114,17 @@ impl Devices {
     }
 }
 
-/// Sends the document of `job` at `path` to `device`; returns the bytes sent.
-pub async fn send(device: &Device, job: &Job, path: &Path) -> Result<u64, SendError> {
+/// Sends the document of `job` at `path` to `device`; returns the bytes
+/// sent. A socket device that takes no bytes for `stall` (the tenant's
+/// `device-timeout`) has failed.
+pub async fn send(
+    device: &Device,
+    job: &Job,
+    path: &Path,
+    stall: Duration,
+) -> Result<u64, SendError> {
     match &device.uri {
-        DeviceUri::Socket { host, port } => send_socket(host, *port, path).await,
+        DeviceUri::Socket { host, port } => send_socket(host, *port, path, stall).await,
         DeviceUri::Lpd { .. } => crate::protocol::lpd::client::send(&device.uri, job, path).await,
         DeviceUri::Ipp { .. } => crate::protocol::ipp::client::send(&device.uri, job, path).await,
     }
@@ -137,6 +144,15 @@ pub async fn copy_file<W: AsyncWriteExt + Unpin>(
     path: &Path,
     out: &mut W,
 ) -> Result<u64, SendError> {
+    copy_file_within(path, out, WRITE_STALL_TIMEOUT).await
+}
+
+/// Copies a file to a stream, failing when the peer takes nothing for `stall`.
+pub async fn copy_file_within<W: AsyncWriteExt + Unpin>(
+    path: &Path,
+    out: &mut W,
+    stall: Duration,
+) -> Result<u64, SendError> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut buf = vec![0u8; SEND_CHUNK];
     let mut sent = 0u64;
@@ -145,7 +161,7 @@ pub async fn copy_file<W: AsyncWriteExt + Unpin>(
         if n == 0 {
             break;
         }
-        tokio::time::timeout(WRITE_STALL_TIMEOUT, out.write_all(&buf[..n]))
+        tokio::time::timeout(stall, out.write_all(&buf[..n]))
             .await
             .map_err(|_| SendError::Timeout("write"))??;
         sent += n as u64;
@@ -154,10 +170,15 @@ pub async fn copy_file<W: AsyncWriteExt + Unpin>(
 }
 
 /// RAW (AppSocket/JetDirect): connect, send, half-close, wait for the device to close.
-async fn send_socket(host: &str, port: u16, path: &Path) -> Result<u64, SendError> {
+async fn send_socket(
+    host: &str,
+    port: u16,
+    path: &Path,
+    stall: Duration,
+) -> Result<u64, SendError> {
     let mut stream = connect(host, port).await?;
-    let sent = copy_file(path, &mut stream).await?;
-    tokio::time::timeout(WRITE_STALL_TIMEOUT, stream.shutdown())
+    let sent = copy_file_within(path, &mut stream, stall).await?;
+    tokio::time::timeout(stall, stream.shutdown())
         .await
         .map_err(|_| SendError::Timeout("close"))??;
     // Read back-channel data until the device closes; a device that keeps
