@@ -599,6 +599,9 @@ ranges = ["10.2.0.0/16"]
             r#"{"cmd":"release","tenant":"acme","id":7,"to":"floor2"}"#
         );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), r);
-        assert!(serde_json::from_str::<Request>(r#"{"cmd":"status","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Request>(r#"{"cmd":"job","tenant":"a","id":1,"x":1}"#).is_err()
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"cmd":"format-disk"}"#).is_err());
     }
 }

@@ -91,6 +91,14 @@ pub async fn accept_loop(
                 }
             }
         };
+        // One span per connection: every log line of it carries these fields.
+        let tenant = match &admission {
+            Admission::Admitted { routed, .. } | Admission::OverLimit(routed) => {
+                routed.tenant().id.to_string()
+            }
+            Admission::NoTenant => "-".to_owned(),
+        };
+        let span = tracing::info_span!("conn", listener = %name, %peer, %tenant);
         let conn = Connection {
             stream,
             peer,
@@ -98,7 +106,9 @@ pub async fn accept_loop(
             admission,
             shared: shared.clone(),
         };
-        shared.connections.spawn(serve(protocol, conn));
+        shared
+            .connections
+            .spawn(tracing::Instrument::instrument(serve(protocol, conn), span));
     }
 }
 

@@ -109,6 +109,7 @@ fn connect(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     socket.bind(&SocketAddr::new(from, 0).into())?;
     socket.connect_timeout(&to.into(), CLIENT_TIMEOUT)?;
     let s: TcpStream = socket.into();
+    s.set_nodelay(true)?;
     s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     Ok(s)
@@ -147,13 +148,11 @@ fn send_lpd(from: &str, to: SocketAddr, n: u64, user: &str, data: &[u8]) -> std:
     let cf = format!("Hcrash\nP{user}\nJjob {n}\nldfA{job:03}crash\n");
     s.write_all(format!("\x02{} cfA{job:03}crash\n", cf.len()).as_bytes())?;
     lpd_ack(&mut s, "control subcommand")?;
-    s.write_all(cf.as_bytes())?;
-    s.write_all(&[0])?;
+    s.write_all(format!("{cf}\0").as_bytes())?;
     lpd_ack(&mut s, "control file")?;
     s.write_all(format!("\x03{} dfA{job:03}crash\n", data.len()).as_bytes())?;
     lpd_ack(&mut s, "data subcommand")?;
-    s.write_all(data)?;
-    s.write_all(&[0])?;
+    s.write_all(&[data, &[0]].concat())?;
     lpd_ack(&mut s, "data file")
 }
 

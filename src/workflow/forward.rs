@@ -49,9 +49,48 @@ pub enum SendError {
 
 /// Health and one-at-a-time access of one device.
 pub struct DeviceState {
-    /// One transfer at a time to one printer, in arrival order.
+    /// One transfer at a time to one printer.
     pub permit: Semaphore,
     health: Mutex<Health>,
+    /// Jobs waiting for this device, by job id (commit order): the oldest
+    /// one probes and sends first, so a device that comes back gets its
+    /// jobs in the order they were accepted.
+    queue: Mutex<std::collections::BTreeMap<u32, Arc<tokio::sync::Notify>>>,
+}
+
+/// A job's place in a device's queue; leaving it (drop) wakes the next oldest job.
+pub struct Turn {
+    state: Arc<DeviceState>,
+    id: u32,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Turn {
+    /// True when no older job waits for the device.
+    pub fn is_head(&self) -> bool {
+        self.state
+            .queue
+            .lock()
+            .expect("device queue lock")
+            .keys()
+            .next()
+            == Some(&self.id)
+    }
+
+    /// Waits until an older job leaves the queue.
+    pub async fn changed(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut q = self.state.queue.lock().expect("device queue lock");
+        q.remove(&self.id);
+        if let Some(next) = q.values().next() {
+            next.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -65,6 +104,21 @@ impl DeviceState {
         DeviceState {
             permit: Semaphore::new(1),
             health: Mutex::new(Health::default()),
+            queue: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// Enters the device's queue as job `id`.
+    pub fn turn(self: &Arc<Self>, id: u32) -> Turn {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.queue
+            .lock()
+            .expect("device queue lock")
+            .insert(id, notify.clone());
+        Turn {
+            state: self.clone(),
+            id,
+            notify,
         }
     }
 

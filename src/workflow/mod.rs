@@ -341,23 +341,64 @@ async fn forward_step(
             format!("forwarding to {}", names.join(", ")),
         );
     }
-    loop {
-        for name in names {
-            let Some(device) = tenant.devices.get(name) else {
-                continue;
-            };
-            let state = inner.devices.get(&tenant.id, device);
-            if state.down_until().is_some() {
+    'pick: loop {
+        if now_ms() >= deadline_ms {
+            return delivery_timed_out(store, job, names, fallback).await;
+        }
+        let deadline_at = tokio::time::Instant::now()
+            + Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
+        // The device to wait for: the first of the pool that is up, else the one probed soonest.
+        let pool: Vec<(&String, &crate::config::Device, Arc<forward::DeviceState>)> = names
+            .iter()
+            .filter_map(|n| {
+                tenant
+                    .devices
+                    .get(n)
+                    .map(|d| (n, d, inner.devices.get(&tenant.id, d)))
+            })
+            .collect();
+        let Some((name, device, state)) = pool
+            .iter()
+            .find(|p| p.2.down_until().is_none())
+            .or_else(|| pool.iter().min_by_key(|p| p.2.down_until()))
+            .cloned()
+        else {
+            job.set_state(
+                JobState::Aborted,
+                format!("none of the devices {} exists", names.join(", ")),
+            );
+            return Ok(Outcome::Finished);
+        };
+        // One job at a time per device, the oldest first: wait until no
+        // older job waits for it. The turn is kept across failed attempts,
+        // so a younger job never overtakes while the device is down.
+        let turn = state.turn(job.id.0);
+        while !turn.is_head() {
+            tokio::select! {
+                _ = turn.changed() => {}
+                _ = tokio::time::sleep_until(deadline_at) => continue 'pick,
+                _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
+            }
+        }
+        loop {
+            if tokio::time::Instant::now() >= deadline_at {
+                continue 'pick;
+            }
+            if let Some(probe) = state.down_until() {
+                // Down: wait for its probe, unless another device of the pool is up.
+                if pool.iter().any(|p| p.2.down_until().is_none()) {
+                    continue 'pick;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(probe.min(deadline_at)) => {}
+                    _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
+                }
                 continue;
             }
             let permit = tokio::select! {
                 p = state.permit.acquire() => p.expect("device semaphore is never closed"),
                 _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
             };
-            // Another job may have found the device down while we waited.
-            if state.down_until().is_some() {
-                continue;
-            }
             job.delivering = Some(name.clone());
             store.save(job).await?;
             let path = store.spool_path(job.id);
@@ -370,6 +411,7 @@ async fn forward_step(
             match result {
                 Ok(bytes) => {
                     state.mark_up();
+                    drop(turn);
                     let m = crate::metrics::get();
                     let t = crate::metrics::TenantLabel {
                         tenant: job.tenant.to_string(),
@@ -400,41 +442,32 @@ async fn forward_step(
                 }
             }
         }
-        let now = now_ms();
-        if now >= deadline_ms {
-            let why = format!(
-                "no device of {} took the job within delivery-timeout",
-                names.join(", ")
-            );
-            return Ok(match fallback {
-                Fallback::Abort => {
-                    job.set_state(JobState::Aborted, why);
-                    Outcome::Finished
-                }
-                Fallback::Hold => {
-                    job.hold_until_ms = None;
-                    job.set_state(JobState::Held, format!("{why}; held for release"));
-                    store.save(job).await?;
-                    Outcome::Again
-                }
-            });
-        }
-        // Wait for the earliest device probe, or the deadline.
-        let next_probe = names
-            .iter()
-            .filter_map(|n| tenant.devices.get(n))
-            .filter_map(|d| inner.devices.get(&tenant.id, d).down_until())
-            .min();
-        let until_deadline = Duration::from_millis(deadline_ms - now);
-        let wait = next_probe
-            .map(|t| t.saturating_duration_since(tokio::time::Instant::now()))
-            .unwrap_or(Duration::ZERO)
-            .min(until_deadline);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
-        }
     }
+}
+
+/// Ends a forward step no device took within `delivery-timeout`: aborted, or held with `fallback = "hold"`.
+async fn delivery_timed_out(
+    store: &Arc<TenantStore>,
+    job: &mut Job,
+    names: &[String],
+    fallback: Fallback,
+) -> Result<Outcome, crate::store::StoreError> {
+    let why = format!(
+        "no device of {} took the job within delivery-timeout",
+        names.join(", ")
+    );
+    Ok(match fallback {
+        Fallback::Abort => {
+            job.set_state(JobState::Aborted, why);
+            Outcome::Finished
+        }
+        Fallback::Hold => {
+            job.hold_until_ms = None;
+            job.set_state(JobState::Held, format!("{why}; held for release"));
+            store.save(job).await?;
+            Outcome::Again
+        }
+    })
 }
 
 async fn hold_step(

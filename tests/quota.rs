@@ -1,0 +1,250 @@
+//! Spool quota per tenant (issue 6): tenant a, with a small `spool-quota`
+//! and a device that is down, is refused once its spool is full, in each
+//! protocol's own way (RAW reset without acknowledgement, LPD negative
+//! acknowledgement, IPP `server-error-not-accepting-jobs`), while tenant
+//! b's jobs keep flowing; nothing of a refused job is recorded or kept.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+
+use common::*;
+use printroute::protocol::ipp::codec;
+
+const NOT_ACCEPTING_JOBS: u16 = 0x0506;
+const ENTITY_TOO_LARGE: u16 = 0x0408;
+
+fn doc(tag: &str, size: usize) -> Vec<u8> {
+    let mut d = format!("%!PS-Adobe-3.0\n%%Title: {tag}\n").into_bytes();
+    let mut x: u32 = tag
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+        | 1;
+    while d.len() < size {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        d.push(x as u8);
+    }
+    d
+}
+
+fn config(dead_port: u16, dev_b: &str) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+shutdown-grace = "2s"
+[global.limits]
+idle-timeout = "5s"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:0"]
+[[listener]]
+name = "lpd"
+protocol = "lpd"
+bind = ["127.0.0.1:0"]
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+limits = {{ spool-quota = "64 KiB" }}
+device.printer = {{ uri = "socket://127.0.1.50:{dead_port}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["printer"] }}] }}
+input = [
+  {{ listener = "raw", workflow = "direct" }},
+  {{ listener = "lpd", workflow = "direct" }},
+  {{ listener = "ipp", workflow = "direct" }},
+]
+
+[tenant.b]
+ranges = ["127.0.2.0/24"]
+device.printer = {{ uri = "{dev_b}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["printer"] }}] }}
+input = [
+  {{ listener = "raw", workflow = "direct" }},
+  {{ listener = "lpd", workflow = "direct" }},
+  {{ listener = "ipp", workflow = "direct" }},
+]
+"#
+    )
+}
+
+/// LPD, control file first; returns the answer to the data file (`Some(0)`: accepted).
+fn lpd_submit(from: &str, to: SocketAddr, data: &[u8]) -> Option<u8> {
+    let mut s = connect_from(from, to).unwrap();
+    let read_ack = |s: &mut std::net::TcpStream| -> Option<u8> {
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(1) => Some(b[0]),
+            _ => None,
+        }
+    };
+    s.write_all(b"\x02lp\n").unwrap();
+    assert_eq!(read_ack(&mut s), Some(0), "receive job");
+    let cf = "Hquota\nPalice\nJquota\nldfA001quota\n";
+    s.write_all(format!("\x02{} cfA001quota\n", cf.len()).as_bytes())
+        .unwrap();
+    assert_eq!(read_ack(&mut s), Some(0), "control subcommand");
+    s.write_all(format!("{cf}\0").as_bytes()).unwrap();
+    assert_eq!(read_ack(&mut s), Some(0), "control file");
+    s.write_all(format!("\x03{} dfA001quota\n", data.len()).as_bytes())
+        .unwrap();
+    match read_ack(&mut s) {
+        Some(0) => {}
+        other => return other,
+    }
+    if s.write_all(&[data, &[0]].concat()).is_err() {
+        return None;
+    }
+    read_ack(&mut s)
+}
+
+/// IPP Print-Job; returns the IPP status code.
+fn ipp_print(from: &str, to: SocketAddr, data: &[u8]) -> u16 {
+    fn attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
+        b.push(tag);
+        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        b.extend_from_slice(name.as_bytes());
+        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        b.extend_from_slice(v);
+    }
+    let uri = format!("ipp://{to}/ipp/print");
+    let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
+    attr(&mut body, 0x47, "attributes-charset", b"utf-8");
+    attr(&mut body, 0x48, "attributes-natural-language", b"en");
+    attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
+    attr(&mut body, 0x42, "requesting-user-name", b"alice");
+    attr(
+        &mut body,
+        0x49,
+        "document-format",
+        b"application/octet-stream",
+    );
+    body.push(3);
+    body.extend_from_slice(data);
+    let mut s = connect_from(from, to).unwrap();
+    let mut req = format!(
+        "POST /ipp/print HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    s.write_all(&req).unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line:?}");
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut resp = vec![0u8; len];
+    r.read_exact(&mut resp).unwrap();
+    codec::decode(&resp, codec::RESPONSE_LIMITS).unwrap().0.code
+}
+
+#[test]
+fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_printing() {
+    let dead = free_port("127.0.1.50");
+    let dev_b = SocatDevice::start("127.0.2.50");
+    let mut d = TestDaemon::start(&config(dead, &dev_b.uri()));
+    let (raw, lpd, ipp) = (d.addr("raw"), d.addr("lpd"), d.addr("ipp"));
+    let mut b_sent = Vec::new();
+    let b_job = |n: usize, b_sent: &mut Vec<String>| {
+        let data = doc(&format!("b{n}"), 20_000);
+        match n % 3 {
+            0 => assert_eq!(raw_send("127.0.2.10", raw, &data), RawOutcome::Acknowledged),
+            1 => assert_eq!(lpd_submit("127.0.2.11", lpd, &data), Some(0)),
+            _ => assert_eq!(ipp_print("127.0.2.12", ipp, &data), 0),
+        }
+        b_sent.push(sha256(&data));
+    };
+
+    // Tenant a fills its 64 KiB: three jobs of 20,000 bytes, one per protocol.
+    let a_ok: Vec<Vec<u8>> = (0..3).map(|i| doc(&format!("a-ok{i}"), 20_000)).collect();
+    assert_eq!(
+        raw_send("127.0.1.10", raw, &a_ok[0]),
+        RawOutcome::Acknowledged
+    );
+    b_job(0, &mut b_sent);
+    assert_eq!(lpd_submit("127.0.1.11", lpd, &a_ok[1]), Some(0));
+    b_job(1, &mut b_sent);
+    assert_eq!(ipp_print("127.0.1.12", ipp, &a_ok[2]), 0);
+    b_job(2, &mut b_sent);
+
+    // Full: each protocol refuses in its own way, several times over.
+    let mut refused = Vec::new();
+    for round in 0..2 {
+        let r = doc(&format!("a-raw{round}"), 20_000);
+        assert_eq!(
+            raw_send("127.0.1.10", raw, &r),
+            RawOutcome::Refused,
+            "RAW: reset, no orderly close"
+        );
+        b_job(3 + 3 * round, &mut b_sent);
+        let l = doc(&format!("a-lpd{round}"), 20_000);
+        let answer = lpd_submit("127.0.1.11", lpd, &l);
+        assert!(
+            matches!(answer, Some(n) if n != 0),
+            "LPD: negative acknowledgement, got {answer:?}"
+        );
+        b_job(4 + 3 * round, &mut b_sent);
+        let i = doc(&format!("a-ipp{round}"), 20_000);
+        let status = ipp_print("127.0.1.12", ipp, &i);
+        assert!(
+            status == NOT_ACCEPTING_JOBS || status == ENTITY_TOO_LARGE,
+            "IPP: server-error-not-accepting-jobs, got {status:#06x}"
+        );
+        b_job(5 + 3 * round, &mut b_sent);
+        refused.extend([sha256(&r), sha256(&l), sha256(&i)]);
+    }
+    // A small job that still fits is taken: the quota counts bytes, nothing leaked.
+    let fits = doc("a-fits", 4_000);
+    assert_eq!(raw_send("127.0.1.10", raw, &fits), RawOutcome::Acknowledged);
+
+    dev_b.wait_for_digests(&b_sent);
+    d.wait_log(&format!("job finished tenant=b job={}", b_sent.len()));
+    assert_eq!(d.stop(), 0);
+    let jobs = d.stored_jobs();
+    let mut a_shas: Vec<String> = jobs["a"].iter().map(|j| j.sha256.clone()).collect();
+    a_shas.sort();
+    let mut want: Vec<String> = a_ok.iter().map(|x| sha256(x)).collect();
+    want.push(sha256(&fits));
+    want.sort();
+    assert_eq!(
+        a_shas, want,
+        "tenant a holds its accepted jobs and nothing of the refused ones"
+    );
+    for r in &refused {
+        assert!(!a_shas.contains(r));
+    }
+    let mut spool = d.spool_files("a");
+    spool.sort();
+    let mut ids: Vec<String> = jobs["a"].iter().map(|j| j.id.0.to_string()).collect();
+    ids.sort();
+    assert_eq!(
+        spool, ids,
+        "tenant a's spool holds exactly its accepted documents"
+    );
+    assert_eq!(jobs["b"].len(), b_sent.len());
+    assert!(jobs["b"]
+        .iter()
+        .all(|j| j.state == printroute::job::JobState::Completed));
+    assert!(d.spool_files("b").is_empty());
+}
