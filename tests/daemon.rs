@@ -474,3 +474,37 @@ fn finished_jobs_records_are_pruned_after_retention() {
     );
     d.wait_log("job finished tenant=a job=2");
 }
+
+#[test]
+fn a_held_job_expires_after_its_hold_also_across_a_restart() {
+    let d0 = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:0"]
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+workflow.secure = {{ steps = [{{ step = "hold", expire-after = "2s" }}, {{ step = "store", folder = "{}" }}] }}
+input = [{{ listener = "raw", workflow = "secure" }}]
+"#,
+        d0.path().join("out").display()
+    );
+    let mut d = TestDaemon::start(&cfg);
+    assert_eq!(raw_send("127.0.1.5", d.addr("raw"), b"expires unprinted"), RawOutcome::Acknowledged);
+    d.wait_log("RAW job accepted");
+    // Restart while it is held: it keeps its remaining time.
+    assert_eq!(d.stop(), 0);
+    assert_eq!(d.stored_jobs()["a"][0].state, printroute::job::JobState::Held);
+    d.spawn();
+    d.wait_log("job finished tenant=a job=1 state=\"canceled\"");
+    assert_eq!(d.stop(), 0);
+    let job = &d.stored_jobs()["a"][0];
+    assert_eq!(job.state, printroute::job::JobState::Canceled);
+    assert!(job.history.iter().any(|e| e.note == "hold expired"), "{:?}", job.history);
+    assert!(d.spool_files("a").is_empty(), "the expired job's document is deleted");
+    assert!(!d0.path().join("out").exists(), "an expired job is never stored");
+}
