@@ -180,6 +180,13 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Write the man pages (section 8) and the bash, zsh and fish completions
+    /// into DIR (for packaging: scripts/package.sh runs it before `cargo deb`).
+    #[command(hide = true)]
+    GenerateAssets {
+        /// The folder to write man/*.8, printroute.bash, _printroute and printroute.fish into.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -253,7 +260,65 @@ fn main() -> ExitCode {
             force,
             control,
         } => admin(&control, Request::Purge { tenant, force }),
+        Command::GenerateAssets { dir } => match generate_assets(&dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("cannot write the assets into {}: {e}", dir.display());
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// Writes the man pages (printroute(8) and one per subcommand, e.g.
+/// printroute-serve(8), which printroute(8) refers to) into `DIR/man/` and the
+/// shell completions into `DIR/`, all generated from the clap definitions so
+/// they never drift from `--help`. Hidden subcommands (this one) are left out.
+fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+
+    /// Section 8: a daemon and its admin commands.
+    const MAN_SECTION: &str = "8";
+
+    fn man_pages(cmd: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            man_pages(sub, dir)?;
+        }
+        let man = clap_mangen::Man::new(cmd.clone()).section(MAN_SECTION);
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        std::fs::write(dir.join(man.get_filename()), page)
+    }
+
+    let man_dir = dir.join("man");
+    std::fs::create_dir_all(&man_dir)?;
+    // Built, so that subcommands carry their display names (printroute-serve).
+    let mut full = Cli::command().disable_help_subcommand(true);
+    full.build();
+    man_pages(&full, &man_dir)?;
+
+    // clap_complete lists hidden subcommands too: complete a copy without them.
+    let mut public = clap::Command::new("printroute")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .args(Cli::command().get_arguments().cloned())
+        .subcommands(
+            Cli::command()
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .cloned(),
+        );
+    for (shell, file) in [
+        (Shell::Bash, "printroute.bash"),
+        (Shell::Zsh, "_printroute"),
+        (Shell::Fish, "printroute.fish"),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut public, "printroute", &mut out);
+        std::fs::write(dir.join(file), out)?;
+    }
+    Ok(())
 }
 
 /// Exit code when the daemon cannot be reached (sysexits.h `EX_UNAVAILABLE`).
