@@ -494,17 +494,33 @@ input = [{{ listener = "raw", workflow = "secure" }}]
         d0.path().join("out").display()
     );
     let mut d = TestDaemon::start(&cfg);
-    assert_eq!(raw_send("127.0.1.5", d.addr("raw"), b"expires unprinted"), RawOutcome::Acknowledged);
+    assert_eq!(
+        raw_send("127.0.1.5", d.addr("raw"), b"expires unprinted"),
+        RawOutcome::Acknowledged
+    );
     d.wait_log("RAW job accepted");
     // Restart while it is held: it keeps its remaining time.
     assert_eq!(d.stop(), 0);
-    assert_eq!(d.stored_jobs()["a"][0].state, printroute::job::JobState::Held);
+    assert_eq!(
+        d.stored_jobs()["a"][0].state,
+        printroute::job::JobState::Held
+    );
     d.spawn();
     d.wait_log("job finished tenant=a job=1 state=\"canceled\"");
     assert_eq!(d.stop(), 0);
     let job = &d.stored_jobs()["a"][0];
     assert_eq!(job.state, printroute::job::JobState::Canceled);
-    assert!(job.history.iter().any(|e| e.note == "hold expired"), "{:?}", job.history);
-    assert!(d.spool_files("a").is_empty(), "the expired job's document is deleted");
-    assert!(!d0.path().join("out").exists(), "an expired job is never stored");
+    assert!(
+        job.history.iter().any(|e| e.note == "hold expired"),
+        "{:?}",
+        job.history
+    );
+    assert!(
+        d.spool_files("a").is_empty(),
+        "the expired job's document is deleted"
+    );
+    assert!(
+        !d0.path().join("out").exists(),
+        "an expired job is never stored"
+    );
 }
