@@ -511,16 +511,60 @@ impl TenantStore {
         }
         // Remove what no committed, unfinished record owns: partial receives
         // of a previous run and documents of finished jobs.
+        let mut sizes = HashMap::new();
         for entry in std::fs::read_dir(&spool_dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if active.contains(name.as_ref()) {
-                spool_bytes += entry.metadata()?.len();
+                let len = entry.metadata()?.len();
+                spool_bytes += len;
+                sizes.insert(name.into_owned(), len);
             } else {
                 tracing::info!(tenant = %id, file = %name, "removing orphaned spool file");
                 std::fs::remove_file(entry.path())?;
             }
+        }
+        // Check every unfinished job: its record must decode and its document
+        // be there whole. One that is not can never be delivered: it ends
+        // aborted, saying why, instead of failing again on every start.
+        let mut repairs = Vec::new();
+        for name in &active {
+            let Ok(n) = name.parse::<u32>() else { continue };
+            let jid = JobId(n);
+            let problem = match tree.get(keys::job(jid))? {
+                None => Some((None, "its record is missing".to_owned())),
+                Some(v) => match decode(&keys::job(jid), &v) {
+                    Err(e) => Some((None, format!("its record cannot be read: {e}"))),
+                    Ok(job) => match sizes.get(name) {
+                        Some(&len) if len == job.size => None,
+                        Some(&len) => {
+                            let why = format!("its document has {len} of {} bytes", job.size);
+                            Some((Some(job), why))
+                        }
+                        None => Some((Some(job), "its document is missing".to_owned())),
+                    },
+                },
+            };
+            if let Some((job, why)) = problem {
+                tracing::error!(tenant = %id, job = n, "unfinished job cannot go on: {why}");
+                if let Some(len) = sizes.get(name) {
+                    spool_bytes -= len;
+                    std::fs::remove_file(spool_dir.join(name))?;
+                }
+                repairs.push(Op::Remove(tree.clone(), keys::queue(jid).to_vec()));
+                if let Some(mut job) = job {
+                    job.set_state(JobState::Aborted, format!("found damaged at start: {why}"));
+                    repairs.push(Op::Insert(
+                        tree.clone(),
+                        keys::job(jid).to_vec(),
+                        encode(&job),
+                    ));
+                }
+            }
+        }
+        if !repairs.is_empty() {
+            committer.commit_blocking(repairs)?;
         }
         Ok(TenantStore {
             id,
@@ -1070,5 +1114,40 @@ mod tests {
         );
         assert_eq!(std::fs::read(t.spool_path(second.id)).unwrap(), b"second");
         assert_eq!(t.spool_bytes(), 6);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_unfinished_job_is_aborted_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TenantId::parse("a").unwrap();
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
+            for body in [&b"whole document"[..], b"document cut short"] {
+                let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
+                w.write(body).await.unwrap();
+                t.commit_new(w, new_job("a")).await.unwrap();
+            }
+            store.close().unwrap();
+        }
+        // Job 2's document loses its tail (say, a disk that lied about a sync).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("spool/a/2"))
+            .unwrap()
+            .set_len(5)
+            .unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
+        assert_eq!(t.active_jobs().unwrap(), vec![JobId(1)]);
+        let j2 = t.job(JobId(2)).unwrap().unwrap();
+        assert_eq!(j2.state, JobState::Aborted);
+        assert!(
+            j2.history.last().unwrap().note.contains("5 of 18 bytes"),
+            "{:?}",
+            j2.history
+        );
+        assert!(!dir.path().join("spool/a/2").exists());
+        assert_eq!(t.spool_bytes(), 14);
     }
 }
