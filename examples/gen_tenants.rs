@@ -4,7 +4,8 @@
 //! Tenant `tNNNNN` gets RANGES/TENANTS ranges: /28 prefixes carved from
 //! 10.0.0.0/8 in order (never overlapping), one in ten of them an IPv6 /64
 //! under fd00::/16 instead; one RAW input forwarding to a device inside its
-//! first range. The listener binds 127.0.0.1:0.
+//! first range. The listener binds 127.0.0.1:0. Tenants and ranges per
+//! tenant stay below 65,536 (each is one group of the IPv6 prefix).
 
 use std::fmt::Write;
 
@@ -24,6 +25,10 @@ fn main() {
         u64::from(tenants) * u64::from(per) <= 1 << 20,
         "10.0.0.0/8 holds 2^20 /28 ranges"
     );
+    assert!(
+        tenants <= 0xffff && per <= 0xffff,
+        "at most 65,535 tenants and ranges per tenant"
+    );
     let mut out = String::with_capacity(ranges as usize * 24);
     let _ = writeln!(out, "[global]\ndata-dir = \"{data}\"\n\n[[listener]]\nname = \"raw\"\nprotocol = \"raw\"\nbind = [\"127.0.0.1:0\"]\n");
     let mut n: u32 = 0; // index of the next /28
@@ -33,12 +38,7 @@ fn main() {
         for r in 0..per {
             let sep = if r == 0 { "" } else { ", " };
             if r % 10 == 9 {
-                let _ = write!(
-                    out,
-                    "{sep}\"fd00:{:x}:{:x}::/64\"",
-                    t >> 16 | 1,
-                    (t & 0xffff) << 4 | (r & 0xf)
-                );
+                let _ = write!(out, "{sep}\"fd00:{t:x}:{r:x}::/64\"");
             } else {
                 let base = (10u32 << 24) | (n << 4);
                 let a = std::net::Ipv4Addr::from(base);
