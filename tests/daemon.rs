@@ -44,18 +44,11 @@ input = [{{ listener = "raw", workflow = "direct" }}]
 }
 
 fn doc(tag: &str, size: usize) -> Vec<u8> {
-    let mut d =
-        format!("@PJL SET USERNAME = \"user-{tag}\"\n@PJL JOB NAME = \"job {tag}\"\n").into_bytes();
-    let mut x: u32 = tag
-        .bytes()
-        .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    while d.len() < size {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        d.push(x as u8);
-    }
-    d
+    document_with(
+        &format!("@PJL SET USERNAME = \"user-{tag}\"\n@PJL JOB NAME = \"job {tag}\"\n"),
+        tag,
+        size,
+    )
 }
 
 #[test]

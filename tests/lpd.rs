@@ -71,17 +71,7 @@ input = [
 
 /// Deterministic document bytes.
 fn doc(tag: &str, size: usize) -> Vec<u8> {
-    let mut d = format!("%!PS-Adobe-3.0\n%%Title: {tag}\n").into_bytes();
-    let mut x: u32 = tag
-        .bytes()
-        .fold(7, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
-    while d.len() < size {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        d.push(x as u8);
-    }
-    d
+    document_with(&format!("%!PS-Adobe-3.0\n%%Title: {tag}\n"), tag, size)
 }
 
 // ---- a raw RFC 1179 client, for well-behaved and hostile sessions ----

@@ -16,18 +16,7 @@ use common::*;
 use printroute::job::JobState;
 
 fn doc(tag: &str, size: usize) -> Vec<u8> {
-    let mut d = format!("@PJL JOB NAME = \"{tag}\"\n").into_bytes();
-    let mut x: u32 = tag
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
-        | 1;
-    while d.len() < size {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        d.push(x as u8);
-    }
-    d
+    document_with(&format!("@PJL JOB NAME = \"{tag}\"\n"), tag, size)
 }
 
 fn listener(ip: &str, rcvbuf: Option<usize>) -> TcpListener {

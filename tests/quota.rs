@@ -16,18 +16,7 @@ const NOT_ACCEPTING_JOBS: u16 = 0x0506;
 const ENTITY_TOO_LARGE: u16 = 0x0408;
 
 fn doc(tag: &str, size: usize) -> Vec<u8> {
-    let mut d = format!("%!PS-Adobe-3.0\n%%Title: {tag}\n").into_bytes();
-    let mut x: u32 = tag
-        .bytes()
-        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
-        | 1;
-    while d.len() < size {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        d.push(x as u8);
-    }
-    d
+    document_with(&format!("%!PS-Adobe-3.0\n%%Title: {tag}\n"), tag, size)
 }
 
 fn config(dead_port: u16, dev_b: &str) -> String {

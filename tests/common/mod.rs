@@ -432,3 +432,20 @@ impl SocatDevice {
         )
     }
 }
+
+/// A test document: `header` followed by pseudo-random bytes derived from
+/// `tag` (so each tag gives its own digest), `size` bytes in all (at least the header).
+pub fn document_with(header: &str, tag: &str, size: usize) -> Vec<u8> {
+    let mut d = header.as_bytes().to_vec();
+    let mut x: u32 = tag
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+        | 1;
+    while d.len() < size {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        d.push(x as u8);
+    }
+    d
+}
