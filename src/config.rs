@@ -79,6 +79,7 @@ struct RawGlobal {
     shutdown_grace: Option<String>,
     cache_capacity: Option<SizeText>,
     spool_sync: Option<crate::store::SpoolSync>,
+    min_free_space: Option<SizeText>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -208,6 +209,8 @@ pub struct Global {
     pub cache_capacity: u64,
     /// How documents are made durable before their records (`spool-sync`).
     pub spool_sync: crate::store::SpoolSync,
+    /// Bytes of the spool's file system documents may not take (`min-free-space`).
+    pub min_free_space: u64,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -718,6 +721,9 @@ impl Validator {
             shutdown_grace,
             cache_capacity,
             spool_sync: g.spool_sync.unwrap_or_default(),
+            min_free_space: self
+                .size("global.min-free-space", g.min_free_space.as_ref())
+                .unwrap_or(crate::store::DEFAULT_MIN_FREE_SPACE),
         }
     }
 

@@ -172,6 +172,7 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         config.global.spool_sync,
     );
     let store = blocking(move || Store::open_with(&data_dir, cache, sync)).await?;
+    store.set_min_free_space(config.global.min_free_space);
     let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
     let s2 = store.clone();
     let stores = blocking(move || s2.provision(&ids)).await?;
@@ -452,6 +453,9 @@ impl Daemon {
         let summary = config.summary();
         let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
         self.shared.snapshot.store(snapshot.clone());
+        self.shared
+            .store
+            .set_min_free_space(snapshot.config.global.min_free_space);
         for b in bound {
             self.serve(b);
         }

@@ -36,6 +36,10 @@ const META_TREE: &str = "printroute-meta";
 /// Prefix of spool files still being received (no committed record).
 const INCOMING_PREFIX: &str = ".incoming-";
 
+/// Default of `global.min-free-space`: bytes of the spool's file system that
+/// documents may not take, so the database always has room to commit.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
+
 /// Prefix of emptied spool files kept for reuse.
 const FREE_PREFIX: &str = ".free-";
 
@@ -132,6 +136,11 @@ pub enum StoreError {
         /// The quota.
         quota: u64,
     },
+    /// The spool's file system is full (below `global.min-free-space`), or
+    /// a write found no space: the job is refused like one over its quota,
+    /// and the space left stays for the database.
+    #[error("the spool's disk is full")]
+    DiskFull,
 }
 
 enum Op {
@@ -300,6 +309,7 @@ struct Inner {
     tenants: RwLock<HashMap<TenantId, Arc<TenantStore>>>,
     incoming_seq: Arc<AtomicU64>,
     spool_sync: SpoolSync,
+    min_free: Arc<AtomicU64>,
 }
 
 /// The store: the sled database and the spool under one data directory.
@@ -363,6 +373,7 @@ impl Store {
             tenants: RwLock::new(HashMap::new()),
             incoming_seq: Arc::new(AtomicU64::new(0)),
             spool_sync,
+            min_free: Arc::new(AtomicU64::new(DEFAULT_MIN_FREE_SPACE)),
         });
         let (committer, db) = (inner.committer.clone(), inner.db.clone());
         let handle = std::thread::Builder::new()
@@ -417,6 +428,7 @@ impl Store {
                 self.inner.committer.clone(),
                 self.inner.incoming_seq.clone(),
                 self.inner.spool_sync,
+                self.inner.min_free.clone(),
             )?);
             self.inner
                 .tenants
@@ -478,6 +490,8 @@ pub struct TenantStore {
     committer: Arc<Committer>,
     incoming_seq: Arc<AtomicU64>,
     spool_sync: SpoolSync,
+    /// Bytes that must stay free on the spool's file system.
+    min_free: Arc<AtomicU64>,
     /// The spool folder, opened once, to sync new entries in it.
     spool_dir_file: Arc<File>,
     /// Emptied spool files ready for reuse (at most [`MAX_FREE_SPOOL_FILES`]).
@@ -492,6 +506,7 @@ impl TenantStore {
         committer: Arc<Committer>,
         incoming_seq: Arc<AtomicU64>,
         spool_sync: SpoolSync,
+        min_free: Arc<AtomicU64>,
     ) -> Result<TenantStore, StoreError> {
         let counter = tree
             .get(keys::NEXT_JOB_ID)?
@@ -574,10 +589,23 @@ impl TenantStore {
             committer,
             incoming_seq,
             spool_sync,
+            min_free,
             spool_dir_file: Arc::new(File::open(&spool_dir)?),
             spool_dir,
             free: Mutex::new(Vec::new()),
         })
+    }
+
+    /// True when `n` more bytes leave at least `min-free-space` free on the spool's file system.
+    fn has_room(&self, n: u64) -> bool {
+        match rustix::fs::fstatvfs(&*self.spool_dir_file) {
+            Ok(st) => {
+                st.f_bavail.saturating_mul(st.f_frsize)
+                    >= n.saturating_add(self.min_free.load(Ordering::Relaxed))
+            }
+            // Unknown: let the write itself find out (ENOSPC is caught).
+            Err(_) => true,
+        }
     }
 
     /// The tenant.
@@ -772,13 +800,24 @@ impl SpoolWriter {
             crate::metrics::get().job(self.tenant.id.as_str(), "refused-quota");
             return Err(StoreError::QuotaExceeded { quota: self.quota });
         }
+        if !self.tenant.has_room(n) {
+            crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
+            return Err(StoreError::DiskFull);
+        }
         self.hasher.update(buf);
-        self.file
+        match self
+            .file
             .as_mut()
             .expect("writer not yet finished")
             .write_all(buf)
-            .await?;
-        Ok(())
+            .await
+        {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
+                Err(StoreError::DiskFull)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// Bytes received so far.
@@ -962,6 +1001,11 @@ impl Store {
             keys::registry(id),
         )])?;
         Ok(report)
+    }
+
+    /// Sets the bytes that must stay free on the spool's file system (`global.min-free-space`).
+    pub fn set_min_free_space(&self, bytes: u64) {
+        self.inner.min_free.store(bytes, Ordering::Relaxed);
     }
 
     /// Names of every sled tree in the database (for audits and tests).

@@ -237,3 +237,58 @@ fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_p
         .all(|j| j.state == printroute::job::JobState::Completed));
     assert!(d.spool_files("b").is_empty());
 }
+
+/// A full disk is treated like a full quota: with the spool's file system
+/// below `global.min-free-space` (set above the disk's size here, so the
+/// disk counts as full without filling it), every protocol refuses in its own
+/// way and nothing is recorded; once there is room again (a reload with a
+/// lower floor), jobs are taken and the store is intact.
+#[test]
+fn a_full_disk_refuses_jobs_in_each_protocol_and_recovers() {
+    let dead = free_port("127.0.1.50");
+    let dev_b = SocatDevice::start("127.0.2.50");
+    let normal = config(dead, &dev_b.uri());
+    let full = normal.replace("[global]\n", "[global]\nmin-free-space = \"1000 TiB\"\n");
+    assert_ne!(full, normal);
+    let mut d = TestDaemon::start(&full);
+    let (raw, lpd, ipp) = (d.addr("raw"), d.addr("lpd"), d.addr("ipp"));
+    for round in 0..2 {
+        let data = doc(&format!("full{round}"), 5_000);
+        assert_eq!(
+            raw_send("127.0.2.10", raw, &data),
+            RawOutcome::Refused,
+            "RAW: reset"
+        );
+        let answer = lpd_submit("127.0.2.11", lpd, &data);
+        assert!(
+            matches!(answer, Some(n) if n != 0),
+            "LPD: negative acknowledgement, got {answer:?}"
+        );
+        let status = ipp_print("127.0.2.12", ipp, &data);
+        assert_eq!(
+            status, NOT_ACCEPTING_JOBS,
+            "IPP: server-error-not-accepting-jobs, got {status:#06x}"
+        );
+    }
+    d.write_config(&normal);
+    d.signal("HUP");
+    d.wait_log("config reloaded");
+    let ok = doc("room-again", 5_000);
+    assert_eq!(raw_send("127.0.2.10", raw, &ok), RawOutcome::Acknowledged);
+    assert_eq!(
+        ipp_print("127.0.2.12", ipp, &doc("room-again-ipp", 5_000)),
+        0
+    );
+    dev_b.wait_for_digests(&[sha256(&ok)]);
+    d.wait_log("job finished tenant=b job=2");
+    assert_eq!(d.stop(), 0);
+    let jobs = d.stored_jobs();
+    assert_eq!(
+        jobs["b"].len(),
+        2,
+        "only the jobs taken after the disk had room: {:?}",
+        jobs["b"]
+    );
+    assert!(jobs["a"].is_empty());
+    assert!(d.spool_files("b").is_empty());
+}

@@ -77,7 +77,9 @@ pub async fn serve(conn: Connection) {
         }
         if let Err(e) = writer.write(&buf[..n]).await {
             match e {
-                StoreError::TooLarge { .. } | StoreError::QuotaExceeded { .. } => {
+                StoreError::TooLarge { .. }
+                | StoreError::QuotaExceeded { .. }
+                | StoreError::DiskFull => {
                     shared.refused(&listener, peer, "job refused by a tenant limit");
                     tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW job refused");
                 }

@@ -612,6 +612,15 @@ fn store_error(req: &Req<'_>, e: &StoreError) -> (u16, &'static str) {
                 "tenant spool quota exceeded; try later",
             )
         }
+        StoreError::DiskFull => {
+            req.ctx
+                .shared
+                .refused(&req.ctx.listener, req.ctx.peer, "spool disk full");
+            (
+                status::NOT_ACCEPTING_JOBS,
+                "the spool's disk is full; try later",
+            )
+        }
         e => {
             tracing::error!(tenant = %req.tenant_id(), peer = %req.ctx.peer, error = %e, "IPP job storage failed");
             (status::INTERNAL_ERROR, "storage failed")

@@ -581,6 +581,7 @@ impl Session {
         match e {
             StoreError::TooLarge { .. } => Stop::Refuse("job exceeds max-job-size"),
             StoreError::QuotaExceeded { .. } => Stop::Refuse("tenant spool quota exceeded"),
+            StoreError::DiskFull => Stop::Refuse("spool disk full"),
             e => {
                 tracing::error!(tenant = %self.routed.tenant().id, peer = %self.peer, error = %e, "LPD spool write failed");
                 Stop::Refuse("storage failed")
