@@ -1,4 +1,4 @@
-//! The kill -9 proof (issue 6): three tenants send jobs continuously over
+//! The kill -9 proof: three tenants send jobs continuously over
 //! RAW, LPD and IPP from their own loopback addresses while the real daemon
 //! is killed with SIGKILL at random moments and restarted, 100 times. Every
 //! job a client saw acknowledged must exist exactly once in its tenant's

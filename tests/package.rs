@@ -35,7 +35,7 @@ const FISH_COMPLETION: &str = "/usr/share/fish/vendor_completions.d/printroute.f
 /// Users and groups the package creates (debian/printroute.sysusers).
 const SYSTEM_USER: &str = "printroute";
 const ADMIN_GROUP: &str = "printroute-admin";
-/// The hardening gate of issue 7: exposure at most 2.0 (`--threshold` counts tenths).
+/// The hardening gate: exposure at most 2.0 (`--threshold` counts tenths).
 const MAX_EXPOSURE: f64 = 2.0;
 /// Building the package: installing cargo-deb (about a minute, once) plus a
 /// release build from nothing (about 4 minutes on 2 cores).
@@ -258,7 +258,7 @@ fn package_installs_checks_its_config_and_removes_cleanly() {
         "{ADMIN_GROUP} was not created"
     );
 
-    // The unit: verified, and hardened to the issue's score.
+    // The unit: verified, and hardened to the agreed score.
     let verify = run(
         Command::new(&systemd_analyze).args(["verify", UNIT]),
         "systemd-analyze verify",

@@ -1,4 +1,4 @@
-//! Pool failover and delivery limits with real peers (issue 6): a forward
+//! Pool failover and delivery limits with real peers: a forward
 //! step whose first device is down (closed port), second accepts and
 //! stalls, third resets mid-job and fourth is healthy (socat) delivers to
 //! the healthy one, naming each failure in the job's history; a job no

@@ -1,4 +1,4 @@
-//! Spool quota per tenant (issue 6): tenant a, with a small `spool-quota`
+//! Spool quota per tenant: tenant a, with a small `spool-quota`
 //! and a device that is down, is refused once its spool is full, in each
 //! protocol's own way (RAW reset without acknowledgement, LPD negative
 //! acknowledgement, IPP `server-error-not-accepting-jobs`), while tenant

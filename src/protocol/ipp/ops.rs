@@ -604,7 +604,7 @@ fn store_error(req: &Req<'_>, e: &StoreError) -> (u16, &'static str) {
                 req.ctx.peer,
                 "job refused by a tenant limit",
             );
-            // Issue 6: a tenant at its spool quota is refused in IPP's own
+            // A tenant at its spool quota is refused in IPP's own
             // way, server-error-not-accepting-jobs (RFC 8011 13.1.5.7), not a
             // generic temporary error.
             (
