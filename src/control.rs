@@ -31,6 +31,9 @@ pub const MAX_REQUEST_LEN: usize = 64 << 10;
 /// A client must send its request within this long.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the CLI waits for the daemon's answer (a reload or purge may take a while).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// File mode of the socket: anyone may connect, the daemon decides who may do what.
 pub const SOCKET_MODE: u32 = 0o666;
 
@@ -516,7 +519,7 @@ async fn handle(
 pub fn call(socket: &Path, req: &Request) -> std::io::Result<Response> {
     use std::io::{BufRead, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
     s.write_all(&line)?;

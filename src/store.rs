@@ -40,6 +40,14 @@ const INCOMING_PREFIX: &str = ".incoming-";
 /// documents may not take, so the database always has room to commit.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
 
+/// How often a blocking commit looks whether its group is on disk.
+const BLOCKING_COMMIT_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// A writer checks the file system's free space after at most this many
+/// bytes (and before its first), not on every write: the floor of
+/// `min-free-space` absorbs the slack.
+const ROOM_CHECK_BYTES: u64 = 1 << 20;
+
 /// Prefix of emptied spool files kept for reuse.
 const FREE_PREFIX: &str = ".free-";
 
@@ -230,8 +238,8 @@ impl Committer {
             if *rx.borrow_and_update() >= generation {
                 return Ok(());
             }
-            // Blocking callers are rare (start-up, shutdown): a short poll is enough.
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            // Blocking callers are rare (start-up, purge): a short poll is enough.
+            std::thread::sleep(BLOCKING_COMMIT_POLL);
         }
     }
 
@@ -657,6 +665,7 @@ impl TenantStore {
             hasher: Sha256::new(),
             committed: false,
             started: std::time::Instant::now(),
+            unchecked: 0,
         })
     }
 
@@ -782,6 +791,8 @@ pub struct SpoolWriter {
     committed: bool,
     /// When the receive started: the acknowledgement time counts from here.
     started: std::time::Instant,
+    /// Bytes written since the last free-space check.
+    unchecked: u64,
 }
 
 impl SpoolWriter {
@@ -800,7 +811,10 @@ impl SpoolWriter {
             crate::metrics::get().job(self.tenant.id.as_str(), "refused-quota");
             return Err(StoreError::QuotaExceeded { quota: self.quota });
         }
-        if !self.tenant.has_room(n) {
+        self.unchecked += n;
+        if (self.size == n || self.unchecked >= ROOM_CHECK_BYTES)
+            && !self.tenant.has_room(std::mem::take(&mut self.unchecked))
+        {
             crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
             return Err(StoreError::DiskFull);
         }

@@ -137,21 +137,9 @@ impl Dispatcher {
         Ok(ids.len())
     }
 
-    /// Releases a held job; false when it is not held.
+    /// Releases a held job to its workflow's devices; false when it is not held.
     pub fn release(&self, tenant: &TenantId, id: JobId) -> bool {
-        match self
-            .inner
-            .running
-            .lock()
-            .expect("running map lock")
-            .get(&(tenant.clone(), id))
-        {
-            Some(c) if c.held.load(std::sync::atomic::Ordering::Acquire) => {
-                c.release.notify_one();
-                true
-            }
-            _ => false,
-        }
+        self.release_to(tenant, id, None)
     }
 
     /// Cancels an unfinished job: its task stops, the job ends canceled
