@@ -127,10 +127,14 @@ fn set_once(slot: &mut Option<String>, v: Option<String>) {
     }
 }
 
-/// Keeps printable characters only and cuts at [`MAX_NAME_LEN`] bytes.
+/// Keeps printable characters only, trims white space at both ends and
+/// cuts at [`MAX_NAME_LEN`] bytes; cleaning a cleaned text changes nothing.
 pub fn clean(s: &str) -> String {
     let out: String = s.chars().filter(|c| !c.is_control()).collect();
-    super::truncate_str(out.trim(), MAX_NAME_LEN).to_owned()
+    // Trim again after the cut: it may fall just after a space.
+    super::truncate_str(out.trim(), MAX_NAME_LEN)
+        .trim_end()
+        .to_owned()
 }
 
 fn unquote(v: &str) -> String {
@@ -222,6 +226,8 @@ mod tests {
         let s = sniff(long.as_bytes());
         let u = s.user.unwrap();
         assert!(u.len() <= MAX_NAME_LEN && !u.contains('\x07'));
+        let cut_after_space = format!("{} {}", "a".repeat(MAX_NAME_LEN - 1), "b".repeat(9));
+        assert_eq!(clean(&cut_after_space), "a".repeat(MAX_NAME_LEN - 1));
     }
 
     proptest! {
