@@ -479,7 +479,7 @@ fn split_host_port(authority: &str, default_port: u16) -> Option<(String, u16)> 
             None if after.is_empty() => default_port,
             None => return None,
         };
-        return Some((h.to_owned(), port));
+        return (port != 0).then(|| (h.to_owned(), port));
     }
     let (h, port) = match authority.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().ok()?),
@@ -1227,6 +1227,8 @@ mod tests {
             "socket://a b",
             "lpd://x",
             "socket://x:99999",
+            "socket://x:0",
+            "lpd://[2001:db8::9]:0/lobby",
             "socket://x/y",
         ] {
             assert!(DeviceUri::parse(bad).is_err(), "{bad} accepted");
