@@ -853,7 +853,7 @@ impl Validator {
                         n.trunc()
                     ),
                 ),
-                Ok(n) => ranges.push(n),
+                Ok(n) => ranges.push(canonical_net(n)),
                 Err(_) => match r.parse::<IpAddr>() {
                     Ok(a) => ranges.push(IpNet::from(canonical(a))),
                     Err(_) => self.err(
@@ -1044,6 +1044,21 @@ impl Validator {
     }
 }
 
+/// A range of IPv4-mapped IPv6 addresses (`::ffff:10.1.0.0/112`) is the
+/// IPv4 range it maps, as a single mapped address is its IPv4 address:
+/// peers are routed by their canonical address, so the mapped form would
+/// never match and would hide overlaps with IPv4 ranges.
+fn canonical_net(n: IpNet) -> IpNet {
+    match n {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => v6
+            .network()
+            .to_ipv4_mapped()
+            .and_then(|v4| ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).ok())
+            .map_or(n, IpNet::V4),
+        _ => n,
+    }
+}
+
 fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = items.map(String::as_str).collect();
     if v.is_empty() {
@@ -1117,6 +1132,38 @@ mod tests {
                 && p.message
                     .contains("10.1.128.0/17 (tenant b) overlaps 10.1.0.0/16 (tenant a)")),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_ranges_are_their_ipv4_ranges() {
+        let p = problems(
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            [tenant.a]
+            ranges = ["10.0.0.0/8"]
+            [tenant.b]
+            ranges = ["::ffff:10.1.0.0/112"]
+            "#,
+        );
+        assert!(
+            p.iter().any(|p| p.key == "tenant.b.ranges"
+                && p.message
+                    .contains("10.1.0.0/16 (tenant b) overlaps 10.0.0.0/8 (tenant a)")),
+            "{p:?}"
+        );
+        let c = Config::parse(
+            Path::new("/etc/printroute/t.toml"),
+            "[global]\ndata-dir = \"/tmp/x\"\n[tenant.b]\nranges = [\"::ffff:10.1.0.0/112\", \"::/96\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tenants[0].ranges,
+            [
+                "10.1.0.0/16".parse::<IpNet>().unwrap(),
+                "::/96".parse().unwrap()
+            ]
         );
     }
 
