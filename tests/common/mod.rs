@@ -449,3 +449,58 @@ pub fn document_with(header: &str, tag: &str, size: usize) -> Vec<u8> {
     }
     d
 }
+
+/// A real HAProxy (Debian's `haproxy`) in the foreground, stopped on drop.
+pub struct Haproxy {
+    child: Child,
+    /// Its log (stderr).
+    pub log: PathBuf,
+}
+
+impl Haproxy {
+    /// Checks `cfg` with `haproxy -c`, starts it, and waits until every
+    /// port in `frontends` (on 127.0.0.1) accepts connections.
+    pub fn start(cfg: &Path, frontends: &[u16]) -> Haproxy {
+        let haproxy = require("haproxy");
+        let check = Command::new(&haproxy)
+            .args(["-c", "-f"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "haproxy -c refused {}:\n{}{}",
+            cfg.display(),
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = cfg.with_extension("log");
+        let child = Command::new(&haproxy)
+            .args(["-db", "-f"])
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let h = Haproxy { child, log };
+        for &p in frontends {
+            wait_until(&format!("haproxy listening on port {p}"), || {
+                TcpStream::connect(("127.0.0.1", p)).ok().map(|_| ())
+            });
+        }
+        h
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- haproxy log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
