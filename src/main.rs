@@ -94,6 +94,9 @@ haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
         /// The folder to write haproxy.cfg and the ACL files into.
         #[arg(long)]
         out: PathBuf,
+        /// HAProxy's global maxconn (it needs twice as many file descriptors).
+        #[arg(long, default_value_t = printroute::export::DEFAULT_HAPROXY_MAXCONN)]
+        maxconn: u32,
     },
 }
 
@@ -260,8 +263,12 @@ fn main() -> ExitCode {
             log_format,
             node,
         } => serve(config, log_format, node),
-        Command::Export(Export::Haproxy { config, out }) => match Config::load(&config) {
-            Ok(c) => match printroute::export::haproxy(&c, &out) {
+        Command::Export(Export::Haproxy {
+            config,
+            out,
+            maxconn,
+        }) => match Config::load(&config) {
+            Ok(c) => match printroute::export::haproxy(&c, &out, maxconn) {
                 Ok(files) => {
                     for f in files {
                         println!("wrote {}", f.display());

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
@@ -81,29 +80,6 @@ fn haproxy_cfg(d: &TestDaemon, f: &Fronts) -> String {
     s
 }
 
-fn lpd_submit(from: &str, to: SocketAddr, user: &str, name: &str, data: &[u8]) {
-    let mut s = connect_from(from, to).unwrap();
-    let mut ack = [0u8; 1];
-    s.write_all(b"\x02office\n").unwrap();
-    s.read_exact(&mut ack).unwrap();
-    assert_eq!(ack[0], 0, "receive job refused");
-    let cf = format!("Hclient\nP{user}\nJ{name}\nldfA001client\n");
-    for (code, fname, bytes) in [
-        (2u8, "cfA001client", cf.as_bytes()),
-        (3u8, "dfA001client", data),
-    ] {
-        s.write_all(&[code]).unwrap();
-        s.write_all(format!("{} {fname}\n", bytes.len()).as_bytes())
-            .unwrap();
-        s.read_exact(&mut ack).unwrap();
-        assert_eq!(ack[0], 0, "subcommand {code} refused");
-        s.write_all(bytes).unwrap();
-        s.write_all(&[0]).unwrap();
-        s.read_exact(&mut ack).unwrap();
-        assert_eq!(ack[0], 0, "file {fname} refused");
-    }
-}
-
 /// Sends `head` then `data` straight to a listener, from `from`.
 fn raw_with_head(from: &str, to: SocketAddr, head: &[u8], data: &[u8]) -> RawOutcome {
     let mut v = head.to_vec();
@@ -141,7 +117,14 @@ fn haproxy_v1_and_v2_headers_route_by_the_client_address_and_strangers_are_refus
     );
     // LPD through HAProxy from tenant b.
     let b_lpd = document_with("", "b-lpd", 40_000);
-    lpd_submit("127.0.0.3", front(fronts.lpd), "bob", "memo", &b_lpd);
+    lpd_submit(
+        "127.0.0.3",
+        front(fronts.lpd),
+        "office",
+        "bob",
+        "memo",
+        &b_lpd,
+    );
 
     // Real CUPS backends through HAProxy: they connect from 127.0.0.1, tenant c.
     let c_doc = document_with("%!PS-Adobe-3.0\n", "c-cups", 30_000);
