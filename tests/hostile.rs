@@ -345,6 +345,9 @@ struct HttpAnswer {
     body: Vec<u8>,
 }
 
+/// Most header lines of an HTTP answer read before giving up.
+const MAX_HEADERS: usize = 100;
+
 /// One HTTP/1.1 request on a fresh connection from `from`.
 fn http(from: &str, to: SocketAddr, method: &str, path: &str, body: &[u8]) -> HttpAnswer {
     let s = connect_from(from, to).unwrap();
@@ -364,7 +367,8 @@ fn http(from: &str, to: SocketAddr, method: &str, path: &str, body: &[u8]) -> Ht
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("bad status line {line:?}"));
     let (mut len, mut connection) = (0usize, String::new());
-    loop {
+    for n in 0.. {
+        assert!(n < MAX_HEADERS, "more than {MAX_HEADERS} HTTP header lines");
         let mut h = String::new();
         r.read_line(&mut h).unwrap();
         let h = h.trim_end();
@@ -397,23 +401,27 @@ fn ipp(from: &str, to: SocketAddr, path: &str, body: &[u8]) -> Message {
 }
 
 /// What an IPP answer says, whole: HTTP status, `Connection`, the decoded
-/// message. With `new_job`, the values of `job-id` and `job-uri` (a new
-/// job of beta's gets the next id of beta's) are replaced by placeholders.
-fn ipp_answer(a: HttpAnswer, new_job: bool) -> String {
+/// message, with the values of the attributes named in `blank` replaced by
+/// a placeholder. Most rows blank nothing.
+fn ipp_answer(a: HttpAnswer, blank: &[&str]) -> String {
     let mut msg = codec::decode(&a.body, codec::RESPONSE_LIMITS)
         .unwrap_or_else(|e| panic!("a well-formed IPP response: {e}"))
         .0;
-    if new_job {
-        for attr in msg.groups.iter_mut().flat_map(|g| g.attributes.iter_mut()) {
-            match attr.name.as_str() {
-                "job-id" => attr.values = vec![Value::Integer(0)],
-                "job-uri" => attr.values = vec![Value::uri("ipp://placeholder/jobs/0")],
-                _ => {}
-            }
+    for attr in msg.groups.iter_mut().flat_map(|g| g.attributes.iter_mut()) {
+        if blank.contains(&attr.name.as_str()) {
+            attr.values = vec![Value::keyword("<normalised>")];
         }
     }
     format!("HTTP {} (Connection: {:?}) {msg:?}", a.status, a.connection)
 }
+
+/// Blanked in the answer to a job-creating request: a new job of beta's
+/// gets beta's next id, so its id and URI differ between the variants.
+const NEW_JOB: &[&str] = &["job-id", "job-uri"];
+
+/// Blanked in a printer's attributes: its up-time in seconds, which the
+/// two variants' answers may straddle.
+const UP_TIME: &[&str] = &["printer-up-time"];
 
 fn job_id_of(m: &Message) -> u32 {
     match m.attr(2, "job-id").and_then(|a| a.values.first()) {
@@ -424,6 +432,53 @@ fn job_id_of(m: &Message) -> u32 {
 
 // ---------------------------------------------------------------------------
 // Alpha's state and its fingerprint.
+
+/// Runs `f` with the id of an open job of alpha's (made by Create-Job, its
+/// document not sent yet: it lives in memory, not in the store), checks
+/// that alpha's own view of it is unchanged afterwards, and has alpha
+/// cancel it (which keeps nothing).
+fn with_open_alpha_job(ipp_addr: SocketAddr, f: impl FnOnce(u32) -> String) -> String {
+    let path = format!("/ipp/print/{A_QUEUE}");
+    let uri = format!("ipp://{ipp_addr}{path}");
+    let created = ipp(
+        A_IP,
+        ipp_addr,
+        &path,
+        &Enc::new(CREATE_JOB)
+            .s(0x45, "printer-uri", &uri)
+            .user(A_USER)
+            .s(0x42, "job-name", "alpha open job")
+            .end(),
+    );
+    assert_eq!(created.code, 0, "alpha's Create-Job: {created:?}");
+    let id = job_id_of(&created);
+    let view = || {
+        let body = Enc::new(GET_JOB_ATTRIBUTES)
+            .s(0x45, "printer-uri", &uri)
+            .int("job-id", id as i32)
+            .user(A_USER)
+            .end();
+        ipp_answer(
+            http(A_IP, ipp_addr, "POST", &path, &body),
+            &["job-printer-up-time"],
+        )
+    };
+    let before = view();
+    let answer = f(id);
+    assert_eq!(view(), before, "alpha's open job {id}");
+    let canceled = ipp(
+        A_IP,
+        ipp_addr,
+        &path,
+        &Enc::new(CANCEL_JOB)
+            .s(0x45, "printer-uri", &uri)
+            .int("job-id", id as i32)
+            .user(A_USER)
+            .end(),
+    );
+    assert_eq!(canceled.code, 0, "alpha cancels its open job: {canceled:?}");
+    answer
+}
 
 /// Everything of alpha's that another tenant must not change.
 #[derive(Debug, PartialEq)]
@@ -502,16 +557,16 @@ impl World<'_> {
             .clone()
     }
 
-    /// Waits until beta has no unfinished job (its workflow stores them),
-    /// so that counts and spool sizes hold still while a row compares.
+    /// Waits until beta has no unfinished job and no spool document (its
+    /// workflow stores every job), so that counts and spool sizes hold
+    /// still while a row compares.
     fn beta_quiet(&self) {
         wait_until("beta's jobs to finish", || {
-            self.jobs_of(B_TENANT)
-                .iter()
-                .all(|j| {
-                    ["completed", "aborted", "canceled"].contains(&j["state"].as_str().unwrap())
-                })
-                .then_some(())
+            let finished = self.jobs_of(B_TENANT).iter().all(|j| {
+                ["completed", "aborted", "canceled"].contains(&j["state"].as_str().unwrap())
+            });
+            // A finished job's spool document goes right after its record.
+            (finished && self.d.spool_files(B_TENANT).is_empty()).then_some(())
         });
     }
 
@@ -597,6 +652,8 @@ enum Op {
     Ipp(u16),
     /// A CLI subcommand, by name.
     Cli(&'static str),
+    /// A request of another HTTP method than IPP's POST on the IPP listener.
+    Http(&'static str),
 }
 
 /// One request in two variants: aimed at alpha's real object, and at an
@@ -781,7 +838,10 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         let jobs = w.jobs_of(A_TENANT);
         let held = jobs.iter().filter(|j| j["state"] == "held").count();
         let done = jobs.iter().filter(|j| j["state"] == "completed").count();
-        (held == 3 && done == 1).then_some(jobs)
+        // The stored job's spool document goes once it is in the folder.
+        let settled = w.d.spool_files(A_TENANT).len() == 3
+            && folder_digests(&w.d.dir.path().join("out-alpha")).len() == 1;
+        (held == 3 && done == 1 && settled).then_some(jobs)
     });
     w.a_ids = a_jobs
         .iter()
@@ -859,7 +919,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &ap,
                         extra(on_printer(op, &ap, A_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
             move || {
@@ -868,35 +928,61 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &np,
                         extra(on_printer(op, &np, NO_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
         )
     };
     // A job operation on beta's own printer naming alpha's job id vs an id nobody has.
+    let ipp_job_id_row_as =
+        |name: &'static str, op: u16, user: &'static str, extra: fn(Enc) -> Enc| {
+            let (bp, bp2) = (b_printer.clone(), b_printer.clone());
+            row(
+                name,
+                Op::Ipp(op),
+                move || {
+                    ipp_answer(
+                        post(
+                            &bp,
+                            extra(by_id(op, &bp, a_id, user)).with_document(b"%!PS\n"),
+                        ),
+                        &[],
+                    )
+                },
+                move || {
+                    let bp = &bp2;
+                    ipp_answer(
+                        post(
+                            bp,
+                            extra(by_id(op, bp, NO_ID, NO_USER)).with_document(b"%!PS\n"),
+                        ),
+                        &[],
+                    )
+                },
+            )
+        };
     let ipp_job_id_row = |name: &'static str, op: u16, extra: fn(Enc) -> Enc| {
+        ipp_job_id_row_as(name, op, A_USER, extra)
+    };
+    // A job operation on beta's own printer naming an open job of alpha's
+    // (Create-Job, no document yet) vs an id nobody has; alpha makes an open
+    // job for both variants, so both run in the same world.
+    let ipp_open_job_row = |name: &'static str, op: u16, extra: fn(Enc) -> Enc| {
         let (bp, bp2) = (b_printer.clone(), b_printer.clone());
         row(
             name,
             Op::Ipp(op),
             move || {
-                ipp_answer(
-                    post(
-                        &bp,
-                        extra(by_id(op, &bp, a_id, A_USER)).with_document(b"%!PS\n"),
-                    ),
-                    false,
-                )
+                with_open_alpha_job(ipp_addr, |id| {
+                    let body = extra(by_id(op, &bp, id, A_USER)).with_document(b"%!PS\n");
+                    ipp_answer(post(&bp, body), &[])
+                })
             },
             move || {
-                let bp = &bp2;
-                ipp_answer(
-                    post(
-                        bp,
-                        extra(by_id(op, bp, NO_ID, NO_USER)).with_document(b"%!PS\n"),
-                    ),
-                    false,
-                )
+                with_open_alpha_job(ipp_addr, |_| {
+                    let body = extra(by_id(op, &bp2, NO_ID, NO_USER)).with_document(b"%!PS\n");
+                    ipp_answer(post(&bp2, body), &[])
+                })
             },
         )
     };
@@ -911,7 +997,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &format!("/jobs/{a_id}"),
                         extra(by_uri(op, a_id, A_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
             move || {
@@ -920,7 +1006,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &format!("/jobs/{NO_ID}"),
                         extra(by_uri(op, NO_ID, NO_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
         )
@@ -937,7 +1023,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &ap,
                         extra(by_id(op, &ap, a_id, A_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
             move || {
@@ -946,7 +1032,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &np,
                         extra(by_id(op, &np, NO_ID, NO_USER)).with_document(b"%!PS\n"),
                     ),
-                    false,
+                    &[],
                 )
             },
         )
@@ -1233,14 +1319,14 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                 let p = format!("/printers/{A_QUEUE}");
                 ipp_answer(
                     post(&p, on_printer(GET_PRINTER_ATTRIBUTES, &p, A_USER).end()),
-                    false,
+                    &[],
                 )
             },
             || {
                 let p = format!("/printers/{NO_QUEUE}");
                 ipp_answer(
                     post(&p, on_printer(GET_PRINTER_ATTRIBUTES, &p, NO_USER).end()),
-                    false,
+                    &[],
                 )
             },
         ),
@@ -1255,7 +1341,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         which_all(on_printer(GET_JOBS, &b_printer, A_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
             || {
@@ -1264,7 +1350,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         which_all(on_printer(GET_JOBS, &b_printer, NO_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
         ),
@@ -1277,7 +1363,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         which_completed(on_printer(GET_JOBS, &b_printer, A_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
             || {
@@ -1286,7 +1372,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         which_completed(on_printer(GET_JOBS, &b_printer, NO_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
         ),
@@ -1299,7 +1385,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         my_jobs(on_printer(GET_JOBS, &b_printer, A_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
             || {
@@ -1308,7 +1394,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         my_jobs(on_printer(GET_JOBS, &b_printer, NO_USER)).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
         ),
@@ -1321,7 +1407,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         on_printer(CANCEL_MY_JOBS, &b_printer, A_USER).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
             || {
@@ -1330,7 +1416,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                         &b_printer,
                         on_printer(CANCEL_MY_JOBS, &b_printer, NO_USER).end(),
                     ),
-                    false,
+                    &[],
                 )
             },
         ),
@@ -1373,6 +1459,135 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         ipp_job_uri_row("ipp-hold-job-alpha-job-uri", HOLD_JOB, none),
         ipp_job_id_row("ipp-release-job-alpha-job-id", RELEASE_JOB, none),
         ipp_job_uri_row("ipp-release-job-alpha-job-uri", RELEASE_JOB, none),
+        ipp_open_job_row(
+            "ipp-send-document-to-alpha-open-job",
+            SEND_DOCUMENT,
+            last_document,
+        ),
+        ipp_open_job_row("ipp-close-job-alpha-open-job", CLOSE_JOB, none),
+        ipp_open_job_row("ipp-cancel-job-alpha-open-job", CANCEL_JOB, none),
+        ipp_open_job_row("ipp-hold-job-alpha-open-job", HOLD_JOB, none),
+        ipp_open_job_row("ipp-release-job-alpha-open-job", RELEASE_JOB, none),
+        ipp_open_job_row(
+            "ipp-get-job-attributes-alpha-open-job",
+            GET_JOB_ATTRIBUTES,
+            none,
+        ),
+        row(
+            "ipp-cancel-my-jobs-at-beta-printer-as-alice-while-alpha-has-an-open-job",
+            Op::Ipp(CANCEL_MY_JOBS),
+            || {
+                with_open_alpha_job(ipp_addr, |_| {
+                    let body = on_printer(CANCEL_MY_JOBS, &b_printer, A_USER).end();
+                    ipp_answer(post(&b_printer, body), &[])
+                })
+            },
+            || {
+                with_open_alpha_job(ipp_addr, |_| {
+                    let body = on_printer(CANCEL_MY_JOBS, &b_printer, NO_USER).end();
+                    ipp_answer(post(&b_printer, body), &[])
+                })
+            },
+        ),
+        row(
+            "ipp-get-jobs-not-completed-mine-at-beta-printer-as-alice-while-alpha-has-an-open-job",
+            Op::Ipp(GET_JOBS),
+            || {
+                with_open_alpha_job(ipp_addr, |_| {
+                    let body = on_printer(GET_JOBS, &b_printer, A_USER)
+                        .boolean("my-jobs", true)
+                        .s(0x44, "requested-attributes", "all")
+                        .end();
+                    ipp_answer(post(&b_printer, body), &[])
+                })
+            },
+            || {
+                with_open_alpha_job(ipp_addr, |_| {
+                    let body = on_printer(GET_JOBS, &b_printer, NO_USER)
+                        .boolean("my-jobs", true)
+                        .s(0x44, "requested-attributes", "all")
+                        .end();
+                    ipp_answer(post(&b_printer, body), &[])
+                })
+            },
+        ),
+        // As alpha's tenant admin, who may change any of alpha's jobs.
+        ipp_job_id_row_as(
+            "ipp-cancel-job-alpha-job-id-as-alpha-admin",
+            CANCEL_JOB,
+            A_ADMIN,
+            none,
+        ),
+        ipp_job_id_row_as(
+            "ipp-release-job-alpha-job-id-as-alpha-admin",
+            RELEASE_JOB,
+            A_ADMIN,
+            none,
+        ),
+        ipp_job_id_row_as(
+            "ipp-get-job-attributes-alpha-job-id-as-alpha-admin",
+            GET_JOB_ATTRIBUTES,
+            A_ADMIN,
+            none,
+        ),
+        // Beta's own printer path, naming alpha's printer in printer-uri.
+        row(
+            "ipp-get-printer-attributes-at-beta-path-naming-alpha-printer-uri",
+            Op::Ipp(GET_PRINTER_ATTRIBUTES),
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        on_printer(GET_PRINTER_ATTRIBUTES, &a_printer, A_USER).end(),
+                    ),
+                    UP_TIME,
+                )
+            },
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        on_printer(GET_PRINTER_ATTRIBUTES, &no_printer, NO_USER).end(),
+                    ),
+                    UP_TIME,
+                )
+            },
+        ),
+        row(
+            "ipp-get-jobs-at-beta-path-naming-alpha-printer-uri",
+            Op::Ipp(GET_JOBS),
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        which_all(on_printer(GET_JOBS, &a_printer, A_USER)).end(),
+                    ),
+                    &[],
+                )
+            },
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        which_all(on_printer(GET_JOBS, &no_printer, NO_USER)).end(),
+                    ),
+                    &[],
+                )
+            },
+        ),
+        // Not IPP: the page an HTTP GET of a printer's path shows.
+        row(
+            "http-get-of-alpha-printer-page",
+            Op::Http("GET"),
+            || {
+                let a = http(B_IP, ipp_addr, "GET", &a_printer, b"");
+                format!("HTTP {} {:?}", a.status, String::from_utf8_lossy(&a.body))
+            },
+            || {
+                let a = http(B_IP, ipp_addr, "GET", &no_printer, b"");
+                format!("HTTP {} {:?}", a.status, String::from_utf8_lossy(&a.body))
+            },
+        ),
         ipp_job_at_a_row("ipp-release-job-at-alpha-printer", RELEASE_JOB, none),
         // ---- The CLI as beta's tenant admin.
         view_row("cli-status", "status", &["status"]),
@@ -1566,7 +1781,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                 let body = on_printer(PRINT_JOB, &b_printer, A_USER)
                     .s(0x42, "job-name", "alpha payroll ipp")
                     .with_document(&doc);
-                let said = ipp_answer(post(&b_printer, body), true);
+                let said = ipp_answer(post(&b_printer, body), NEW_JOB);
                 w.landed_in_beta(&doc, A_USER);
                 said
             },
@@ -1575,7 +1790,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                 let body = on_printer(PRINT_JOB, &b_printer, NO_USER)
                     .s(0x42, "job-name", "nosuch-job")
                     .with_document(&doc);
-                let said = ipp_answer(post(&b_printer, body), true);
+                let said = ipp_answer(post(&b_printer, body), NEW_JOB);
                 w.landed_in_beta(&doc, NO_USER);
                 said
             },
@@ -1629,6 +1844,11 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         "LPD rows vs the receive-job subcommands 01-03 of RFC 1179"
     );
     assert!(covered(&|o| *o == Op::Raw).len() == 1, "a RAW row");
+    assert_eq!(
+        covered(&|o| matches!(o, Op::Http(_))),
+        BTreeSet::from([Op::Http("GET")]),
+        "besides IPP's POST, the IPP listener answers GET"
+    );
     let names: BTreeSet<&str> = rows.iter().map(|r| r.name).collect();
     assert_eq!(names.len(), rows.len(), "row names are unique");
 
@@ -1656,16 +1876,22 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         );
     }
 
-    // Beta's own jobs stayed below alpha's ids (so every id above named alpha's job only).
-    let b_ids: Vec<u64> = w
+    // Beta's job ids count beta's jobs alone, 1, 2, ... whatever alpha's
+    // volume; and they stayed below alpha's (every alpha id named alpha's job only).
+    let mut b_ids: Vec<u64> = w
         .jobs_of(B_TENANT)
         .iter()
         .map(|j| j["id"].as_u64().unwrap())
         .collect();
+    b_ids.sort();
+    assert_eq!(
+        b_ids,
+        (1..=b_ids.len() as u64).collect::<Vec<u64>>(),
+        "beta's job ids"
+    );
     assert!(
         b_ids.iter().all(|&id| id < u64::from(a_id)),
-        "beta's job ids {b_ids:?} stay below alpha's {}",
-        a_id
+        "beta's job ids {b_ids:?} stay below alpha's {a_id}"
     );
     eprintln!(
         "{} rows in {:.1} s",
