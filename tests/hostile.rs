@@ -1911,3 +1911,45 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
     assert_eq!(Json::Array(stored), records, "alpha's stored records");
     assert!(device.received().is_empty(), "alpha's device got nothing");
 }
+
+/// Tenant admins reach the control socket (0666: the daemon authorises each
+/// caller by its credentials) without joining the daemon's group, because
+/// that group can read every tenant's spool and store: the shipped unit
+/// keeps others out of the state folder but lets them reach the socket's.
+#[test]
+fn tenant_admins_reach_the_control_socket_without_the_group_that_reads_every_spool() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = std::fs::read_to_string(root.join("systemd/printroute.service")).unwrap();
+    let octal = |key: &str| -> u32 {
+        let v = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("the unit sets {key}"));
+        u32::from_str_radix(v.trim(), 8).unwrap_or_else(|_| panic!("{key}={v} is octal"))
+    };
+    assert_eq!(
+        octal("StateDirectoryMode") & 0o007,
+        0,
+        "others may not enter the state folder (every tenant's spool)"
+    );
+    assert_eq!(
+        octal("UMask") & 0o007,
+        0o007,
+        "the daemon's files are not for others"
+    );
+    assert_ne!(
+        octal("RuntimeDirectoryMode") & 0o001,
+        0,
+        "others (tenant admins) may reach the control socket's folder"
+    );
+    assert_eq!(
+        printroute::control::SOCKET_MODE & 0o006,
+        0o006,
+        "anyone may connect to the control socket"
+    );
+    let shipped = std::fs::read_to_string(root.join("debian/printroute.toml")).unwrap();
+    assert!(
+        shipped.contains("control-socket = \"/run/printroute/"),
+        "the shipped config puts the control socket in the unit's RuntimeDirectory"
+    );
+}
