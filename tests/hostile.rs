@@ -21,6 +21,21 @@
 //! Cancel-Job of the open job, which keeps nothing), so that alpha's job ids
 //! name no job of beta's; the test checks that beta stayed below them.
 //!
+//! What is normalised, and nothing else: in CLI answers, the echoed tenant
+//! id, job id, device and user names become `<tenant>`, `<id>`, `<device>`,
+//! `<user>` (whole tokens only); in IPP answers to a request that makes a
+//! job of beta's, `job-id` and `job-uri` (beta's next id); in printer
+//! attributes, `printer-up-time`. Both variants of an IPP row send the same
+//! request-id. LPD answers are compared byte for byte, up to the close.
+//! Commands without an object (`status`, `tenants`, `jobs`) compare beta's
+//! view with the global admin's view less alpha (less `uptime-seconds`, and
+//! with `listeners` null, which only a global admin is shown); `reload`
+//! must be refused as for every tenant admin; commands that never talk to
+//! the daemon (`serve`, `check`, `which`, `generate-assets`, `help`) must
+//! make no control request. RAW has no object names: a job claiming
+//! alpha's user and job name must get the answer (an orderly close) a job
+//! claiming a user nobody has gets, and land in beta's store as beta's.
+//!
 //! IPP requests are built by a small encoder of this file, not printroute's.
 
 mod common;
@@ -715,15 +730,22 @@ fn cli_subcommands() -> BTreeSet<String> {
         "--help lists no commands: {}",
         help.stdout
     );
-    let main =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/main.rs")).unwrap();
-    let body = main
-        .split_once("enum Command {")
-        .expect("src/main.rs declares enum Command")
+    out.extend(enum_variants("src/main.rs", "enum Command {"));
+    out
+}
+
+/// The variants of a Rust enum declared in a source file of this crate, in
+/// kebab-case (as clap and serde name them).
+fn enum_variants(file: &str, declaration: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    let body = text
+        .split_once(declaration)
+        .unwrap_or_else(|| panic!("{file} declares {declaration}"))
         .1
         .split("\n}\n")
         .next()
         .unwrap();
+    let mut out = BTreeSet::new();
     for line in body.lines() {
         // A variant: four spaces, then a CamelCase name and ` {` or `,`.
         let Some(rest) = line.strip_prefix("    ") else {
@@ -1833,6 +1855,11 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         })
         .collect();
     assert_eq!(cli_rows, commands, "CLI rows vs the CLI's subcommands");
+    let requests = enum_variants("src/control.rs", "pub enum Request {");
+    assert!(
+        requests.len() >= 8 && requests.is_subset(&cli_rows),
+        "every control request {requests:?} has a CLI row"
+    );
     assert_eq!(
         covered(&|o| matches!(o, Op::Lpd(_))),
         (1..=5).map(Op::Lpd).collect::<BTreeSet<Op>>(),
