@@ -31,7 +31,7 @@
 //! view with the global admin's view less alpha (less `uptime-seconds`, and
 //! with `listeners` null, which only a global admin is shown); `reload`
 //! must be refused as for every tenant admin; commands that never talk to
-//! the daemon (`serve`, `check`, `which`, `generate-assets`, `help`) must
+//! the daemon (`serve`, `check`, `which`, `export`, `generate-assets`, `help`) must
 //! make no control request. RAW has no object names: a job claiming
 //! alpha's user and job name must get the answer (an orderly close) a job
 //! claiming a user nobody has gets, and land in beta's store as beta's.
@@ -1164,7 +1164,8 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
     std::fs::set_permissions(assets.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let assets_path = assets.path().to_str().unwrap().to_owned();
 
-    let rows: Vec<Row> = vec![
+    let rows: Vec<Row> =
+        vec![
         // ---- LPD daemon commands (RFC 1179 section 5), from beta's address.
         row(
             "lpd-01-print-waiting-jobs-on-alpha-queue",
@@ -1733,6 +1734,13 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
             0,
         ),
         offline_row("cli-help-prints-text", "help", v(&["help", "jobs"]), 0),
+        // This config lists no nodes, so there is nothing to export (78).
+        offline_row(
+            "cli-export-haproxy-reads-a-file-not-the-daemon",
+            "export",
+            v(&["export", "haproxy", "--config", &config_path, "--out", &assets_path]),
+            78,
+        ),
         // ---- Rows that make jobs of beta's (claiming alpha's owner and
         // names): last, so that no query row above sees them.
         row(
