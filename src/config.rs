@@ -64,6 +64,18 @@ struct RawConfig {
     listener: Vec<RawListener>,
     #[serde(default)]
     tenant: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    node: Vec<RawNode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawNode {
+    name: String,
+    address: String,
+    data_dir: Option<PathBuf>,
+    control_socket: Option<PathBuf>,
+    metrics: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,12 +119,17 @@ struct RawListener {
     name: String,
     protocol: Protocol,
     bind: Vec<String>,
+    #[serde(default)]
+    proxy_protocol: bool,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawTenant {
     name: Option<String>,
+    node: Option<String>,
     #[serde(default)]
     ranges: Vec<String>,
     #[serde(default)]
@@ -184,8 +201,13 @@ pub struct Config {
     pub global: Global,
     /// Shared listeners.
     pub listeners: Vec<Listener>,
-    /// Tenants, sorted by id.
+    /// Tenants, sorted by id. On a node ([`Config::for_node`]): only the
+    /// node's own tenants.
     pub tenants: Vec<Tenant>,
+    /// Nodes of a scale-out installation (`[[node]]`); empty for one machine.
+    pub nodes: Vec<Node>,
+    /// The node this config was narrowed to, if any.
+    pub node: Option<String>,
     /// Things worth an admin's look that do not stop the config.
     pub warnings: Vec<String>,
 }
@@ -257,6 +279,37 @@ pub struct Listener {
     pub protocol: Protocol,
     /// The addresses it binds.
     pub bind: Vec<SocketAddr>,
+    /// `proxy-protocol = true`: every connection must open with a PROXY
+    /// header (v1 or v2) from one of these balancer ranges
+    /// (`trusted-proxies`), and is routed by the client address it carries.
+    pub proxy: Option<Vec<IpNet>>,
+}
+
+impl Listener {
+    /// Whether `ip` may send a PROXY header to this listener.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.proxy
+            .as_ref()
+            .is_some_and(|nets| nets.iter().any(|n| n.contains(&ip)))
+    }
+}
+
+/// A node of a scale-out installation: one printroute behind a TCP load
+/// balancer, serving the tenants that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its name, used by tenants' `node` key and `serve --node`.
+    pub name: String,
+    /// The address the balancer reaches it at; it binds each listener's
+    /// port(s) on it.
+    pub address: IpAddr,
+    /// Its own data folder, when nodes share a machine.
+    pub data_dir: Option<PathBuf>,
+    /// Its own control socket, when nodes share a machine.
+    pub control_socket: Option<PathBuf>,
+    /// Its own metrics address.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A tenant.
@@ -266,6 +319,8 @@ pub struct Tenant {
     pub id: TenantId,
     /// Display name.
     pub name: String,
+    /// The node that serves it (`node`), in a scale-out installation.
+    pub node: Option<String>,
     /// The address ranges it owns.
     pub ranges: Vec<IpNet>,
     /// Unix users and groups that administer it.
@@ -618,6 +673,70 @@ impl Config {
         }
     }
 
+    /// Reads and validates a config file, narrowed to `node` if given
+    /// (see [`Config::for_node`]); what `serve` and reload use.
+    pub fn load_as(path: &Path, node: Option<&str>) -> Result<Config, ConfigError> {
+        let config = Config::load(path)?;
+        match node {
+            None if !config.nodes.is_empty() => Err(ConfigError {
+                file: path.to_owned(),
+                problems: vec![Problem {
+                    key: "node".into(),
+                    message: format!(
+                        "the config lists nodes ({}); start with --node NAME to say which one this is",
+                        list(config.nodes.iter().map(|n| &n.name))
+                    ),
+                }],
+            }),
+            None => Ok(config),
+            Some(n) => config.for_node(n).map_err(|message| ConfigError {
+                file: path.to_owned(),
+                problems: vec![Problem {
+                    key: "node".into(),
+                    message,
+                }],
+            }),
+        }
+    }
+
+    /// The config one node of a scale-out installation runs: only the
+    /// tenants that name the node, each listener bound on the node's
+    /// address at the listener's port(s), and the node's own data folder,
+    /// control socket and metrics address where it sets them.
+    pub fn for_node(mut self, name: &str) -> Result<Config, String> {
+        let Some(node) = self.nodes.iter().find(|n| n.name == name).cloned() else {
+            return Err(if self.nodes.is_empty() {
+                format!("--node {name:?}: the config lists no nodes")
+            } else {
+                format!(
+                    "--node {name:?}: no such node (defined: {})",
+                    list(self.nodes.iter().map(|n| &n.name))
+                )
+            });
+        };
+        for l in &mut self.listeners {
+            let mut ports: Vec<u16> = l.bind.iter().map(SocketAddr::port).collect();
+            ports.sort_unstable();
+            ports.dedup();
+            l.bind = ports
+                .into_iter()
+                .map(|p| SocketAddr::new(node.address, p))
+                .collect();
+        }
+        self.tenants.retain(|t| t.node.as_deref() == Some(name));
+        if let Some(d) = node.data_dir {
+            self.global.data_dir = d;
+        }
+        if let Some(c) = node.control_socket {
+            self.global.control_socket = Some(c);
+        }
+        if let Some(m) = node.metrics {
+            self.global.metrics = Some(m);
+        }
+        self.node = Some(node.name);
+        Ok(self)
+    }
+
     /// A tenant by id.
     pub fn tenant(&self, id: &TenantId) -> Option<&Tenant> {
         self.tenants
@@ -633,12 +752,18 @@ impl Config {
 
     /// The one-line summary `check` prints.
     pub fn summary(&self) -> String {
-        format!(
+        let mut s = format!(
             "{} tenants, {} ranges, {} listeners",
             self.tenants.len(),
             self.range_count(),
             self.listeners.len()
-        )
+        );
+        match &self.node {
+            Some(n) => s.push_str(&format!(", node {n}")),
+            None if !self.nodes.is_empty() => s.push_str(&format!(", {} nodes", self.nodes.len())),
+            None => {}
+        }
+        s
     }
 
     /// The routing table of this config's ranges; tenant indices are
@@ -679,6 +804,7 @@ impl Validator {
     fn config(&mut self, path: &Path, raw: RawConfig) -> Config {
         let global = self.global(raw.global);
         let listeners = self.listeners(raw.listener);
+        let nodes = self.nodes(raw.node, &listeners);
         let mut tenants = Vec::new();
         for (id, t) in raw.tenant {
             let key = format!("tenant.{id}");
@@ -688,11 +814,14 @@ impl Validator {
             }
         }
         self.cross_tenant(&tenants);
+        self.tenant_nodes(&tenants, &nodes);
         Config {
             path: path.to_owned(),
             global,
             listeners,
             tenants,
+            nodes,
+            node: None,
             warnings: std::mem::take(&mut self.warnings),
         }
     }
@@ -826,10 +955,34 @@ impl Validator {
                     ),
                 }
             }
+            let mut trusted = Vec::new();
+            for r in &l.trusted_proxies {
+                match parse_range(r) {
+                    Ok(n) => trusted.push(n),
+                    Err(e) => self.err(format!("{key}.trusted-proxies"), e),
+                }
+            }
+            let proxy = if l.proxy_protocol {
+                if l.trusted_proxies.is_empty() {
+                    self.err(
+                        format!("{key}.trusted-proxies"),
+                        "proxy-protocol = true needs the balancers' ranges here; a header from any other address is refused",
+                    );
+                }
+                Some(trusted)
+            } else {
+                if !l.trusted_proxies.is_empty() {
+                    self.warnings.push(format!(
+                        "{key}.trusted-proxies: has no effect without proxy-protocol = true"
+                    ));
+                }
+                None
+            };
             out.push(Listener {
                 name: ListenerName(l.name),
                 protocol: l.protocol,
                 bind: addrs,
+                proxy,
             });
         }
         out
@@ -845,22 +998,9 @@ impl Validator {
     ) -> Tenant {
         let mut ranges = Vec::new();
         for r in &t.ranges {
-            match r.parse::<IpNet>() {
-                Ok(n) if n.trunc() != n => self.err(
-                    format!("{key}.ranges"),
-                    format!(
-                        "{r} has bits set past its prefix length; did you mean {}?",
-                        n.trunc()
-                    ),
-                ),
-                Ok(n) => ranges.push(canonical_net(n)),
-                Err(_) => match r.parse::<IpAddr>() {
-                    Ok(a) => ranges.push(IpNet::from(canonical(a))),
-                    Err(_) => self.err(
-                        format!("{key}.ranges"),
-                        format!("{r:?} is not a range (write e.g. \"10.1.0.0/16\")"),
-                    ),
-                },
+            match parse_range(r) {
+                Ok(n) => ranges.push(n),
+                Err(e) => self.err(format!("{key}.ranges"), e),
             }
         }
         let limits = self.limits(&format!("{key}.limits"), &t.limits, global);
@@ -976,6 +1116,7 @@ impl Validator {
         }
         Tenant {
             name: t.name.unwrap_or_else(|| id.to_string()),
+            node: t.node,
             id,
             ranges,
             admins: Admins {
@@ -986,6 +1127,107 @@ impl Validator {
             devices,
             workflows,
             inputs,
+        }
+    }
+
+    fn nodes(&mut self, raw: Vec<RawNode>, listeners: &[Listener]) -> Vec<Node> {
+        let mut out: Vec<Node> = Vec::new();
+        for (i, n) in raw.into_iter().enumerate() {
+            let key = format!("node[{i}]");
+            if let Some(j) = out.iter().position(|o| o.name == n.name) {
+                self.err(
+                    format!("{key}.name"),
+                    format!("node name {:?} is also used by node[{j}]", n.name),
+                );
+            }
+            if n.name.is_empty()
+                || !n
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                self.err(
+                    format!("{key}.name"),
+                    format!("{:?}: a node name is letters, digits, '-' and '_'", n.name),
+                );
+            }
+            let address = match n.address.parse::<IpAddr>() {
+                Ok(a) => canonical(a),
+                Err(_) => {
+                    self.err(
+                        format!("{key}.address"),
+                        format!("{:?} is not an IP address", n.address),
+                    );
+                    continue;
+                }
+            };
+            if let Some(o) = out.iter().find(|o| o.address == address) {
+                self.err(
+                    format!("{key}.address"),
+                    format!("{address} is also node {:?}'s address", o.name),
+                );
+            }
+            let metrics = n.metrics.and_then(|m| match m.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.err(
+                        format!("{key}.metrics"),
+                        format!("{m:?} is not an address:port"),
+                    );
+                    None
+                }
+            });
+            out.push(Node {
+                name: n.name,
+                address,
+                data_dir: n.data_dir.map(|p| self.path(p)),
+                control_socket: n.control_socket.map(|p| self.path(p)),
+                metrics,
+            });
+        }
+        if !out.is_empty() {
+            for (i, l) in listeners.iter().enumerate() {
+                if l.proxy.is_none() {
+                    self.err(
+                        format!("listener[{i}].proxy-protocol"),
+                        format!("listener {:?} must set proxy-protocol = true: behind the balancer, a node learns the client's address only from the PROXY header", l.name),
+                    );
+                }
+                if l.bind.iter().any(|a| a.port() == 0) {
+                    self.err(
+                        format!("listener[{i}].bind"),
+                        "with nodes, the balancer forwards to each listener's port on the node, so the port cannot be 0",
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    /// Every tenant names a known node when there are nodes, and none otherwise.
+    fn tenant_nodes(&mut self, tenants: &[Tenant], nodes: &[Node]) {
+        for t in tenants {
+            match (&t.node, nodes.is_empty()) {
+                (None, false) => self.err(
+                    format!("tenant.{}.node", t.id),
+                    format!(
+                        "the config lists nodes, so every tenant names the node that serves it ({})",
+                        list(nodes.iter().map(|n| &n.name))
+                    ),
+                ),
+                (Some(n), true) => self.err(
+                    format!("tenant.{}.node", t.id),
+                    format!("node {n:?} is not defined: add a [[node]] with its name and address"),
+                ),
+                (Some(n), false) if !nodes.iter().any(|x| &x.name == n) => self.err(
+                    format!("tenant.{}.node", t.id),
+                    format!(
+                        "unknown node {n:?} (defined: {})",
+                        list(nodes.iter().map(|n| &n.name))
+                    ),
+                ),
+                _ => {}
+            }
         }
     }
 
@@ -1059,6 +1301,22 @@ fn canonical_net(n: IpNet) -> IpNet {
     }
 }
 
+/// A range as written in `ranges` or `trusted-proxies`: a network with no
+/// host bits set, or one address.
+fn parse_range(r: &str) -> Result<IpNet, String> {
+    match r.parse::<IpNet>() {
+        Ok(n) if n.trunc() != n => Err(format!(
+            "{r} has bits set past its prefix length; did you mean {}?",
+            n.trunc()
+        )),
+        Ok(n) => Ok(canonical_net(n)),
+        Err(_) => match r.parse::<IpAddr>() {
+            Ok(a) => Ok(IpNet::from(canonical(a))),
+            Err(_) => Err(format!("{r:?} is not a range (write e.g. \"10.1.0.0/16\")")),
+        },
+    }
+}
+
 fn list<'a>(items: impl Iterator<Item = &'a String>) -> String {
     let v: Vec<&str> = items.map(String::as_str).collect();
     if v.is_empty() {
@@ -1106,6 +1364,82 @@ mod tests {
                 path: "/ipp/print".into()
             }
         );
+    }
+
+    #[test]
+    fn proxy_and_node_keys_are_validated() {
+        let base = r#"
+            [global]
+            data-dir = "/var/lib/printroute"
+            [[listener]]
+            name = "raw"
+            protocol = "raw"
+            bind = ["0.0.0.0:9100"]
+        "#;
+        let keys = |extra: &str| -> Vec<String> {
+            problems(&format!("{base}{extra}"))
+                .into_iter()
+                .map(|p| p.key)
+                .collect()
+        };
+        // proxy-protocol without trusted proxies, and a bad range.
+        let p = problems(&base.replace(
+            r#"bind = ["0.0.0.0:9100"]"#,
+            r#"bind = ["0.0.0.0:9100"]
+            proxy-protocol = true"#,
+        ));
+        assert_eq!(p[0].key, "listener[0].trusted-proxies");
+        let p = problems(&base.replace(
+            r#"bind = ["0.0.0.0:9100"]"#,
+            r#"bind = ["0.0.0.0:9100"]
+            proxy-protocol = true
+            trusted-proxies = ["10.0.0.1/8"]"#,
+        ));
+        assert!(p[0].message.contains("did you mean 10.0.0.0/8"), "{p:?}");
+        // Nodes need proxy-protocol on every listener, and every tenant names a known node.
+        assert_eq!(
+            keys(
+                r#"
+            [[node]]
+            name = "n1"
+            address = "10.9.0.11"
+            [tenant.a]
+            ranges = ["10.1.0.0/16"]
+            [tenant.b]
+            node = "n2"
+            ranges = ["10.2.0.0/16"]
+            "#
+            ),
+            [
+                "listener[0].proxy-protocol",
+                "tenant.a.node",
+                "tenant.b.node"
+            ]
+        );
+        assert_eq!(
+            keys(
+                r#"
+            [tenant.a]
+            node = "n1"
+            ranges = ["10.1.0.0/16"]
+            "#
+            ),
+            ["tenant.a.node"]
+        );
+        let ok = base.replace(
+            r#"bind = ["0.0.0.0:9100"]"#,
+            r#"bind = ["0.0.0.0:9100"]
+            proxy-protocol = true
+            trusted-proxies = ["10.9.0.1", "2001:db8::/64"]"#,
+        );
+        let c = Config::parse(Path::new("/etc/printroute/t.toml"), &ok).unwrap();
+        let l = &c.listeners[0];
+        assert!(l.trusts("10.9.0.1".parse().unwrap()));
+        assert!(l.trusts("::ffff:10.9.0.1".parse().unwrap()));
+        assert!(l.trusts("2001:db8::5".parse().unwrap()));
+        assert!(!l.trusts("10.9.0.2".parse().unwrap()));
+        let err = Config::load_as(Path::new("/nonexistent/t.toml"), None);
+        assert!(err.is_err());
     }
 
     #[test]

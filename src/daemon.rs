@@ -394,7 +394,8 @@ impl Daemon {
 
     async fn try_reload(&mut self) -> Result<String, String> {
         let path = self.config_path.clone();
-        let config = blocking(move || Config::load(&path))
+        let node = self.shared.snapshot.load().config.node.clone();
+        let config = blocking(move || Config::load_as(&path, node.as_deref()))
             .await
             .map_err(|e| e.to_string())?;
         for w in &config.warnings {

@@ -20,6 +20,7 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod export;
 pub mod ids;
 pub mod job;
 pub mod listener;

@@ -1,20 +1,21 @@
 //! Shared listeners: binding, the accept loop, routing and admission.
 //!
-//! The accept loop only accepts, routes (with the snapshot current at that
-//! moment) and admits; everything else runs in a spawned, tracked task.
+//! The accept loop only accepts; each connection's task reads the PROXY
+//! header where the listener wants one, routes (with the snapshot current
+//! at that moment), admits and serves.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Protocol;
 use crate::daemon::Shared;
 use crate::ids::ListenerName;
-use crate::protocol::{self, Admission, Connection};
+use crate::protocol::{self, proxy, Admission, Connection};
 use crate::routing::canonical;
 use crate::snapshot::Routed;
 
@@ -62,54 +63,104 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
-        let snapshot = shared.snapshot.load_full();
-        let admission = match snapshot.routing.lookup(peer.ip()) {
-            None => {
-                shared.refused(&name, peer, "address of no tenant");
-                Admission::NoTenant
-            }
-            Some(i) => {
-                let routed = Routed {
-                    snapshot,
-                    index: i as usize,
-                };
-                match routed.admit() {
-                    Some(slot) => {
-                        crate::metrics::get()
-                            .connections_accepted
-                            .get_or_create(&crate::metrics::TenantListener {
-                                tenant: routed.tenant().id.to_string(),
-                                listener: name.to_string(),
-                            })
-                            .inc();
-                        Admission::Admitted { routed, slot }
-                    }
-                    None => {
-                        shared.refused(&name, peer, "tenant at max-connections");
-                        Admission::OverLimit(routed)
-                    }
-                }
-            }
-        };
-        // One span per connection: every log line of it carries these fields.
-        let tenant = match &admission {
-            Admission::Admitted { routed, .. } | Admission::OverLimit(routed) => {
-                routed.tenant().id.to_string()
-            }
-            Admission::NoTenant => "-".to_owned(),
-        };
-        let span = tracing::info_span!("conn", listener = %name, %peer, %tenant);
-        let conn = Connection {
+        shared.connections.spawn(connection(
             stream,
             peer,
-            listener: name.clone(),
-            admission,
-            shared: shared.clone(),
-        };
-        shared
-            .connections
-            .spawn(tracing::Instrument::instrument(serve(protocol, conn), span));
+            name.clone(),
+            protocol,
+            shared.clone(),
+        ));
     }
+}
+
+/// One accepted connection: its PROXY header if the listener wants one,
+/// then routing and admission, then the listener's protocol, all in the
+/// connection's own task so that a slow header never holds up the accept loop.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    name: ListenerName,
+    protocol: Protocol,
+    shared: Arc<Shared>,
+) {
+    let mut snapshot = shared.snapshot.load_full();
+    let mut client = peer;
+    let mut via = None;
+    let proxied = snapshot
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.name == name)
+        .filter(|l| l.proxy.is_some());
+    if let Some(l) = proxied {
+        if !l.trusts(peer.ip()) {
+            shared.refused(&name, peer, "PROXY header expected from a trusted proxy");
+            protocol::reset(stream);
+            return;
+        }
+        match proxy::read_header(&mut stream).await {
+            Ok(proxy::Header::Proxied { source, .. }) => {
+                client = SocketAddr::new(canonical(source.ip()), source.port());
+                via = Some(peer);
+            }
+            Ok(proxy::Header::Local) => {}
+            Err(e) => {
+                tracing::debug!(listener = %name, %peer, error = %e, "PROXY header refused");
+                shared.refused(&name, peer, "missing or bad PROXY header");
+                protocol::reset(stream);
+                return;
+            }
+        }
+        // The header may have taken a while: route with the config current now.
+        snapshot = shared.snapshot.load_full();
+    }
+    let admission = match snapshot.routing.lookup(client.ip()) {
+        None => {
+            shared.refused(&name, client, "address of no tenant");
+            Admission::NoTenant
+        }
+        Some(i) => {
+            let routed = Routed {
+                snapshot,
+                index: i as usize,
+            };
+            match routed.admit() {
+                Some(slot) => {
+                    crate::metrics::get()
+                        .connections_accepted
+                        .get_or_create(&crate::metrics::TenantListener {
+                            tenant: routed.tenant().id.to_string(),
+                            listener: name.to_string(),
+                        })
+                        .inc();
+                    Admission::Admitted { routed, slot }
+                }
+                None => {
+                    shared.refused(&name, client, "tenant at max-connections");
+                    Admission::OverLimit(routed)
+                }
+            }
+        }
+    };
+    // One span per connection: every log line of it carries these fields.
+    let tenant = match &admission {
+        Admission::Admitted { routed, .. } | Admission::OverLimit(routed) => {
+            routed.tenant().id.to_string()
+        }
+        Admission::NoTenant => "-".to_owned(),
+    };
+    let span = match via {
+        Some(via) => tracing::info_span!("conn", listener = %name, peer = %client, %via, %tenant),
+        None => tracing::info_span!("conn", listener = %name, peer = %client, %tenant),
+    };
+    let conn = Connection {
+        stream,
+        peer: client,
+        listener: name,
+        admission,
+        shared,
+    };
+    tracing::Instrument::instrument(serve(protocol, conn), span).await;
 }
 
 async fn serve(protocol: Protocol, conn: Connection) {

@@ -50,6 +50,10 @@ struct Control {
     /// Print the daemon's answer as JSON, for scripts.
     #[arg(long)]
     json: bool,
+    /// On a node of a scale-out installation: its name (its control socket
+    /// may differ from the global one).
+    #[arg(long, env = "PRINTROUTE_NODE")]
+    node: Option<String>,
 }
 
 /// A job named as TENANT/ID.
@@ -73,6 +77,29 @@ impl std::str::FromStr for JobRef {
     }
 }
 
+/// What `export` writes.
+#[derive(Subcommand)]
+enum Export {
+    /// HAProxy in front of the nodes: haproxy.cfg (a frontend per listener,
+    /// a backend per node and listener, PROXY v2 to the nodes) and one
+    /// node-NAME.acl of source ranges per node.
+    #[command(
+        after_help = "Example:\n  printroute export haproxy --config /etc/printroute/printroute.toml --out /etc/haproxy/printroute\n  \
+haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
+    )]
+    Haproxy {
+        /// The config file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The folder to write haproxy.cfg and the ACL files into.
+        #[arg(long)]
+        out: PathBuf,
+        /// HAProxy's global maxconn (it needs twice as many file descriptors).
+        #[arg(long, default_value_t = printroute::export::DEFAULT_HAPROXY_MAXCONN)]
+        maxconn: u32,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (SIGHUP reloads the config, SIGTERM stops).
@@ -84,7 +111,14 @@ enum Command {
         /// Log lines as text (journald adds its own time stamps) or as JSON objects.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// In a scale-out installation ([[node]] in the config): the node this
+        /// daemon is; it serves only the tenants that name it.
+        #[arg(long, env = "PRINTROUTE_NODE")]
+        node: Option<String>,
     },
+    /// Write configuration for other programs from the config file.
+    #[command(subcommand)]
+    Export(Export),
     /// Validate a config file: prints "ok" and a summary, or every error (exit 78).
     #[command(
         after_help = "Example:\n  printroute check /etc/printroute/printroute.toml && systemctl reload printroute"
@@ -208,7 +242,15 @@ fn main() -> ExitCode {
                 match c.routing_table().route(ip) {
                     Some(r) => {
                         let t = &c.tenants[r.tenant as usize];
-                        println!("{ip}: tenant {} ({}) by range {}", t.id, t.name, r.range);
+                        match &t.node {
+                            Some(n) => println!(
+                                "{ip}: tenant {} ({}) by range {}, served by node {n}",
+                                t.id, t.name, r.range
+                            ),
+                            None => {
+                                println!("{ip}: tenant {} ({}) by range {}", t.id, t.name, r.range)
+                            }
+                        }
                     }
                     None => println!("{ip}: no tenant (connections from it are refused)"),
                 }
@@ -216,7 +258,34 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&e),
         },
-        Command::Serve { config, log_format } => serve(config, log_format),
+        Command::Serve {
+            config,
+            log_format,
+            node,
+        } => serve(config, log_format, node),
+        Command::Export(Export::Haproxy {
+            config,
+            out,
+            maxconn,
+        }) => match Config::load(&config) {
+            Ok(c) => match printroute::export::haproxy(&c, &out, maxconn) {
+                Ok(files) => {
+                    for f in files {
+                        println!("wrote {}", f.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    eprintln!("{}: {e}", config.display());
+                    ExitCode::from(EX_CONFIG as u8)
+                }
+                Err(e) => {
+                    eprintln!("cannot write {}: {e}", out.display());
+                    ExitCode::from(EX_OSERR)
+                }
+            },
+            Err(e) => config_error(&e),
+        },
         Command::Status { control } => admin(&control, Request::Status),
         Command::Tenants { control } => admin(&control, Request::Tenants),
         Command::Jobs {
@@ -327,7 +396,10 @@ const EX_UNAVAILABLE: u8 = 69;
 fn admin(control: &Control, req: Request) -> ExitCode {
     let socket = match &control.socket {
         Some(s) => s.clone(),
-        None => match Config::load(&control.config) {
+        None => match match &control.node {
+            Some(n) => Config::load_as(&control.config, Some(n)),
+            None => Config::load(&control.config),
+        } {
             Ok(c) => match c.global.control_socket {
                 Some(s) => s,
                 None => {
@@ -487,9 +559,9 @@ fn config_error(e: &printroute::config::ConfigError) -> ExitCode {
     ExitCode::from(EX_CONFIG as u8)
 }
 
-fn serve(path: PathBuf, log_format: LogFormat) -> ExitCode {
+fn serve(path: PathBuf, log_format: LogFormat, node: Option<String>) -> ExitCode {
     init_logging(log_format);
-    let config = match Config::load(&path) {
+    let config = match Config::load_as(&path, node.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("config refused:\n{e}");

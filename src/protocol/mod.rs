@@ -3,6 +3,7 @@
 
 pub mod ipp;
 pub mod lpd;
+pub mod proxy;
 pub mod raw;
 pub mod sniff;
 

@@ -237,17 +237,7 @@ impl TestDaemon {
             self.child.is_none(),
             "stop the daemon before reading its store"
         );
-        let store = printroute::store::Store::open(&self.data_dir(), 8 << 20).unwrap();
-        let ids = store.registered_tenants().unwrap();
-        let stores = store.provision(&ids).unwrap();
-        let out = ids
-            .iter()
-            .zip(&stores)
-            .map(|(id, s)| (id.to_string(), s.jobs().unwrap()))
-            .collect();
-        store.close().unwrap();
-        drop(stores);
-        out
+        stored_jobs_at(&self.data_dir())
     }
 
     /// Documents in a tenant's spool folder. Emptied files kept for reuse
@@ -286,6 +276,21 @@ impl Drop for TestDaemon {
     }
 }
 
+/// Every job record per tenant in the store at `data_dir` (of a stopped daemon).
+pub fn stored_jobs_at(data_dir: &Path) -> HashMap<String, Vec<printroute::job::Job>> {
+    let store = printroute::store::Store::open(data_dir, 8 << 20).unwrap();
+    let ids = store.registered_tenants().unwrap();
+    let stores = store.provision(&ids).unwrap();
+    let out = ids
+        .iter()
+        .zip(&stores)
+        .map(|(id, s)| (id.to_string(), s.jobs().unwrap()))
+        .collect();
+    store.close().unwrap();
+    drop(stores);
+    out
+}
+
 /// A TCP connection from a chosen loopback source address (a tenant's address).
 pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     let from: IpAddr = from.parse().unwrap();
@@ -299,6 +304,31 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     let s: TcpStream = socket.into();
     s.set_read_timeout(Some(WAIT))?;
     Ok(s)
+}
+
+/// Submits one LPD job (receive job, control file, data file) from `from`
+/// and asserts that every step is acknowledged.
+pub fn lpd_submit(from: &str, to: SocketAddr, queue: &str, user: &str, name: &str, data: &[u8]) {
+    let mut s = connect_from(from, to).unwrap();
+    let mut ack = [0u8; 1];
+    s.write_all(format!("\x02{queue}\n").as_bytes()).unwrap();
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(ack[0], 0, "receive job on {queue} refused");
+    let cf = format!("Hclient\nP{user}\nJ{name}\nldfA001client\n");
+    for (code, fname, bytes) in [
+        (2u8, "cfA001client", cf.as_bytes()),
+        (3u8, "dfA001client", data),
+    ] {
+        s.write_all(&[code]).unwrap();
+        s.write_all(format!("{} {fname}\n", bytes.len()).as_bytes())
+            .unwrap();
+        s.read_exact(&mut ack).unwrap();
+        assert_eq!(ack[0], 0, "subcommand {code} refused");
+        s.write_all(bytes).unwrap();
+        s.write_all(&[0]).unwrap();
+        s.read_exact(&mut ack).unwrap();
+        assert_eq!(ack[0], 0, "file {fname} refused");
+    }
 }
 
 /// How a RAW send ended.
@@ -448,4 +478,59 @@ pub fn document_with(header: &str, tag: &str, size: usize) -> Vec<u8> {
         d.push(x as u8);
     }
     d
+}
+
+/// A real HAProxy (Debian's `haproxy`) in the foreground, stopped on drop.
+pub struct Haproxy {
+    child: Child,
+    /// Its log (stderr).
+    pub log: PathBuf,
+}
+
+impl Haproxy {
+    /// Checks `cfg` with `haproxy -c`, starts it, and waits until every
+    /// port in `frontends` (on 127.0.0.1) accepts connections.
+    pub fn start(cfg: &Path, frontends: &[u16]) -> Haproxy {
+        let haproxy = require("haproxy");
+        let check = Command::new(&haproxy)
+            .args(["-c", "-f"])
+            .arg(cfg)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "haproxy -c refused {}:\n{}{}",
+            cfg.display(),
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = cfg.with_extension("log");
+        let child = Command::new(&haproxy)
+            .args(["-db", "-f"])
+            .arg(cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let h = Haproxy { child, log };
+        for &p in frontends {
+            wait_until(&format!("haproxy listening on port {p}"), || {
+                TcpStream::connect(("127.0.0.1", p)).ok().map(|_| ())
+            });
+        }
+        h
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- haproxy log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
 }
