@@ -21,6 +21,7 @@ use printroute::protocol::lpd::parse::{
     MAX_FILE_NAME, MAX_LIST_ITEMS, PLACEHOLDER_LENGTH,
 };
 use printroute::protocol::lpd::session::read_line;
+use printroute::protocol::proxy::{self, Header, ProxyError};
 use printroute::protocol::sniff::{self, clean, SNIFF_LIMIT};
 use printroute::units::{parse_duration, parse_size};
 
@@ -35,6 +36,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("ipp_decode", ipp_decode),
     ("sniff", sniff),
     ("config", config),
+    ("proxy_header", proxy_header),
 ];
 
 /// A text field the parsers cleaned: non-empty, bounded, and already clean
@@ -49,27 +51,29 @@ fn assert_clean(what: &str, s: &str) {
     assert_eq!(clean(s), s, "{what} is not clean");
 }
 
-/// LPD command and subcommand lines as the session reads them: split by
-/// its line reader (at most [`MAX_COMMAND_LINE`] bytes a line), then each
-/// line through the daemon-command and the receive-job-subcommand parsers.
-pub fn lpd_command(data: &[u8]) {
-    let mut lines = Vec::new();
+/// Runs the async readers (on in-memory input) to completion.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
     thread_local! {
         static RT: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
             .expect("a current-thread runtime");
     }
-    RT.with(|rt| {
-        rt.block_on(async {
-            // A small buffer makes lines span several reads.
-            let mut r = tokio::io::BufReader::with_capacity(61, data);
-            while let Ok(Some(line)) =
-                read_line(&mut r, MAX_COMMAND_LINE, Duration::from_secs(5)).await
-            {
-                lines.push(line);
-            }
-        })
+    RT.with(|rt| rt.block_on(f))
+}
+
+/// LPD command and subcommand lines as the session reads them: split by
+/// its line reader (at most [`MAX_COMMAND_LINE`] bytes a line), then each
+/// line through the daemon-command and the receive-job-subcommand parsers.
+pub fn lpd_command(data: &[u8]) {
+    let mut lines = Vec::new();
+    block_on(async {
+        // A small buffer makes lines span several reads.
+        let mut r = tokio::io::BufReader::with_capacity(61, data);
+        while let Ok(Some(line)) = read_line(&mut r, MAX_COMMAND_LINE, Duration::from_secs(5)).await
+        {
+            lines.push(line);
+        }
     });
     let total: usize = lines.iter().map(|l| l.len() + 1).sum();
     assert!(total <= data.len(), "the reader returned more than it read");
@@ -407,4 +411,108 @@ fn check_device_uri(text: &str) {
         Ok(uri.clone()),
         "{text:?} printed as {uri}"
     );
+}
+
+/// The PROXY protocol v1/v2 header decoder and the reader the listeners
+/// use: a header is never longer than the input or its version's limit,
+/// decodes the same from its own bytes, and every prefix of it asks for
+/// more; errors stay errors whatever follows; the reader takes exactly the
+/// header's bytes; a proxied header written back as v1 and as v2 decodes
+/// to itself.
+pub fn proxy_header(data: &[u8]) {
+    let decoded = proxy::decode(data);
+    let mut rest = data;
+    let read = block_on(proxy::read_header(&mut rest));
+    match decoded {
+        Ok(Some((header, n))) => {
+            assert!(n >= 12 && n <= data.len(), "header of {n} bytes");
+            assert!(n <= proxy::V1_MAX_LEN.max(proxy::V2_MAX_LEN));
+            if !data.starts_with(&proxy::V2_SIGNATURE) {
+                assert!(n <= proxy::V1_MAX_LEN, "v1 header of {n} bytes");
+            }
+            assert_eq!(proxy::decode(&data[..n]), Ok(Some((header, n))));
+            for cut in 0..n {
+                assert_eq!(proxy::decode(&data[..cut]), Ok(None), "cut at {cut}");
+            }
+            assert_eq!(read, Ok(header));
+            assert_eq!(rest.len(), data.len() - n, "the reader took payload bytes");
+            if let Header::Proxied {
+                source,
+                destination,
+            } = header
+            {
+                assert_eq!(source.is_ipv4(), destination.is_ipv4());
+                for again in [write_v1(source, destination), write_v2(source, destination)] {
+                    assert_eq!(
+                        proxy::decode(&again),
+                        Ok(Some((header, again.len()))),
+                        "{again:?}"
+                    );
+                }
+            }
+        }
+        Ok(None) => {
+            assert!(
+                data.len() < proxy::V2_MAX_LEN,
+                "{} bytes and still incomplete",
+                data.len()
+            );
+            assert!(matches!(read, Err(ProxyError::Io(_))), "{read:?}");
+        }
+        Err(e) => {
+            let mut longer = data.to_vec();
+            longer.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(
+                proxy::decode(&longer),
+                Err(e),
+                "more bytes changed an error"
+            );
+            assert!(
+                read.is_err(),
+                "the reader took a header decode refuses: {read:?}"
+            );
+        }
+    }
+}
+
+fn write_v1(source: std::net::SocketAddr, destination: std::net::SocketAddr) -> Vec<u8> {
+    let family = if source.is_ipv4() { "TCP4" } else { "TCP6" };
+    format!(
+        "PROXY {family} {} {} {} {}\r\n",
+        source.ip(),
+        destination.ip(),
+        source.port(),
+        destination.port()
+    )
+    .into_bytes()
+}
+
+fn write_v2(source: std::net::SocketAddr, destination: std::net::SocketAddr) -> Vec<u8> {
+    let mut body = Vec::new();
+    let family = match (source.ip(), destination.ip()) {
+        (std::net::IpAddr::V4(s), std::net::IpAddr::V4(d)) => {
+            body.extend_from_slice(&s.octets());
+            body.extend_from_slice(&d.octets());
+            0x11
+        }
+        (s, d) => {
+            body.extend_from_slice(&to_v6(s).octets());
+            body.extend_from_slice(&to_v6(d).octets());
+            0x21
+        }
+    };
+    body.extend_from_slice(&source.port().to_be_bytes());
+    body.extend_from_slice(&destination.port().to_be_bytes());
+    let mut out = proxy::V2_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x21, family]);
+    out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn to_v6(ip: std::net::IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        std::net::IpAddr::V4(a) => a.to_ipv6_mapped(),
+        std::net::IpAddr::V6(a) => a,
+    }
 }
