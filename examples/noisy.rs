@@ -46,6 +46,8 @@ const SETTLE: Duration = Duration::from_secs(3);
 
 struct Args {
     raw: SocketAddr,
+    /// Where b sends (default: `raw`, the listener a floods).
+    b_raw: Option<SocketAddr>,
     lpd: SocketAddr,
     ipp: SocketAddr,
     a_source: IpAddr,
@@ -63,11 +65,14 @@ struct Args {
     big_count: u64,
     big_conns: u64,
     skip_alone: bool,
+    /// The daemon's pid, to report its CPU time per phase.
+    daemon_pid: Option<u32>,
 }
 
 fn parse_args() -> Args {
     let mut a = Args {
         raw: "127.0.0.1:19100".parse().unwrap(),
+        b_raw: None,
         lpd: "127.0.0.1:19515".parse().unwrap(),
         ipp: "127.0.0.1:19631".parse().unwrap(),
         a_source: "127.0.1.10".parse().unwrap(),
@@ -85,6 +90,7 @@ fn parse_args() -> Args {
         big_count: 6,
         big_conns: 2,
         skip_alone: false,
+        daemon_pid: None,
     };
     let size = |s: String| printroute::units::parse_size(&s).expect("a size, e.g. 4KiB");
     let mut it = std::env::args().skip(1);
@@ -92,6 +98,7 @@ fn parse_args() -> Args {
         let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--raw" => a.raw = val().parse().expect("--raw ADDR:PORT"),
+            "--b-raw" => a.b_raw = Some(val().parse().expect("--b-raw ADDR:PORT")),
             "--lpd" => a.lpd = val().parse().expect("--lpd ADDR:PORT"),
             "--ipp" => a.ipp = val().parse().expect("--ipp ADDR:PORT"),
             "--a-source" => a.a_source = val().parse().expect("--a-source IP"),
@@ -111,8 +118,9 @@ fn parse_args() -> Args {
             "--big-count" => a.big_count = val().parse().expect("--big-count N"),
             "--big-conns" => a.big_conns = val().parse().expect("--big-conns N"),
             "--skip-alone" => a.skip_alone = true,
+            "--daemon-pid" => a.daemon_pid = Some(val().parse().expect("--daemon-pid PID")),
             "--help" | "-h" => {
-                println!("noisy [--raw A] [--lpd A] [--ipp A] [--seconds T] [--b-rate R] [--b-size S] [--a-rate R] [--a-size S] [--a-conns N] [--slowloris N] [--trickle-ms MS] [--malformed-rate R] [--big S] [--big-count N] [--big-conns N] [--a-source IP] [--b-source IP] [--skip-alone]");
+                println!("noisy [--raw A] [--b-raw A] [--lpd A] [--ipp A] [--seconds T] [--b-rate R] [--b-size S] [--a-rate R] [--a-size S] [--a-conns N] [--slowloris N] [--trickle-ms MS] [--malformed-rate R] [--big S] [--big-count N] [--big-conns N] [--a-source IP] [--b-source IP] [--skip-alone] [--daemon-pid PID]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
@@ -155,6 +163,73 @@ async fn raw_job(from: IpAddr, to: SocketAddr, size: u64, buf: &[u8]) -> std::io
     Ok(())
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11..13).map_or(0.0, |v| {
+        v.iter().filter_map(|x| x.parse::<f64>().ok()).sum()
+    });
+    ticks / 100.0
+}
+
+/// Where the CPU went during a phase: the daemon, this generator, the machine.
+struct CpuMeter {
+    daemon: Option<String>,
+    start: Instant,
+    daemon_s: f64,
+    own_s: f64,
+    busy: (u64, u64),
+}
+
+/// Busy and total jiffies of the whole machine, from `/proc/stat`.
+fn machine_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+impl CpuMeter {
+    fn start(daemon: Option<u32>) -> CpuMeter {
+        let daemon = daemon.map(|p| p.to_string());
+        CpuMeter {
+            daemon_s: daemon.as_deref().map_or(0.0, cpu_seconds),
+            own_s: cpu_seconds("self"),
+            busy: machine_jiffies(),
+            start: Instant::now(),
+            daemon,
+        }
+    }
+
+    fn line(&self) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        let d = self.daemon.as_deref().map_or(0.0, cpu_seconds) - self.daemon_s;
+        let own = cpu_seconds("self") - self.own_s;
+        let (b, t) = machine_jiffies();
+        let machine = (b - self.busy.0) as f64 / ((t - self.busy.1).max(1)) as f64;
+        format!(
+            "CPU over {wall:.0} s: daemon {:.2} cores, load generator {:.2} cores, machine {:.0}% busy of {} cores",
+            d / wall,
+            own / wall,
+            machine * 100.0,
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
+    }
+}
+
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -191,7 +266,7 @@ async fn run_b(a: &Args, buf: Arc<Vec<u8>>) -> (Vec<Duration>, u64) {
         let due = start + Duration::from_secs_f64(i as f64 / a.b_rate);
         tokio::time::sleep_until(due.into()).await;
         let from = nth(a.b_source, (i % u64::from(B_SOURCES)) as u32);
-        let (to, size, buf) = (a.raw, a.b_size, buf.clone());
+        let (to, size, buf) = (a.b_raw.unwrap_or(a.raw), a.b_size, buf.clone());
         tasks.push(tokio::spawn(async move {
             match tokio::time::timeout(OP_TIMEOUT, raw_job(from, to, size, &buf)).await {
                 Ok(Ok(())) => Some(due.elapsed()),
@@ -373,8 +448,10 @@ async fn main() {
     let alone = if a.skip_alone {
         None
     } else {
+        let cpu = CpuMeter::start(a.daemon_pid);
         let (lat, failed) = run_b(&a, buf.clone()).await;
         report("alone", &lat, failed);
+        println!("  {}", cpu.line());
         tokio::time::sleep(SETTLE).await;
         Some(lat)
     };
@@ -422,8 +499,10 @@ async fn main() {
         cb.clone(),
     )));
     tokio::time::sleep(SETTLE).await;
+    let cpu = CpuMeter::start(a.daemon_pid);
     let (lat, failed) = run_b(&a, buf.clone()).await;
     report("under attack", &lat, failed);
+    println!("  {}", cpu.line());
     for t in attack {
         let _ = t.await;
     }

@@ -6,7 +6,9 @@
 #  2. the same b load while tenant a floods small jobs, holds slow senders,
 #     sends malformed LPD/IPP requests and big jobs (examples/noisy)
 # and b's p50/p99 time to acknowledgement in both, with the ratio.
-# The daemon runs with the default per-tenant limits. Loopback only; every
+# The daemon runs with the default per-tenant limits. B_OWN_PORT=1 sends b's
+# jobs to a RAW listener a does not use (to tell the shared port's accept
+# queue apart from the rest); NOISY_ARGS passes more flags to examples/noisy. Loopback only; every
 # load is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,10 @@ name = "raw"
 protocol = "raw"
 bind = ["127.0.0.1:19200"]
 [[listener]]
+name = "raw-b"                          # only b sends here, with B_OWN_PORT=1: a port of its own
+protocol = "raw"
+bind = ["127.0.0.1:19210"]
+[[listener]]
 name = "lpd"
 protocol = "lpd"
 bind = ["127.0.0.1:19515"]
@@ -50,7 +56,7 @@ input = [{ listener = "raw", workflow = "direct" }, { listener = "lpd", workflow
 ranges = ["127.0.2.0/24"]
 device.sink = { uri = "socket://127.0.2.250:19202" }
 workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
-input = [{ listener = "raw", workflow = "direct" }]
+input = [{ listener = "raw", workflow = "direct" }, { listener = "raw-b", workflow = "direct" }]
 TOML
 
 $load --sink 127.0.1.250:19201 >/dev/null &
@@ -77,7 +83,8 @@ echo "== tenant b alone, then b while tenant a sends at $A_RATE jobs/s and worse
 start_daemon
 $noisy --raw 127.0.0.1:19200 --lpd 127.0.0.1:19515 --ipp 127.0.0.1:19631 \
     --seconds "$SECONDS_PER_PHASE" --b-rate "$B_RATE" --a-rate "$A_RATE" \
-    --big "$BIG" --big-count "$BIG_COUNT" ${NOISY_ARGS:-}
+    --big "$BIG" --big-count "$BIG_COUNT" --daemon-pid "$daemon" \
+    ${B_OWN_PORT:+--b-raw 127.0.0.1:19210} ${NOISY_ARGS:-}
 echo "daemon peak RSS: $(awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$daemon/status)"
 echo "refusals logged: $(grep -c refused "$work/daemon.log" || true); panics: $(grep -c panicked "$work/daemon.log" || true)"
 stop_daemon
