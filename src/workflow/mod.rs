@@ -404,8 +404,14 @@ async fn forward_step(
                 continue 'pick;
             }
             if let Some(probe) = state.down_until() {
-                // Down: wait for its probe, unless another device of the pool is up.
-                if pool.iter().any(|p| p.2.down_until().is_none()) {
+                // Down: wait for its probe, unless another device of the pool
+                // is up. Not this one: its probe may have come due since it
+                // was found down, and re-picking would give up its turn, so
+                // a younger job could send first.
+                if pool
+                    .iter()
+                    .any(|p| !Arc::ptr_eq(&p.2, &state) && p.2.down_until().is_none())
+                {
                     continue 'pick;
                 }
                 tokio::select! {
