@@ -367,7 +367,7 @@ async fn slowloris(a: Arc<Args>, k: u32, until: Instant, c: Arc<Counts>) {
 
 /// Malformed LPD commands and IPP requests at `malformed_rate` per second.
 async fn malformed(a: Arc<Args>, until: Instant, c: Arc<Counts>) {
-    let every = Duration::from_secs_f64(1.0 / a.malformed_rate.max(0.001));
+    let every = Duration::from_secs_f64(1.0 / a.malformed_rate);
     let mut i: u32 = 0;
     while Instant::now() < until {
         i = i.wrapping_add(1);
@@ -491,7 +491,9 @@ async fn main() {
             cs.clone(),
         )));
     }
-    attack.push(tokio::spawn(malformed(a.clone(), until, cm.clone())));
+    if a.malformed_rate > 0.0 {
+        attack.push(tokio::spawn(malformed(a.clone(), until, cm.clone())));
+    }
     attack.push(tokio::spawn(big_jobs(
         a.clone(),
         buf.clone(),

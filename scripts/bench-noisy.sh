@@ -2,14 +2,16 @@
 # Noisy-neighbour figures, with tenant b alone as the baseline in the same run:
 #  0. what the daemon takes: RAW jobs of 4 KiB from 8 clients (examples/loadgen)
 #     -> tenant a's flood is set to 10x that (A_RATE overrides)
-#  1. tenant b alone: RAW 4 KiB jobs at B_RATE/s for SECONDS s, open loop
+#  1. tenant b alone: RAW 4 KiB jobs at B_RATE/s for SECONDS_PER_PHASE s, open loop
 #  2. the same b load while tenant a floods small jobs, holds slow senders,
 #     sends malformed LPD/IPP requests and big jobs (examples/noisy)
 # and b's p50/p99 time to acknowledgement in both, with the ratio.
-# The daemon runs with the default per-tenant limits. B_OWN_PORT=1 sends b's
-# jobs to a RAW listener a does not use (to tell the shared port's accept
-# queue apart from the rest); NOISY_ARGS passes more flags to examples/noisy. Loopback only; every
-# load is bounded in count and time.
+# Loopback only; every load is bounded in count and time.
+# The daemon runs with the default per-tenant limits; A_LIMITS overrides
+# tenant a's (e.g. A_LIMITS='max-receives = 4'). B_OWN_PORT=1 sends b's jobs
+# to a RAW listener a does not use, to tell the shared port's accept queue
+# apart from the rest. SECONDS_PER_PHASE, B_RATE, BIG, BIG_COUNT set the
+# loads; NOISY_ARGS passes more flags to examples/noisy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-30}
@@ -49,6 +51,7 @@ protocol = "ipp"
 bind = ["127.0.0.1:19631"]
 [tenant.a]
 ranges = ["127.0.1.0/24"]
+limits = { ${A_LIMITS:-} }
 device.sink = { uri = "socket://127.0.1.250:19201" }
 workflow.direct = { steps = [{ step = "forward", devices = ["sink"] }] }
 input = [{ listener = "raw", workflow = "direct" }, { listener = "lpd", workflow = "direct" }, { listener = "ipp", workflow = "direct" }]
