@@ -29,6 +29,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default sled page cache size (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
 
+/// Smallest `max-bytes-in-flight`: one read of a receive (the RAW read
+/// buffer), so that a receive that holds nothing can always take a read.
+pub const MIN_BYTES_IN_FLIGHT: u64 = 256 << 10;
+
 /// The protocol a shared listener speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -107,6 +111,8 @@ struct RawLimits {
     max_job_size: Option<SizeText>,
     spool_quota: Option<SizeText>,
     max_connections: Option<u32>,
+    max_receives: Option<u32>,
+    max_bytes_in_flight: Option<SizeText>,
     idle_timeout: Option<String>,
     delivery_timeout: Option<String>,
     retention: Option<String>,
@@ -244,6 +250,18 @@ pub struct Limits {
     pub spool_quota: u64,
     /// Concurrent connections per tenant.
     pub max_connections: u32,
+    /// Jobs a tenant may be receiving at once, over all listeners
+    /// (`max-receives`). One more waits up to
+    /// [`crate::snapshot::RECEIVE_SLOT_WAIT`] for a free slot, then gets its
+    /// protocol's busy answer (RAW reset, LPD negative acknowledgement, IPP
+    /// `server-error-busy`).
+    pub max_receives: u32,
+    /// Bytes of a tenant's documents received but not yet durable
+    /// (`max-bytes-in-flight`): backpressure, not refusal. A receive that
+    /// would pass it stops reading its socket and syncs what it holds
+    /// before it reads on, so one tenant's unsynced data, which every
+    /// commit of every tenant may have to wait for, stays bounded.
+    pub max_bytes_in_flight: u64,
     /// A peer silent this long is dropped.
     pub idle_timeout: Duration,
     /// A job no device took by then is aborted (or held, with `fallback = "hold"`).
@@ -262,6 +280,8 @@ impl Default for Limits {
             max_job_size: 2 << 30,
             spool_quota: 50 << 30,
             max_connections: 256,
+            max_receives: 64,
+            max_bytes_in_flight: 64 << 20,
             idle_timeout: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86400),
@@ -888,6 +908,13 @@ impl Validator {
                 .size(&format!("{key}.spool-quota"), l.spool_quota.as_ref())
                 .unwrap_or(base.spool_quota),
             max_connections: l.max_connections.unwrap_or(base.max_connections),
+            max_receives: l.max_receives.unwrap_or(base.max_receives),
+            max_bytes_in_flight: self
+                .size(
+                    &format!("{key}.max-bytes-in-flight"),
+                    l.max_bytes_in_flight.as_ref(),
+                )
+                .unwrap_or(base.max_bytes_in_flight),
             idle_timeout: self
                 .duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref())
                 .unwrap_or(base.idle_timeout),
@@ -909,6 +936,15 @@ impl Validator {
         };
         if out.max_connections == 0 {
             self.err(format!("{key}.max-connections"), "must be at least 1");
+        }
+        if out.max_receives == 0 {
+            self.err(format!("{key}.max-receives"), "must be at least 1");
+        }
+        if out.max_bytes_in_flight < MIN_BYTES_IN_FLIGHT {
+            self.err(
+                format!("{key}.max-bytes-in-flight"),
+                format!("must be at least {} KiB", MIN_BYTES_IN_FLIGHT >> 10),
+            );
         }
         if out.idle_timeout.is_zero() {
             self.err(format!("{key}.idle-timeout"), "must be longer than 0s");
@@ -1440,6 +1476,52 @@ mod tests {
         assert!(!l.trusts("10.9.0.2".parse().unwrap()));
         let err = Config::load_as(Path::new("/nonexistent/t.toml"), None);
         assert!(err.is_err());
+    }
+
+    #[test]
+    fn receive_limits_have_defaults_overrides_and_floors() {
+        let c = Config::parse(
+            Path::new("/etc/printroute/t.toml"),
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            limits = { max-receives = 8 }
+            [tenant.a]
+            ranges = ["10.1.0.0/16"]
+            limits = { max-bytes-in-flight = "16 MiB" }
+            [tenant.b]
+            ranges = ["10.2.0.0/16"]
+            "#,
+        )
+        .unwrap();
+        let a = c.tenant(&TenantId::parse("a").unwrap()).unwrap();
+        let b = c.tenant(&TenantId::parse("b").unwrap()).unwrap();
+        assert_eq!(
+            (a.limits.max_receives, a.limits.max_bytes_in_flight),
+            (8, 16 << 20)
+        );
+        assert_eq!(
+            b.limits.max_bytes_in_flight,
+            Limits::default().max_bytes_in_flight
+        );
+        let p = problems(
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            [tenant.a]
+            ranges = ["10.1.0.0/16"]
+            limits = { max-receives = 0, max-bytes-in-flight = "4 KiB" }
+            "#,
+        );
+        assert!(
+            p.iter().any(|p| p.key == "tenant.a.limits.max-receives"),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.key == "tenant.a.limits.max-bytes-in-flight"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -6,18 +6,32 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::Notify;
 
 use crate::config::{Config, Input, Tenant};
 use crate::ids::{ListenerName, TenantId};
 use crate::routing::{Route, RoutingTable};
-use crate::store::TenantStore;
+use crate::store::{InFlight, SpoolWriter, StoreError, TenantStore};
+
+/// How long a receive waits for a free slot when its tenant is at
+/// `max-receives`, before it gets its protocol's busy answer. Long enough
+/// to smooth a burst of small jobs (each takes milliseconds), short enough
+/// that a tenant whose slots slow senders hold hears "busy" soon.
+pub const RECEIVE_SLOT_WAIT: Duration = Duration::from_secs(2);
 
 /// Per-tenant counters that live across reloads.
 #[derive(Default, Debug)]
 pub struct TenantRuntime {
     /// Open connections of the tenant, over all listeners.
     pub connections: AtomicU32,
+    /// Jobs of the tenant being received now (up to `max-receives`).
+    pub receives: AtomicU32,
+    /// Wakes a receive waiting for a slot when one is freed.
+    receive_freed: Notify,
+    /// The tenant's document bytes received and not yet durable (up to `max-bytes-in-flight`).
+    pub in_flight: Arc<InFlight>,
 }
 
 /// Config, routing table and each tenant's store and runtime.
@@ -125,6 +139,59 @@ impl Routed {
             })
             .ok()
             .map(|_| ConnectionSlot(rt))
+    }
+}
+
+/// Receive admission: `max-receives` and `max-bytes-in-flight`.
+impl Routed {
+    /// Takes a receive slot of the tenant: at once when one is free, else
+    /// the first one freed within [`RECEIVE_SLOT_WAIT`]. `None`: the tenant
+    /// is busy; the protocol gives its busy answer. Hold the slot until
+    /// the job is committed (or given up).
+    pub async fn receive_slot(&self) -> Option<ReceiveSlot> {
+        let rt = self.runtime().clone();
+        let deadline = tokio::time::Instant::now() + RECEIVE_SLOT_WAIT;
+        loop {
+            // Registered before the attempt, so a slot freed in between still wakes us.
+            let freed = rt.receive_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let max = self.tenant().limits.max_receives;
+            if rt
+                .receives
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .is_ok()
+            {
+                return Some(ReceiveSlot(rt.clone()));
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Starts receiving a document into the tenant's spool, within its
+    /// `max-job-size`, `spool-quota` and `max-bytes-in-flight`.
+    pub async fn spool_writer(&self) -> Result<SpoolWriter, StoreError> {
+        let limits = &self.tenant().limits;
+        let mut w = self
+            .store()
+            .spool_writer(limits.max_job_size, limits.spool_quota)
+            .await?;
+        w.limit_in_flight(self.runtime().in_flight.clone(), limits.max_bytes_in_flight);
+        Ok(w)
+    }
+}
+
+/// A held receive slot of a tenant; released (and a waiting receive woken) on drop.
+pub struct ReceiveSlot(Arc<TenantRuntime>);
+
+impl Drop for ReceiveSlot {
+    fn drop(&mut self) {
+        self.0.receives.fetch_sub(1, Ordering::AcqRel);
+        self.0.receive_freed.notify_one();
     }
 }
 

@@ -59,6 +59,13 @@ pub const MAX_FREE_SPOOL_FILES: usize = 256;
 /// Buffer of a spool file's writer; one per connection receiving a document.
 const SPOOL_WRITE_BUFFER: usize = 256 << 10;
 
+/// Most record removals one prune hands to one commit group.
+const PRUNE_BATCH: usize = 1024;
+
+/// An abandoned partial document at least this large is deleted in the
+/// blocking pool rather than on the runtime thread that dropped it.
+const UNLINK_IN_BACKGROUND_BYTES: u64 = 1 << 20;
+
 /// Key layout: every key of every tree is built here.
 pub mod keys {
     use crate::ids::{JobId, TenantId};
@@ -666,6 +673,8 @@ impl TenantStore {
             committed: false,
             started: std::time::Instant::now(),
             unchecked: 0,
+            in_flight: None,
+            held: 0,
         })
     }
 
@@ -721,8 +730,12 @@ impl TenantStore {
             }
         }
         let n = ops.len();
-        if n > 0 {
+        // In groups of bounded size: the commits of every tenant that share
+        // a group with a prune wait for all of its removals.
+        while !ops.is_empty() {
+            let rest = ops.split_off(ops.len().min(PRUNE_BATCH));
             self.committer.commit(ops, false, None).await?;
+            ops = rest;
         }
         Ok(n)
     }
@@ -793,6 +806,25 @@ pub struct SpoolWriter {
     started: std::time::Instant,
     /// Bytes written since the last free-space check.
     unchecked: u64,
+    /// The tenant's count of unsynced bytes and its limit, when limited.
+    in_flight: Option<(Arc<InFlight>, u64)>,
+    /// Bytes of this writer in that count: written, not yet synced.
+    held: u64,
+}
+
+/// A tenant's bytes of documents received into the spool but not yet
+/// durable (neither synced nor committed), summed over its receives; see
+/// [`SpoolWriter::limit_in_flight`].
+#[derive(Default, Debug)]
+pub struct InFlight {
+    bytes: AtomicU64,
+}
+
+impl InFlight {
+    /// Bytes received and not yet durable, now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl SpoolWriter {
@@ -818,6 +850,16 @@ impl SpoolWriter {
             crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
             return Err(StoreError::DiskFull);
         }
+        if let Some((budget, max)) = self.in_flight.clone() {
+            // Backpressure: past the tenant's limit, make what this writer
+            // holds durable before reading on. A writer that holds nothing
+            // always proceeds, so receives never wait on each other.
+            if self.held > 0 && budget.bytes() + n > max {
+                self.sync_held().await?;
+            }
+            budget.bytes.fetch_add(n, Ordering::Relaxed);
+            self.held += n;
+        }
         self.hasher.update(buf);
         match self
             .file
@@ -838,17 +880,62 @@ impl SpoolWriter {
     pub fn size(&self) -> u64 {
         self.size
     }
+
+    /// Counts this writer's bytes in `budget` until they are durable, and
+    /// keeps the budget at most `max` bytes (plus one write per writer): a
+    /// write that would pass it first syncs (`fdatasync`) what this writer
+    /// holds, so the bytes leave the count. The sync is the backpressure:
+    /// the receive reads no more from its socket meanwhile. It bounds the
+    /// unsynced data one tenant leaves in the page cache, which the commits
+    /// of every tenant (a journal commit, a `syncfs`) may have to write first.
+    pub fn limit_in_flight(&mut self, budget: Arc<InFlight>, max: u64) {
+        self.release_held();
+        self.in_flight = Some((budget, max));
+    }
+
+    /// Flushes and syncs the bytes written so far; they leave the tenant's in-flight count.
+    async fn sync_held(&mut self) -> Result<(), StoreError> {
+        let file = self.file.as_mut().expect("writer not yet finished");
+        file.flush().await?;
+        match file.get_mut().sync_data().await {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
+                return Err(StoreError::DiskFull);
+            }
+            r => r?,
+        }
+        self.release_held();
+        Ok(())
+    }
+
+    fn release_held(&mut self) {
+        if let Some((budget, _)) = &self.in_flight {
+            budget.bytes.fetch_sub(self.held, Ordering::Relaxed);
+        }
+        self.held = 0;
+    }
 }
 
 impl Drop for SpoolWriter {
     fn drop(&mut self) {
+        self.release_held();
         if !self.committed {
             self.tenant
                 .spool_bytes
                 .fetch_sub(self.size, Ordering::Relaxed);
             // Deleted, not recycled: a write of this file may still be in
             // flight in the blocking pool and must not land in a reused file.
-            let _ = std::fs::remove_file(&self.path);
+            // Unlinking a big file frees many blocks and can take a while:
+            // not on a runtime thread that other tenants' connections share.
+            let path = std::mem::take(&mut self.path);
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) if self.size >= UNLINK_IN_BACKGROUND_BYTES => {
+                    rt.spawn_blocking(move || std::fs::remove_file(path));
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
     }
 }
@@ -1127,6 +1214,48 @@ mod tests {
         assert_eq!(t.spool_bytes(), 10);
         t.remove_document(&job);
         assert_eq!(t.spool_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn unsynced_bytes_stay_within_the_in_flight_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let t = store
+            .provision(&[TenantId::parse("a").unwrap()])
+            .unwrap()
+            .remove(0);
+        let budget = Arc::new(InFlight::default());
+        let max = 1 << 20;
+        let chunk = vec![7u8; 64 << 10];
+        let mut writers = Vec::new();
+        for _ in 0..3 {
+            let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+            w.limit_in_flight(budget.clone(), max);
+            writers.push(w);
+        }
+        for round in 0..40 {
+            for w in &mut writers {
+                w.write(&chunk).await.unwrap();
+                // At most the limit, plus one write of each writer that held nothing.
+                assert!(
+                    budget.bytes() <= max + 3 * chunk.len() as u64,
+                    "round {round}"
+                );
+            }
+        }
+        let first = writers.remove(0);
+        assert_eq!(first.size(), 40 * chunk.len() as u64);
+        let job = t.commit_new(first, new_job("a")).await.unwrap();
+        assert_eq!(
+            std::fs::read(t.spool_path(job.id)).unwrap().len() as u64,
+            job.size
+        );
+        drop(writers);
+        assert_eq!(
+            budget.bytes(),
+            0,
+            "committed and dropped writers hold nothing"
+        );
     }
 
     #[tokio::test]

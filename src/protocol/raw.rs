@@ -44,16 +44,9 @@ pub async fn serve(conn: Connection) {
     };
     let limits = &tenant.limits;
     let store = routed.store();
-    let mut writer = match store
-        .spool_writer(limits.max_job_size, limits.spool_quota)
-        .await
-    {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot open spool file");
-            return reset(stream);
-        }
-    };
+    // The receive slot and the spool file are taken with the first bytes:
+    // a connection that sends nothing (a probe) is not a job being received.
+    let mut receiving = None;
     let mut head: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
@@ -71,6 +64,21 @@ pub async fn serve(conn: Connection) {
         if n == 0 {
             break;
         }
+        if receiving.is_none() {
+            // At max-receives after a bounded wait: a reset is RAW's "busy".
+            let Some(slot) = routed.receive_slot().await else {
+                shared.refused(&listener, peer, "tenant at max-receives");
+                return reset(stream);
+            };
+            match routed.spool_writer().await {
+                Ok(w) => receiving = Some((slot, w)),
+                Err(e) => {
+                    tracing::error!(tenant = %tenant.id, %peer, error = %e, "cannot open spool file");
+                    return reset(stream);
+                }
+            }
+        }
+        let (_, writer) = receiving.as_mut().expect("receive just started");
         if head.len() < SNIFF_LIMIT {
             let take = n.min(SNIFF_LIMIT - head.len());
             head.extend_from_slice(&buf[..take]);
@@ -90,13 +98,13 @@ pub async fn serve(conn: Connection) {
             return reset(stream);
         }
     }
-    if writer.size() == 0 {
+    let Some((_receive_slot, writer)) = receiving else {
         // A connection that sends nothing (a health check, a port probe) is not a job.
         tracing::debug!(tenant = %tenant.id, %peer, "RAW connection closed without data; no job");
         let _ = socket2::SockRef::from(&stream).set_linger(None);
         let _ = stream.shutdown().await;
         return;
-    }
+    };
     let s = sniff(&head);
     let new = NewJob {
         listener: listener.clone(),

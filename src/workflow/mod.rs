@@ -128,13 +128,33 @@ impl Dispatcher {
         });
     }
 
-    /// Resumes every unfinished job of a tenant (at start, or when a tenant returns to the config).
+    /// Resumes every unfinished job of a tenant (at start, or when a tenant
+    /// returns to the config). A backlog larger than [`RESUME_BATCH`] is
+    /// taken up by a task, a batch at a time, yielding between batches: a
+    /// tenant with a large queue does not hold up new jobs of the others
+    /// while its jobs are started.
     pub fn resume(&self, store: &Arc<TenantStore>) -> Result<usize, crate::store::StoreError> {
         let ids = store.active_jobs()?;
-        for id in &ids {
-            self.submit(store.clone(), *id);
+        let n = ids.len();
+        if n <= RESUME_BATCH {
+            for id in ids {
+                self.submit(store.clone(), id);
+            }
+            return Ok(n);
         }
-        Ok(ids.len())
+        let (this, store) = (self.clone(), store.clone());
+        self.inner.tasks.spawn(async move {
+            for batch in ids.chunks(RESUME_BATCH) {
+                if this.inner.cancel.is_cancelled() {
+                    return;
+                }
+                for id in batch {
+                    this.submit(store.clone(), *id);
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        Ok(n)
     }
 
     /// Releases a held job to its workflow's devices; false when it is not held.
@@ -193,6 +213,9 @@ impl Dispatcher {
 
 /// How often `cancel` looks whether a job's task has stopped.
 const CANCEL_POLL: Duration = Duration::from_millis(5);
+
+/// Jobs a resume starts before it lets other tasks run.
+pub const RESUME_BATCH: usize = 64;
 
 async fn run_job(
     inner: &Inner,
@@ -301,9 +324,17 @@ async fn run_job(
     }
 }
 
-async fn finish(store: &TenantStore, job: &Job) -> Result<(), crate::store::StoreError> {
+async fn finish(store: &Arc<TenantStore>, job: &Job) -> Result<(), crate::store::StoreError> {
     store.save(job).await?;
-    store.remove_document(job);
+    // Emptying a big spool file takes a while: in the blocking pool, not
+    // on a runtime thread that every tenant's connections share.
+    let (s, j) = (store.clone(), job.clone());
+    if tokio::task::spawn_blocking(move || s.remove_document(&j))
+        .await
+        .is_err()
+    {
+        tracing::warn!(tenant = %job.tenant, job = %job.id, "removing the spool file failed");
+    }
     crate::metrics::get().job(job.tenant.as_str(), job.state.as_str());
     tracing::info!(tenant = %job.tenant, job = %job.id, state = job.state.as_str(), "job finished");
     Ok(())
@@ -373,8 +404,14 @@ async fn forward_step(
                 continue 'pick;
             }
             if let Some(probe) = state.down_until() {
-                // Down: wait for its probe, unless another device of the pool is up.
-                if pool.iter().any(|p| p.2.down_until().is_none()) {
+                // Down: wait for its probe, unless another device of the pool
+                // is up. Not this one: its probe may have come due since it
+                // was found down, and re-picking would give up its turn, so
+                // a younger job could send first.
+                if pool
+                    .iter()
+                    .any(|p| !Arc::ptr_eq(&p.2, &state) && p.2.down_until().is_none())
+                {
                     continue 'pick;
                 }
                 tokio::select! {

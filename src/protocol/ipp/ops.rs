@@ -16,7 +16,7 @@ use super::{Access, ConnCtx, Document, Reply};
 use crate::ids::{JobId, TenantId};
 use crate::job::{now_ms, Job, JobState, NewJob};
 use crate::protocol::sniff::{sniff, SNIFF_LIMIT};
-use crate::snapshot::Routed;
+use crate::snapshot::{ReceiveSlot, Routed};
 use crate::store::{SpoolWriter, StoreError, TenantStore};
 
 /// IPP status codes (RFC 8011 Appendix B).
@@ -385,8 +385,14 @@ pub(crate) async fn handle(
         op::CANCEL_JOB => cancel_job(&req, &mut resp).await,
         op::CANCEL_MY_JOBS => cancel_my_jobs(&req, &mut resp).await,
         op::GET_JOB_ATTRIBUTES => get_job_attributes(&req, &mut resp),
-        op::GET_JOBS => get_jobs(&req, &mut resp),
-        op::GET_PRINTER_ATTRIBUTES => get_printer_attributes(&req, &mut resp),
+        // These read every record of the tenant's queue: with a large
+        // backlog that is long blocking work, kept off the runtime threads
+        // that every tenant's connections share (the daemon's runtime is
+        // multi-threaded, which `block_in_place` needs).
+        op::GET_JOBS => tokio::task::block_in_place(|| get_jobs(&req, &mut resp)),
+        op::GET_PRINTER_ATTRIBUTES => {
+            tokio::task::block_in_place(|| get_printer_attributes(&req, &mut resp))
+        }
         op::HOLD_JOB => hold_job(&req, &mut resp),
         op::RELEASE_JOB => release_job(&req, &mut resp),
         _ => Err((status::OPERATION_NOT_SUPPORTED, "operation not supported")),
@@ -633,10 +639,9 @@ async fn receive(
     req: &Req<'_>,
     doc: &mut Document,
 ) -> Result<(SpoolWriter, Vec<u8>), (u16, &'static str)> {
-    let limits = &req.routed.tenant().limits;
     let mut writer = req
-        .store()
-        .spool_writer(limits.max_job_size, limits.spool_quota)
+        .routed
+        .spool_writer()
         .await
         .map_err(|e| store_error(req, &e))?;
     let mut head = Vec::new();
@@ -708,8 +713,26 @@ async fn commit(
     Ok(job)
 }
 
+/// A receive slot of the tenant (held until the job is committed), or
+/// `server-error-busy` (RFC 8011 13.1.5.8) when it is at `max-receives`.
+async fn receive_slot(req: &Req<'_>) -> Result<ReceiveSlot, (u16, &'static str)> {
+    match req.routed.receive_slot().await {
+        Some(slot) => Ok(slot),
+        None => {
+            req.ctx
+                .shared
+                .refused(&req.ctx.listener, req.ctx.peer, "tenant at max-receives");
+            Err((
+                status::BUSY,
+                "too many jobs being received; try again later",
+            ))
+        }
+    }
+}
+
 async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResult {
     let (format, hold) = validate_job(req, resp)?;
+    let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
     if writer.size() == 0 {
         return Err((status::BAD_REQUEST, "Print-Job without document data"));
@@ -756,6 +779,7 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
         Some(Value::Boolean(b)) => *b,
         _ => return Err((status::BAD_REQUEST, "missing last-document")),
     };
+    let _receive_slot = receive_slot(req).await?;
     let key = (req.tenant_id().clone(), id);
     let Some(mut job) = open_jobs().remove(&key) else {
         return Err(match req.store().job(id) {

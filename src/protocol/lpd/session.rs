@@ -272,6 +272,13 @@ pub async fn serve(conn: Connection) {
             close(io).await;
         }
         Command::ReceiveJob { queue } => {
+            // RFC 1179 5.2: the command is acknowledged (or not) before any
+            // file; a tenant at max-receives (after a bounded wait) hears a
+            // negative acknowledgement, LPD's "try again later".
+            let Some(_receive_slot) = routed.receive_slot().await else {
+                shared.refused(&listener, peer, "tenant at max-receives");
+                return refuse(io, line.first().copied().unwrap_or(0)).await;
+            };
             let session = Session {
                 peer,
                 listener,
@@ -284,7 +291,10 @@ pub async fn serve(conn: Connection) {
             session.receive(io).await;
         }
         Command::QueueState { queue, long, list } => {
-            let text = queue_state(&routed, &listener, &queue, long, &list);
+            // Reads every queued record: off the runtime threads (see queue_jobs).
+            let text = tokio::task::block_in_place(|| {
+                queue_state(&routed, &listener, &queue, long, &list)
+            });
             let _ = write_all(&mut io, text.as_bytes(), idle).await;
             close(io).await;
         }
@@ -505,12 +515,11 @@ impl Session {
                 if matches!(length, Length::Exact(n) if n > limits.max_job_size) {
                     return Err(Stop::Refuse("data file exceeds max-job-size"));
                 }
-                let store = self.routed.store();
                 if job.takes_directly(name) {
                     if job.document.is_none() {
                         job.document = Some(
-                            store
-                                .spool_writer(limits.max_job_size, limits.spool_quota)
+                            self.routed
+                                .spool_writer()
                                 .await
                                 .map_err(|e| self.store_stop(e))?,
                         );
@@ -526,8 +535,9 @@ impl Session {
                     }
                     job.direct += 1;
                 } else {
-                    let mut writer = store
-                        .spool_writer(limits.max_job_size, limits.spool_quota)
+                    let mut writer = self
+                        .routed
+                        .spool_writer()
                         .await
                         .map_err(|e| self.store_stop(e))?;
                     self.ack(io).await?;
@@ -592,7 +602,6 @@ impl Session {
     /// Assembles the job's document and commits it durably.
     async fn commit(&self, job: Pending) -> Result<(), Stop> {
         let tenant = self.routed.tenant();
-        let limits = &tenant.limits;
         let store = self.routed.store();
         let Pending {
             control,
@@ -609,8 +618,9 @@ impl Session {
         }
         let mut document = match document {
             Some(d) => d,
-            None => store
-                .spool_writer(limits.max_job_size, limits.spool_quota)
+            None => self
+                .routed
+                .spool_writer()
                 .await
                 .map_err(|e| self.store_stop(e))?,
         };
@@ -683,7 +693,9 @@ async fn append_file(path: &std::path::Path, out: &mut SpoolWriter) -> Result<()
     }
 }
 
-/// The tenant's unfinished jobs that arrived on this listener and queue, oldest first.
+/// The tenant's unfinished jobs that arrived on this listener and queue,
+/// oldest first. Reads every unfinished record of the tenant: call it
+/// inside `block_in_place`, a large queue makes it long blocking work.
 fn queue_jobs(routed: &Routed, listener: &ListenerName, queue: &str) -> Vec<Job> {
     let store = routed.store();
     let Ok(ids) = store.active_jobs() else {
@@ -810,7 +822,7 @@ async fn remove_jobs(
 ) -> String {
     let tenant = routed.tenant();
     let admin = tenant.admins.unix_users.iter().any(|u| u == agent);
-    let mayremove: Vec<Job> = queue_jobs(routed, listener, queue)
+    let mayremove: Vec<Job> = tokio::task::block_in_place(|| queue_jobs(routed, listener, queue))
         .into_iter()
         .filter(|j| admin || j.user == agent)
         .collect();
