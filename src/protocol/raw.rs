@@ -44,6 +44,19 @@ pub async fn serve(conn: Connection) {
     };
     let limits = &tenant.limits;
     let store = routed.store();
+    // A connection costs no read buffer and no spool file until its first
+    // byte: print servers hold connections open long before they send.
+    match tokio::time::timeout(limits.idle_timeout, stream.readable()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW receive broke off; nothing kept");
+            return reset(stream);
+        }
+        Err(_) => {
+            tracing::info!(tenant = %tenant.id, %peer, timeout = ?limits.idle_timeout, "RAW peer idle; nothing kept");
+            return reset(stream);
+        }
+    }
     let mut writer = match store
         .spool_writer(limits.max_job_size, limits.spool_quota)
         .await
