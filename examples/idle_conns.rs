@@ -4,10 +4,11 @@
 //! ```text
 //! idle_conns pid=PID raw=ADDR [lpd=ADDR] [ipp=ADDR] [count=10000] [net=127.0.1]
 //!            [sources=200] [other=127.0.2.7] [capped=127.0.3.7 capped-max=50]
-//!            [hold=5] [max-seconds=300]
+//!            [hold=5] [max-seconds=300] [spread=raw,lpd,ipp]
 //! ```
 //!
 //! Opens `count` connections spread round-robin over the given listeners
+//! (those of them named in `spread`)
 //! and over the source addresses `net.1` .. `net.sources` (one tenant's
 //! range; each socket is bound before connecting), sends nothing on them,
 //! and holds them. Meanwhile it checks that a RAW job from `other` (another
@@ -92,8 +93,10 @@ fn main() {
     let get = |k: &str| args.get(k).map(String::as_str);
     let num = |k: &str, d: u64| get(k).map_or(d, |v| v.parse().expect("a number"));
     let pid: u32 = get("pid").expect("pid=PID of the daemon").parse().unwrap();
+    let spread = get("spread").unwrap_or("raw,lpd,ipp");
     let listeners: Vec<(&str, SocketAddr)> = ["raw", "lpd", "ipp"]
         .into_iter()
+        .filter(|k| spread.split(',').any(|s| s == *k))
         .filter_map(|k| get(k).map(|a| (k, a.parse().expect("address:port"))))
         .collect();
     let raw: SocketAddr = get("raw").expect("raw=ADDR").parse().unwrap();

@@ -2,11 +2,14 @@
 # Scale figures: a config of TENANTS tenants and RANGES ranges (examples/gen_tenants.rs,
 # plus tenant `lo` owning 127.0.0.0/8): `check` time, start-up time to READY
 # (first start on an empty data dir; second start on the store the first
-# left), RELOADS reloads of the unchanged file, each timed from SIGHUP to the
-# "config reloaded" log line, RSS and peak RSS, store size. Across the
+# left), RELOADS reloads, each after one more tenant is appended to the file,
+# timed from SIGHUP to the "config reloaded" log line (and as the daemon logs
+# it), RSS and peak RSS, store size. The daemon runs with the unit's
+# MALLOC_ARENA_MAX=2 (systemd/printroute.service). Across the
 # reloads, examples/conn_probe.rs connects from tenant `lo`'s 127.0.0.7 again
 # and again (bounded: PROBE_MAX connections, PROBE_SECONDS seconds) and
 # reports refused or reset connections, which must be 0.
+# Run: CARGO_TARGET_DIR=... [TENANTS=..] [RANGES=..] [RELOADS=..] scripts/bench-scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TENANTS=${TENANTS:-10000}
@@ -15,10 +18,11 @@ RELOADS=${RELOADS:-3}
 PROBE_MAX=${PROBE_MAX:-100000}
 PROBE_SECONDS=${PROBE_SECONDS:-60}
 target=${CARGO_TARGET_DIR:-target}
+export MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2}
 work=$(mktemp -d /var/tmp/printroute-scale.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 cargo build --release --quiet --bins --examples
-bin=$target/release/printroute
+bin=${PRINTROUTE_BIN:-$target/release/printroute} # another build to compare with
 "$target/release/examples/gen_tenants" "$TENANTS" "$RANGES" "$work/data" --loopback > "$work/big.toml"
 echo "config: $(du -h "$work/big.toml" | cut -f1), $TENANTS tenants (+ lo), $RANGES ranges"
 for i in 1 2 3; do
@@ -44,6 +48,7 @@ raw=$(awk '$1 == "listening" && $2 == "raw" {print $4; exit}' "$work/out")
 probe=$!
 sleep 1
 for r in $(seq "$RELOADS"); do
+    printf '[tenant.added%d]\nranges = ["192.168.%d.0/24"]\n' "$r" "$r" >> "$work/big.toml"
     before=$(grep -c 'config reloaded' "$work/log" || true)
     t0=$(date +%s.%N)
     kill -HUP $daemon
@@ -51,7 +56,9 @@ for r in $(seq "$RELOADS"); do
         [ "$(grep -c 'config reloaded' "$work/log" || true)" -gt "$before" ] && break
         sleep 0.01
     done
-    echo "reload $r: $(echo "$(date +%s.%N) - $t0" | bc) s, RSS after $(rss VmRSS), peak so far $(rss VmHWM)"
+    t=$(echo "$(date +%s.%N) - $t0" | bc)
+    own=$(grep -a 'new snapshot in force' "$work/log" | tail -1 | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'load_ms=.*')
+    echo "reload $r: $t s ($own), RSS after $(rss VmRSS), peak so far $(rss VmHWM)"
     sleep 1
 done
 touch "$work/probe-stop"

@@ -1120,9 +1120,8 @@ impl Validator {
         }
     }
 
-    /// Checks that need every tenant: overlapping ranges, devices in another
-    /// tenant's range. Returns the routing table it checked devices with.
-    fn cross_tenant(&mut self, tenants: &[Tenant]) -> RoutingTable {
+    /// Reports every pair of overlapping ranges, naming both tenants.
+    fn overlaps(&mut self, tenants: &[Tenant]) {
         let owners: Vec<(usize, IpNet)> = tenants
             .iter()
             .enumerate()
@@ -1146,12 +1145,22 @@ impl Validator {
                 format!("{rb} (tenant {idb}) {what} {ra} (tenant {ida}); an address must belong to exactly one tenant"),
             );
         }
-        let table = RoutingTable::build(
-            &owners
+    }
+
+    /// Checks that need every tenant: overlapping ranges, devices in another
+    /// tenant's range. Returns the routing table it checked devices with.
+    fn cross_tenant(&mut self, tenants: &[Tenant]) -> RoutingTable {
+        let table = RoutingTable::from_ranges(
+            tenants
                 .iter()
-                .map(|&(i, r)| (r, i as u32))
-                .collect::<Vec<_>>(),
+                .enumerate()
+                .flat_map(|(i, t)| t.ranges.iter().map(move |r| (r, i as u32))),
         );
+        // The table's sorted intervals say whether any ranges overlap; only
+        // then are they paired up for the messages.
+        if table.has_overlaps() {
+            self.overlaps(tenants);
+        }
         for (i, t) in tenants.iter().enumerate() {
             for d in t.devices.values() {
                 let Ok(ip) = d.uri.host().parse::<IpAddr>() else {

@@ -46,8 +46,11 @@ pub async fn serve(conn: Connection) {
     let store = routed.store();
     // A connection costs no read buffer and no spool file until its first
     // byte: print servers hold connections open long before they send.
-    match tokio::time::timeout(limits.idle_timeout, stream.readable()).await {
-        Ok(Ok(())) => {}
+    // (`readable()` is no use here: tokio may report a new socket readable
+    // before any byte came; a peek waits for one, or for the end.)
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.idle_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW receive broke off; nothing kept");
             return reset(stream);

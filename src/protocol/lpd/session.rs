@@ -245,7 +245,9 @@ pub async fn serve(conn: Connection) {
     let idle = tenant.limits.idle_timeout;
     // The read buffer comes with the first byte: an idle connection costs
     // only its socket and task.
-    let first = tokio::time::timeout(idle, stream.readable()).await;
+    // (A peek, not `readable()`, which tokio may report for a new socket
+    // before any byte came.)
+    let first = tokio::time::timeout(idle, stream.peek(&mut [0u8; 1])).await;
     let mut io = BufReader::with_capacity(READ_BUFFER, stream);
     if first.is_err() {
         tracing::info!(tenant = %tenant.id, %peer, "LPD command not read: peer idle");
