@@ -1163,6 +1163,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tenants_collection_comes_with_its_first_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
+            assert!(!store.tree_names().iter().any(|t| t.starts_with("tenant/")));
+            assert!(!dir.path().join("spool/a").exists());
+            assert!(ts[0].jobs().unwrap().is_empty());
+            assert!(ts[0].active_jobs().unwrap().is_empty());
+            let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
+            w.write(b"first").await.unwrap();
+            ts[0].commit_new(w, new_job("alice")).await.unwrap();
+            assert!(store.tree_names().iter().any(|t| t == "tenant/a"));
+            assert!(!store.tree_names().iter().any(|t| t == "tenant/b"));
+            drop(ts);
+            store.close().unwrap();
+        }
+        {
+            // What a crash during b's first receive leaves: a spool folder, no tree.
+            std::fs::create_dir_all(dir.path().join("spool/b")).unwrap();
+            std::fs::write(dir.path().join("spool/b/.incoming-1-0"), b"partial").unwrap();
+        }
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(ts[0].active_jobs().unwrap(), vec![JobId(1)]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool/b"))
+                .unwrap()
+                .count(),
+            0,
+            "b's orphaned partial file is removed at start"
+        );
+        assert!(!store.tree_names().iter().any(|t| t == "tenant/b"));
+        // Purging a tenant that never printed works too.
+        drop(ts);
+        assert_eq!(store.purge(&b).unwrap().records, 0);
+        assert!(!dir.path().join("spool/b").exists());
+        store.close().unwrap();
+    }
+
+    #[tokio::test]
     async fn committed_jobs_survive_reopen_with_per_tenant_ids() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
