@@ -1,9 +1,12 @@
-//! Store figures: creating and reopening a store with 10,000 tenant
+//! Store figures: provisioning 10,000 tenants on a new store, their first
+//! jobs (which create their collections), reopening the store with 10,000
 //! collections, and group-commit throughput and latency with 32 concurrent
 //! writers. One-shot measurements (each takes seconds), printed as a table.
 //!
 //! `cargo bench --bench store [-- TENANTS JOBS]`; the data lives in a temp dir
-//! on the same disk as the target folder.
+//! under `BENCH_DIR` (default: the system's); with `BENCH_KEEP=1` it is kept
+//! and its path printed, e.g. to start the daemon on a store with 10,000
+//! collections (`gen_tenants` names its tenants the same).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +38,19 @@ fn main() {
     let store = Store::open(dir.path(), CACHE).unwrap();
     let handles = store.provision(&ids).unwrap();
     let create = t0.elapsed();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    rt.block_on(async {
+        for t in &handles {
+            let mut wr = t.spool_writer(1 << 30, 1 << 40).await.unwrap();
+            wr.write(b"first").await.unwrap();
+            t.commit_new(wr, new_job()).await.unwrap();
+        }
+    });
+    let first_jobs = t0.elapsed();
     drop(handles);
     store.close().unwrap();
     drop(store);
@@ -49,14 +65,10 @@ fn main() {
     let reopen = t0.elapsed();
     let size = store.size_on_disk().unwrap();
     println!(
-        "tenants {tenants}: create {create:.2?}, reopen {reopen:.2?}, database size {:.1} MiB",
+        "tenants {tenants}: provision on a new store {create:.2?}; first job of each (creates its collection) {first_jobs:.2?}; reopen with {tenants} collections {reopen:.2?}; database size {:.1} MiB",
         size as f64 / (1 << 20) as f64
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let doc = vec![b'x'; DOC_SIZE];
     let handles = Arc::new(handles);
     let (elapsed, mut lat) = rt.block_on(async {
@@ -72,20 +84,7 @@ fn main() {
                     let start = Instant::now();
                     let mut wr = t.spool_writer(1 << 30, 1 << 40).await.unwrap();
                     wr.write(&doc).await.unwrap();
-                    t.commit_new(
-                        wr,
-                        NewJob {
-                            listener: ListenerName("raw".into()),
-                            queue: None,
-                            peer: "127.0.0.1:1".parse().unwrap(),
-                            user: "bench".into(),
-                            name: "bench".into(),
-                            format: None,
-                            workflow: "w".into(),
-                        },
-                    )
-                    .await
-                    .unwrap();
+                    t.commit_new(wr, new_job()).await.unwrap();
                     lat.push(start.elapsed());
                 }
                 lat
@@ -106,4 +105,19 @@ fn main() {
         lat[n * 99 / 100]
     );
     store.close().unwrap();
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("kept the store in {}", dir.keep().display());
+    }
+}
+
+fn new_job() -> NewJob {
+    NewJob {
+        listener: ListenerName("raw".into()),
+        queue: None,
+        peer: "127.0.0.1:1".parse().unwrap(),
+        user: "bench".into(),
+        name: "bench".into(),
+        format: None,
+        workflow: "w".into(),
+    }
 }

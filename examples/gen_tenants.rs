@@ -1,5 +1,8 @@
 //! Writes a config with many tenants and ranges, for scale benchmarks and
-//! tests: `cargo run --release --example gen_tenants -- TENANTS RANGES DATA_DIR > big.toml`.
+//! tests: `cargo run --release --example gen_tenants -- TENANTS RANGES DATA_DIR [--loopback] > big.toml`.
+//!
+//! With `--loopback`, one more tenant, `lo`, owns 127.0.0.0/8, so that
+//! clients on this machine reach a tenant (benchmarks that connect).
 //!
 //! Tenant `tNNNNN` gets RANGES/TENANTS ranges: /28 prefixes carved from
 //! 10.0.0.0/8 in order (never overlapping), one in ten of them an IPv6 /64
@@ -20,6 +23,7 @@ fn main() {
         .get(3)
         .cloned()
         .unwrap_or_else(|| "/var/tmp/printroute-scale".into());
+    let loopback = args.iter().any(|a| a == "--loopback");
     let per = (ranges / tenants).max(1);
     assert!(
         u64::from(tenants) * u64::from(per) <= 1 << 20,
@@ -51,6 +55,12 @@ fn main() {
         let _ = write!(
             out,
             "]\ndevice.p = {{ uri = \"socket://{dev}:9100\" }}\nworkflow.w = {{ steps = [{{ step = \"forward\", devices = [\"p\"] }}] }}\ninput = [{{ listener = \"raw\", workflow = \"w\" }}]\n\n"
+        );
+    }
+    if loopback {
+        let _ = write!(
+            out,
+            "[tenant.lo]\nranges = [\"127.0.0.0/8\"]\ndevice.p = {{ uri = \"socket://127.0.0.1:9\" }}\nworkflow.w = {{ steps = [{{ step = \"forward\", devices = [\"p\"] }}] }}\ninput = [{{ listener = \"raw\", workflow = \"w\" }}]\n"
         );
     }
     print!("{out}");

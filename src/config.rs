@@ -137,7 +137,7 @@ struct RawTenant {
     name: Option<String>,
     node: Option<String>,
     #[serde(default)]
-    ranges: Vec<String>,
+    ranges: Vec<RangeText>,
     #[serde(default)]
     admins: RawAdmins,
     #[serde(default)]
@@ -148,6 +148,34 @@ struct RawTenant {
     workflow: BTreeMap<String, RawWorkflow>,
     #[serde(default)]
     input: Vec<RawInput>,
+}
+
+/// A range as written: parsed while the file is read (a config holds up to
+/// millions, and a `String` for each would double the peak memory of a
+/// load), or kept as text when it is not a prefix, for `validate` to report
+/// with the others.
+enum RangeText {
+    Net(IpNet),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RangeText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RangeText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a range such as \"10.1.0.0/16\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RangeText, E> {
+                Ok(match v.parse::<IpNet>() {
+                    Ok(n) if n.trunc() == n => RangeText::Net(n),
+                    _ => RangeText::Text(v.to_owned()),
+                })
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +244,8 @@ pub struct Config {
     pub node: Option<String>,
     /// Things worth an admin's look that do not stop the config.
     pub warnings: Vec<String>,
+    /// The routing table of the tenants' ranges, built once by validation.
+    routing: RoutingTable,
 }
 
 /// `[global]`.
@@ -669,7 +699,7 @@ impl Config {
     /// Parses and validates config text; `path` names it in errors and
     /// anchors relative paths (to the file's folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError {
+        let raw: RawConfig = parse_toml(text).map_err(|e| ConfigError {
             file: path.to_owned(),
             problems: vec![Problem {
                 key: String::new(),
@@ -744,6 +774,13 @@ impl Config {
                 .collect();
         }
         self.tenants.retain(|t| t.node.as_deref() == Some(name));
+        // Tenant indices changed: the node routes only its own tenants.
+        self.routing = RoutingTable::from_ranges(
+            self.tenants
+                .iter()
+                .enumerate()
+                .flat_map(|(i, t)| t.ranges.iter().map(move |r| (r, i as u32))),
+        );
         if let Some(d) = node.data_dir {
             self.global.data_dir = d;
         }
@@ -788,15 +825,108 @@ impl Config {
 
     /// The routing table of this config's ranges; tenant indices are
     /// positions in [`Config::tenants`].
-    pub fn routing_table(&self) -> RoutingTable {
-        let entries: Vec<(IpNet, u32)> = self
-            .tenants
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| t.ranges.iter().map(move |r| (*r, i as u32)))
-            .collect();
-        RoutingTable::build(&entries)
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.routing
     }
+
+    /// Moves the routing table out (a snapshot keeps it once, not twice);
+    /// [`Config::routing_table`] is empty afterwards.
+    pub(crate) fn take_routing_table(&mut self) -> RoutingTable {
+        std::mem::take(&mut self.routing)
+    }
+}
+
+/// A large config is parsed in pieces of about this many bytes, each cut
+/// before a tenant's table, on up to [`MAX_PARSE_THREADS`] threads at once:
+/// faster on several cores, and the parser's intermediate form of only a
+/// few pieces is alive at a time instead of the whole file's.
+pub const PARSE_PIECE_BYTES: usize = 1 << 20;
+
+/// Most threads that parse pieces of one config at once.
+pub const MAX_PARSE_THREADS: usize = 4;
+
+/// Tenant tables of one piece of the file past the first.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenantPiece {
+    #[serde(default)]
+    tenant: BTreeMap<String, RawTenant>,
+}
+
+/// Parses config text, in pieces when it is large (see [`PARSE_PIECE_BYTES`]).
+/// Whenever the pieces do not add up to exactly what the whole file says
+/// (a piece fails to parse, or a tenant's tables are spread over two
+/// pieces), the whole text is parsed at once instead, which also gives
+/// errors their line numbers.
+fn parse_toml(text: &str) -> Result<RawConfig, toml::de::Error> {
+    let pieces = split_before_tenants(text, PARSE_PIECE_BYTES);
+    if pieces.len() > 1 {
+        if let Some(raw) = parse_pieces(&pieces) {
+            return Ok(raw);
+        }
+    }
+    toml::from_str(text)
+}
+
+/// Cuts `text` into pieces of at least `min` bytes, each cut just before a
+/// line `[tenant.<id>…` whose id differs from the previous tenant header's.
+fn split_before_tenants(text: &str, min: usize) -> Vec<&str> {
+    const HEADER: &str = "\n[tenant.";
+    let mut pieces = Vec::new();
+    let (mut start, mut last_id) = (0, "");
+    for (at, _) in text.match_indices(HEADER) {
+        let line = at + 1;
+        let rest = &text[at + HEADER.len()..];
+        let id = &rest[..rest
+            .find(|c: char| c == '.' || c == ']' || c.is_whitespace())
+            .unwrap_or(rest.len())];
+        if line - start >= min && id != last_id {
+            pieces.push(&text[start..line]);
+            start = line;
+        }
+        last_id = id;
+    }
+    pieces.push(&text[start..]);
+    pieces
+}
+
+/// Parses the pieces on a few threads; `None` when any fails or two
+/// define the same tenant.
+fn parse_pieces(pieces: &[&str]) -> Option<RawConfig> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_PARSE_THREADS)
+        .min(pieces.len() - 1);
+    let next = AtomicUsize::new(1);
+    let parse_rest = || {
+        let mut out = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(piece) = pieces.get(i) else {
+                return Some(out);
+            };
+            out.push(toml::from_str::<RawTenantPiece>(piece).ok()?.tenant);
+        }
+    };
+    let (first, rest) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(parse_rest)).collect();
+        let first = toml::from_str::<RawConfig>(pieces[0]).ok();
+        let rest: Vec<_> = workers
+            .into_iter()
+            .map(|w| w.join().expect("config parser thread panicked"))
+            .collect();
+        (first, rest)
+    });
+    let mut raw = first?;
+    for tenants in rest {
+        for (id, t) in tenants?.into_iter().flatten() {
+            if raw.tenant.insert(id, t).is_some() {
+                return None;
+            }
+        }
+    }
+    Some(raw)
 }
 
 struct Validator {
@@ -833,7 +963,7 @@ impl Validator {
                 Err(e) => self.err(key, e.to_string()),
             }
         }
-        self.cross_tenant(&tenants);
+        let routing = self.cross_tenant(&tenants);
         self.tenant_nodes(&tenants, &nodes);
         Config {
             path: path.to_owned(),
@@ -843,6 +973,7 @@ impl Validator {
             nodes,
             node: None,
             warnings: std::mem::take(&mut self.warnings),
+            routing,
         }
     }
 
@@ -1032,8 +1163,15 @@ impl Validator {
         global: &Limits,
         listeners: &[Listener],
     ) -> Tenant {
-        let mut ranges = Vec::new();
+        let mut ranges = Vec::with_capacity(t.ranges.len());
         for r in &t.ranges {
+            let r = match r {
+                RangeText::Net(n) => {
+                    ranges.push(canonical_net(*n));
+                    continue;
+                }
+                RangeText::Text(r) => r,
+            };
             match parse_range(r) {
                 Ok(n) => ranges.push(n),
                 Err(e) => self.err(format!("{key}.ranges"), e),
@@ -1267,8 +1405,8 @@ impl Validator {
         }
     }
 
-    /// Checks that need every tenant: overlapping ranges, devices in another tenant's range.
-    fn cross_tenant(&mut self, tenants: &[Tenant]) {
+    /// Reports every pair of overlapping ranges, naming both tenants.
+    fn overlaps(&mut self, tenants: &[Tenant]) {
         let owners: Vec<(usize, IpNet)> = tenants
             .iter()
             .enumerate()
@@ -1292,12 +1430,22 @@ impl Validator {
                 format!("{rb} (tenant {idb}) {what} {ra} (tenant {ida}); an address must belong to exactly one tenant"),
             );
         }
-        let table = RoutingTable::build(
-            &owners
+    }
+
+    /// Checks that need every tenant: overlapping ranges, devices in another
+    /// tenant's range. Returns the routing table it checked devices with.
+    fn cross_tenant(&mut self, tenants: &[Tenant]) -> RoutingTable {
+        let table = RoutingTable::from_ranges(
+            tenants
                 .iter()
-                .map(|&(i, r)| (r, i as u32))
-                .collect::<Vec<_>>(),
+                .enumerate()
+                .flat_map(|(i, t)| t.ranges.iter().map(move |r| (r, i as u32))),
         );
+        // The table's sorted intervals say whether any ranges overlap; only
+        // then are they paired up for the messages.
+        if table.has_overlaps() {
+            self.overlaps(tenants);
+        }
         for (i, t) in tenants.iter().enumerate() {
             for d in t.devices.values() {
                 let Ok(ip) = d.uri.host().parse::<IpAddr>() else {
@@ -1319,6 +1467,7 @@ impl Validator {
                 }
             }
         }
+        table
     }
 }
 
@@ -1637,6 +1786,39 @@ mod tests {
             .find(|p| p.key == "tenant.a.device.p2.uri")
             .unwrap();
         assert!(p2.message.contains("10.2.0.0/16 of tenant b"), "{p2:?}");
+    }
+
+    #[test]
+    fn a_large_file_parsed_in_pieces_says_what_the_whole_says() {
+        use std::fmt::Write;
+        let mut text = String::from(
+            "[global]\ndata-dir = \"/d\"\n[[listener]]\nname = \"raw\"\nprotocol = \"raw\"\nbind = [\"127.0.0.1:0\"]\n",
+        );
+        for i in 0..50 {
+            let _ = write!(
+                text,
+                "[tenant.t{i}]\nranges = [\"10.0.{i}.0/24\"]\n[tenant.t{i}.device.p]\nuri = \"socket://10.0.{i}.9\"\n"
+            );
+        }
+        let pieces = split_before_tenants(&text, 100);
+        assert!(pieces.len() > 5, "{}", pieces.len());
+        assert_eq!(pieces.concat(), text);
+        assert!(pieces[1..].iter().all(|p| p.starts_with("[tenant.")));
+        let raw = parse_pieces(&pieces).expect("pieces parse");
+        assert_eq!(raw.tenant.len(), 50);
+        assert_eq!(raw.tenant["t7"].device["p"].uri, "socket://10.0.7.9");
+
+        // A tenant's tables spread over two pieces: the pieces do not add
+        // up, and the whole text is parsed instead.
+        text.push_str("[tenant.t0.device.late]\nuri = \"socket://10.0.0.10\"\n");
+        assert!(parse_pieces(&split_before_tenants(&text, 100)).is_none());
+        let raw = parse_toml(&text).unwrap();
+        assert_eq!(raw.tenant["t0"].device.len(), 2);
+        // A piece that does not parse on its own: a global table after the tenants.
+        let late = format!("{text}[global.limits]\nmax-connections = 5\n");
+        assert!(parse_pieces(&split_before_tenants(&late, 100)).is_none());
+        let raw = parse_toml(&late).unwrap();
+        assert_eq!(raw.global.limits.max_connections, Some(5));
     }
 
     #[test]

@@ -171,11 +171,18 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         config.global.cache_capacity,
         config.global.spool_sync,
     );
+    let t0 = std::time::Instant::now();
     let store = blocking(move || Store::open_with(&data_dir, cache, sync)).await?;
+    let opened = t0.elapsed();
     store.set_min_free_space(config.global.min_free_space);
     let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
     let s2 = store.clone();
     let stores = blocking(move || s2.provision(&ids)).await?;
+    tracing::info!(
+        open_ms = opened.as_millis() as u64,
+        provision_ms = (t0.elapsed() - opened).as_millis() as u64,
+        "store open"
+    );
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
@@ -393,11 +400,13 @@ impl Daemon {
     }
 
     async fn try_reload(&mut self) -> Result<String, String> {
+        let t0 = std::time::Instant::now();
         let path = self.config_path.clone();
         let node = self.shared.snapshot.load().config.node.clone();
         let config = blocking(move || Config::load_as(&path, node.as_deref()))
             .await
             .map_err(|e| e.to_string())?;
+        let loaded = t0.elapsed();
         for w in &config.warnings {
             tracing::warn!("{}: {w}", config.path.display());
         }
@@ -407,6 +416,7 @@ impl Daemon {
         let stores: Vec<Arc<TenantStore>> = blocking(move || store.provision(&ids))
             .await
             .map_err(|e| format!("store: {e}"))?;
+        let provisioned = t0.elapsed();
 
         let wanted: Vec<ListenerKey> = config
             .listeners
@@ -454,6 +464,12 @@ impl Daemon {
         let summary = config.summary();
         let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
         self.shared.snapshot.store(snapshot.clone());
+        tracing::info!(
+            load_ms = loaded.as_millis() as u64,
+            stores_ms = (provisioned - loaded).as_millis() as u64,
+            swapped_ms = t0.elapsed().as_millis() as u64,
+            "new snapshot in force"
+        );
         self.shared
             .store
             .set_min_free_space(snapshot.config.global.min_free_space);
@@ -484,6 +500,11 @@ impl Daemon {
                     tracing::info!(tenant = %t.id, jobs = n, "resumed queued jobs of a returning tenant");
                 }
             }
+        }
+        // The old snapshot goes once the last connection routed with it
+        // ends; when that is now, its config is freed off the runtime.
+        if let Some(old) = Arc::into_inner(old) {
+            tokio::task::spawn_blocking(move || drop(old));
         }
         Ok(summary)
     }

@@ -13,6 +13,31 @@ use serde_json::Value;
 /// Default config file location.
 const DEFAULT_CONFIG: &str = "/etc/printroute/printroute.toml";
 
+/// Raises the soft limit of open files to the hard one: every connection,
+/// spool file, tenant spool folder and device connection takes a
+/// descriptor, and the default soft limit (1024) would cap the daemon near
+/// a thousand idle connections. Logs the limit in force.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => limit = raised,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+        }
+    }
+    let show = |v: Option<u64>| v.map_or("unlimited".to_owned(), |n| n.to_string());
+    tracing::info!(
+        soft = show(limit.current),
+        hard = show(limit.maximum),
+        "open-file limit (RLIMIT_NOFILE)"
+    );
+}
+
 /// Exit code when the daemon fails at run time (sysexits.h `EX_SOFTWARE`).
 const EX_SOFTWARE: u8 = 70;
 
@@ -561,8 +586,13 @@ fn config_error(e: &printroute::config::ConfigError) -> ExitCode {
 
 fn serve(path: PathBuf, log_format: LogFormat, node: Option<String>) -> ExitCode {
     init_logging(log_format);
+    raise_fd_limit();
+    let t0 = std::time::Instant::now();
     let config = match Config::load_as(&path, node.as_deref()) {
-        Ok(c) => c,
+        Ok(c) => {
+            tracing::info!(load_ms = t0.elapsed().as_millis() as u64, "config loaded");
+            c
+        }
         Err(e) => {
             tracing::error!("config refused:\n{e}");
             return ExitCode::from(EX_CONFIG as u8);

@@ -77,6 +77,18 @@ impl<T: Copy + Ord> Intervals<T> {
         out
     }
 
+    /// True when two intervals overlap (starts are sorted).
+    fn overlapping(&self) -> bool {
+        let mut widest: Option<T> = None;
+        for (&s, &e) in self.start.iter().zip(&self.end) {
+            if widest.is_some_and(|w| s <= w) {
+                return true;
+            }
+            widest = Some(widest.map_or(e, |w| w.max(e)));
+        }
+        false
+    }
+
     #[inline]
     fn find(&self, x: T) -> Option<usize> {
         // Index of the last interval starting at or before x.
@@ -118,17 +130,23 @@ impl RoutingTable {
     /// (see [`find_overlaps`]); with overlaps, lookups answer one of the
     /// overlapping ranges, not necessarily the longest.
     pub fn build(entries: &[(IpNet, TenantIdx)]) -> Self {
+        RoutingTable::from_ranges(entries.iter().map(|(n, t)| (n, *t)))
+    }
+
+    /// Like [`RoutingTable::build`], from ranges as they come (e.g. each
+    /// tenant's, with its index), without a copy of them all first.
+    pub fn from_ranges<'a>(entries: impl Iterator<Item = (&'a IpNet, TenantIdx)>) -> Self {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (net, t) in entries {
             match net.trunc() {
                 IpNet::V4(n) => {
                     let (s, e) = v4_bounds(&n);
-                    v4.push((s, e, *t));
+                    v4.push((s, e, t));
                 }
                 IpNet::V6(n) => {
                     let (s, e) = v6_bounds(&n);
-                    v6.push((s, e, *t));
+                    v6.push((s, e, t));
                 }
             }
         }
@@ -159,6 +177,11 @@ impl RoutingTable {
                 range: v6_net(self.v6.start[i], self.v6.end[i]),
             }),
         }
+    }
+
+    /// True when two of the table's ranges overlap: [`find_overlaps`] names them.
+    pub fn has_overlaps(&self) -> bool {
+        self.v4.overlapping() || self.v6.overlapping()
     }
 
     /// Number of ranges in the table.
@@ -364,6 +387,8 @@ mod tests {
             });
             let found = find_overlaps(&nets);
             prop_assert_eq!(any_pair, !found.is_empty());
+            let table = RoutingTable::from_ranges(nets.iter().map(|n| (n, 0)));
+            prop_assert_eq!(any_pair, table.has_overlaps());
             for (a, b) in found {
                 prop_assert!(nets[a].contains(&nets[b]) || nets[b].contains(&nets[a]));
             }

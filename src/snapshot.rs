@@ -38,7 +38,8 @@ pub struct TenantRuntime {
 pub struct Snapshot {
     /// The validated config.
     pub config: Config,
-    /// Address → tenant index (into `config.tenants`).
+    /// Address → tenant index (into `config.tenants`); moved out of the
+    /// config, whose own table is empty.
     pub routing: RoutingTable,
     /// Store handles, aligned with `config.tenants`.
     pub stores: Vec<Arc<TenantStore>>,
@@ -52,12 +53,12 @@ impl Snapshot {
     /// Builds a snapshot; `stores` must be aligned with `config.tenants`.
     /// Runtime counters of tenants already in `previous` are carried over.
     pub fn build(
-        config: Config,
+        mut config: Config,
         stores: Vec<Arc<TenantStore>>,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
         assert_eq!(stores.len(), config.tenants.len(), "one store per tenant");
-        let routing = config.routing_table();
+        let routing = config.take_routing_table();
         let runtimes = config
             .tenants
             .iter()

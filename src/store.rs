@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
@@ -415,20 +415,41 @@ impl Store {
         Ok(out)
     }
 
-    /// Opens the collections of these tenants, creating trees and spool
-    /// folders of new ones; cleans each one's spool of files with no
-    /// committed record. Call at config load, never on the job path.
+    /// Opens the collections of these tenants: a tenant with a tree or a
+    /// spool folder from earlier has them opened, its unfinished jobs
+    /// checked and its spool cleaned of files with no committed record; a
+    /// tenant with neither gets both on its first job (sled's cost per tree
+    /// grows with the number of trees: creating 10,000 up front took 8 s,
+    /// most of them for tenants that may never print). Registers new
+    /// tenants. Call at config load; tenants already open are reused.
     pub fn provision(&self, ids: &[TenantId]) -> Result<Vec<Arc<TenantStore>>, StoreError> {
         let mut out = Vec::with_capacity(ids.len());
         let mut registry_ops = Vec::new();
+        let mut trees: Option<std::collections::HashSet<sled::IVec>> = None;
+        let mut spools: Option<std::collections::HashSet<std::ffi::OsString>> = None;
         for id in ids {
             if let Some(t) = self.tenant(id) {
                 out.push(t);
                 continue;
             }
-            let tree = self.inner.db.open_tree(keys::tenant_tree(id))?;
+            let trees =
+                trees.get_or_insert_with(|| self.inner.db.tree_names().into_iter().collect());
+            let spools = match &mut spools {
+                Some(s) => s,
+                None => spools.insert(
+                    std::fs::read_dir(&self.inner.spool_root)?
+                        .map(|e| e.map(|e| e.file_name()))
+                        .collect::<io::Result<_>>()?,
+                ),
+            };
+            let name = keys::tenant_tree(id);
+            let tree = if trees.contains(name.as_bytes()) {
+                Some(self.inner.db.open_tree(&name)?)
+            } else {
+                None
+            };
             let spool_dir = self.inner.spool_root.join(id.as_str());
-            std::fs::create_dir_all(&spool_dir)?;
+            let has_spool = spools.contains(std::ffi::OsStr::new(id.as_str()));
             if self.inner.meta.get(keys::registry(id))?.is_none() {
                 registry_ops.push(Op::Insert(
                     self.inner.meta.clone(),
@@ -438,7 +459,9 @@ impl Store {
             }
             let t = Arc::new(TenantStore::open(
                 id.clone(),
+                self.inner.db.clone(),
                 tree,
+                has_spool,
                 spool_dir,
                 self.inner.committer.clone(),
                 self.inner.incoming_seq.clone(),
@@ -495,10 +518,15 @@ impl Store {
     }
 }
 
-/// One tenant's collection: its sled tree and its spool folder.
+/// One tenant's collection: its sled tree and its spool folder, both
+/// created on the tenant's first job.
 pub struct TenantStore {
     id: TenantId,
-    tree: sled::Tree,
+    db: sled::Db,
+    /// The tenant's tree, once it exists.
+    tree: OnceLock<sled::Tree>,
+    /// Held while the tree or the spool folder is created.
+    creating: Mutex<()>,
     spool_dir: PathBuf,
     next_id: AtomicU32,
     spool_bytes: AtomicU64,
@@ -507,42 +535,74 @@ pub struct TenantStore {
     spool_sync: SpoolSync,
     /// Bytes that must stay free on the spool's file system.
     min_free: Arc<AtomicU64>,
-    /// The spool folder, opened once, to sync new entries in it.
-    spool_dir_file: Arc<File>,
+    /// The spool folder, opened once it exists, to sync new entries in it.
+    spool_dir_file: OnceLock<Arc<File>>,
     /// Emptied spool files ready for reuse (at most [`MAX_FREE_SPOOL_FILES`]).
     free: Mutex<Vec<PathBuf>>,
 }
 
 impl TenantStore {
+    /// Opens a tenant's collection: `tree` if it has one, its spool folder
+    /// if `has_spool`; checks unfinished jobs and cleans the spool.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the store's shared parts, passed once per tenant"
+    )]
     fn open(
         id: TenantId,
-        tree: sled::Tree,
+        db: sled::Db,
+        tree: Option<sled::Tree>,
+        has_spool: bool,
         spool_dir: PathBuf,
         committer: Arc<Committer>,
         incoming_seq: Arc<AtomicU64>,
         spool_sync: SpoolSync,
         min_free: Arc<AtomicU64>,
     ) -> Result<TenantStore, StoreError> {
-        let counter = tree
-            .get(keys::NEXT_JOB_ID)?
-            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
-            .map_or(1, u32::from_be_bytes);
-        let last = match tree.scan_prefix(keys::JOB_PREFIX).next_back() {
-            Some(kv) => keys::id_of(&kv?.0).map_or(0, |j| j.0),
-            None => 0,
+        let mut t = TenantStore {
+            id,
+            db,
+            tree: OnceLock::new(),
+            creating: Mutex::new(()),
+            next_id: AtomicU32::new(1),
+            spool_bytes: AtomicU64::new(0),
+            committer,
+            incoming_seq,
+            spool_sync,
+            min_free,
+            spool_dir_file: OnceLock::new(),
+            spool_dir,
+            free: Mutex::new(Vec::new()),
         };
+        if tree.is_none() && !has_spool {
+            // Nothing of this tenant on disk: both come with its first job.
+            return Ok(t);
+        }
+        let (id, spool_dir) = (&t.id, &t.spool_dir);
+        std::fs::create_dir_all(spool_dir)?;
         let mut active = std::collections::HashSet::new();
-        let mut spool_bytes = 0;
-        for kv in tree.scan_prefix(keys::QUEUE_PREFIX) {
-            let (k, _) = kv?;
-            if let Some(j) = keys::id_of(&k) {
-                active.insert(j.0.to_string());
+        if let Some(tree) = &tree {
+            let counter = tree
+                .get(keys::NEXT_JOB_ID)?
+                .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+                .map_or(1, u32::from_be_bytes);
+            let last = match tree.scan_prefix(keys::JOB_PREFIX).next_back() {
+                Some(kv) => keys::id_of(&kv?.0).map_or(0, |j| j.0),
+                None => 0,
+            };
+            t.next_id = AtomicU32::new(counter.max(last + 1));
+            for kv in tree.scan_prefix(keys::QUEUE_PREFIX) {
+                let (k, _) = kv?;
+                if let Some(j) = keys::id_of(&k) {
+                    active.insert(j.0.to_string());
+                }
             }
         }
+        let mut spool_bytes = 0;
         // Remove what no committed, unfinished record owns: partial receives
         // of a previous run and documents of finished jobs.
         let mut sizes = HashMap::new();
-        for entry in std::fs::read_dir(&spool_dir)? {
+        for entry in std::fs::read_dir(spool_dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
@@ -559,61 +619,92 @@ impl TenantStore {
         // be there whole. One that is not can never be delivered: it ends
         // aborted, saying why, instead of failing again on every start.
         let mut repairs = Vec::new();
-        for name in &active {
-            let Ok(n) = name.parse::<u32>() else { continue };
-            let jid = JobId(n);
-            let problem = match tree.get(keys::job(jid))? {
-                None => Some((None, "its record is missing".to_owned())),
-                Some(v) => match decode(&keys::job(jid), &v) {
-                    Err(e) => Some((None, format!("its record cannot be read: {e}"))),
-                    Ok(job) => match sizes.get(name) {
-                        Some(&len) if len == job.size => None,
-                        Some(&len) => {
-                            let why = format!("its document has {len} of {} bytes", job.size);
-                            Some((Some(job), why))
-                        }
-                        None => Some((Some(job), "its document is missing".to_owned())),
+        if let Some(tree) = &tree {
+            for name in &active {
+                let Ok(n) = name.parse::<u32>() else { continue };
+                let jid = JobId(n);
+                let problem = match tree.get(keys::job(jid))? {
+                    None => Some((None, "its record is missing".to_owned())),
+                    Some(v) => match decode(&keys::job(jid), &v) {
+                        Err(e) => Some((None, format!("its record cannot be read: {e}"))),
+                        Ok(job) => match sizes.get(name) {
+                            Some(&len) if len == job.size => None,
+                            Some(&len) => {
+                                let why = format!("its document has {len} of {} bytes", job.size);
+                                Some((Some(job), why))
+                            }
+                            None => Some((Some(job), "its document is missing".to_owned())),
+                        },
                     },
-                },
-            };
-            if let Some((job, why)) = problem {
-                tracing::error!(tenant = %id, job = n, "unfinished job cannot go on: {why}");
-                if let Some(len) = sizes.get(name) {
-                    spool_bytes -= len;
-                    std::fs::remove_file(spool_dir.join(name))?;
-                }
-                repairs.push(Op::Remove(tree.clone(), keys::queue(jid).to_vec()));
-                if let Some(mut job) = job {
-                    job.set_state(JobState::Aborted, format!("found damaged at start: {why}"));
-                    repairs.push(Op::Insert(
-                        tree.clone(),
-                        keys::job(jid).to_vec(),
-                        encode(&job),
-                    ));
+                };
+                if let Some((job, why)) = problem {
+                    tracing::error!(tenant = %id, job = n, "unfinished job cannot go on: {why}");
+                    if let Some(len) = sizes.get(name) {
+                        spool_bytes -= len;
+                        std::fs::remove_file(spool_dir.join(name))?;
+                    }
+                    repairs.push(Op::Remove(tree.clone(), keys::queue(jid).to_vec()));
+                    if let Some(mut job) = job {
+                        job.set_state(JobState::Aborted, format!("found damaged at start: {why}"));
+                        repairs.push(Op::Insert(
+                            tree.clone(),
+                            keys::job(jid).to_vec(),
+                            encode(&job),
+                        ));
+                    }
                 }
             }
         }
         if !repairs.is_empty() {
-            committer.commit_blocking(repairs)?;
+            t.committer.commit_blocking(repairs)?;
         }
-        Ok(TenantStore {
-            id,
-            tree,
-            next_id: AtomicU32::new(counter.max(last + 1)),
-            spool_bytes: AtomicU64::new(spool_bytes),
-            committer,
-            incoming_seq,
-            spool_sync,
-            min_free,
-            spool_dir_file: Arc::new(File::open(&spool_dir)?),
-            spool_dir,
-            free: Mutex::new(Vec::new()),
-        })
+        let dir = Arc::new(File::open(spool_dir)?);
+        t.spool_bytes = AtomicU64::new(spool_bytes);
+        let _ = t.spool_dir_file.set(dir);
+        if let Some(tree) = tree {
+            let _ = t.tree.set(tree);
+        }
+        Ok(t)
+    }
+
+    /// The tenant's tree if it exists; a tenant without one has no records.
+    fn existing_tree(&self) -> Option<&sled::Tree> {
+        self.tree.get()
+    }
+
+    /// The tenant's tree, created now if this is its first record.
+    fn tree(&self) -> Result<&sled::Tree, StoreError> {
+        if let Some(t) = self.tree.get() {
+            return Ok(t);
+        }
+        let _creating = self.creating.lock().expect("tenant creation lock");
+        if let Some(t) = self.tree.get() {
+            return Ok(t);
+        }
+        let t = self.db.open_tree(keys::tenant_tree(&self.id))?;
+        Ok(self.tree.get_or_init(|| t))
+    }
+
+    /// The tenant's spool folder, opened (and created on the tenant's first job) once.
+    fn spool_dir_file(&self) -> io::Result<&Arc<File>> {
+        if let Some(f) = self.spool_dir_file.get() {
+            return Ok(f);
+        }
+        let _creating = self.creating.lock().expect("tenant creation lock");
+        if let Some(f) = self.spool_dir_file.get() {
+            return Ok(f);
+        }
+        std::fs::create_dir_all(&self.spool_dir)?;
+        let f = Arc::new(File::open(&self.spool_dir)?);
+        Ok(self.spool_dir_file.get_or_init(|| f))
     }
 
     /// True when `n` more bytes leave at least `min-free-space` free on the spool's file system.
     fn has_room(&self, n: u64) -> bool {
-        match rustix::fs::fstatvfs(&*self.spool_dir_file) {
+        let Ok(dir) = self.spool_dir_file() else {
+            return true;
+        };
+        match rustix::fs::fstatvfs(&**dir) {
             Ok(st) => {
                 st.f_bavail.saturating_mul(st.f_frsize)
                     >= n.saturating_add(self.min_free.load(Ordering::Relaxed))
@@ -640,6 +731,8 @@ impl TenantStore {
         max_size: u64,
         quota: u64,
     ) -> Result<SpoolWriter, StoreError> {
+        // The tenant's first document creates its spool folder.
+        self.spool_dir_file()?;
         let reused = self.free.lock().expect("free spool list lock").pop();
         let (path, file) = match reused {
             Some(path) => {
@@ -688,21 +781,24 @@ impl TenantStore {
 
     /// Saves a changed record durably; a job in a final state leaves the queue.
     pub async fn save(&self, job: &Job) -> Result<(), StoreError> {
+        let tree = self.tree()?;
         let mut ops = vec![Op::Insert(
-            self.tree.clone(),
+            tree.clone(),
             keys::job(job.id).to_vec(),
             encode(job),
         )];
         if job.state.is_final() {
-            ops.push(Op::Remove(self.tree.clone(), keys::queue(job.id).to_vec()));
+            ops.push(Op::Remove(tree.clone(), keys::queue(job.id).to_vec()));
         }
         self.committer.commit(ops, false, None).await
     }
 
     /// A job's record.
     pub fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.tree
-            .get(keys::job(id))?
+        let Some(tree) = self.existing_tree() else {
+            return Ok(None);
+        };
+        tree.get(keys::job(id))?
             .map(|v| decode(&keys::job(id), &v))
             .transpose()
     }
@@ -710,7 +806,10 @@ impl TenantStore {
     /// Every job record of the tenant, oldest first.
     pub fn jobs(&self) -> Result<Vec<Job>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(keys::JOB_PREFIX) {
+        let Some(tree) = self.existing_tree() else {
+            return Ok(out);
+        };
+        for kv in tree.scan_prefix(keys::JOB_PREFIX) {
             let (k, v) = kv?;
             out.push(decode(&k, &v)?);
         }
@@ -721,12 +820,15 @@ impl TenantStore {
     /// since the epoch); returns how many. Their documents are gone already.
     pub async fn prune_finished(&self, cutoff_ms: u64) -> Result<usize, StoreError> {
         let mut ops = Vec::new();
-        for kv in self.tree.scan_prefix(keys::JOB_PREFIX) {
+        let Some(tree) = self.existing_tree() else {
+            return Ok(0);
+        };
+        for kv in tree.scan_prefix(keys::JOB_PREFIX) {
             let (k, v) = kv?;
             let job = decode(&k, &v)?;
             let finished_ms = job.history.last().map_or(job.created_ms, |e| e.at_ms);
             if job.state.is_final() && finished_ms < cutoff_ms {
-                ops.push(Op::Remove(self.tree.clone(), k.to_vec()));
+                ops.push(Op::Remove(tree.clone(), k.to_vec()));
             }
         }
         let n = ops.len();
@@ -743,7 +845,10 @@ impl TenantStore {
     /// Ids of unfinished jobs, oldest first.
     pub fn active_jobs(&self) -> Result<Vec<JobId>, StoreError> {
         let mut out = Vec::new();
-        for kv in self.tree.scan_prefix(keys::QUEUE_PREFIX) {
+        let Some(tree) = self.existing_tree() else {
+            return Ok(out);
+        };
+        for kv in tree.scan_prefix(keys::QUEUE_PREFIX) {
             let (k, _) = kv?;
             out.extend(keys::id_of(&k));
         }
@@ -1021,13 +1126,20 @@ impl TenantStore {
                 note: "received".into(),
             }],
         };
+        // A tenant's first job creates its tree; sled makes the new tree
+        // durable with the flush of this job's group.
+        let tree = self.tree()?;
         let ops = vec![
-            Op::Insert(self.tree.clone(), keys::job(id).to_vec(), encode(&job)),
-            Op::Insert(self.tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(self.tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+            Op::Insert(tree.clone(), keys::job(id).to_vec(), encode(&job)),
+            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
         ];
         let fs_sync = self.spool_sync == SpoolSync::Filesystem;
-        let dir = (!fs_sync).then_some(&self.spool_dir_file);
+        let dir = if fs_sync {
+            None
+        } else {
+            Some(self.spool_dir_file()?)
+        };
         self.committer.commit(ops, fs_sync, dir).await?;
         writer.committed = true;
         let m = crate::metrics::get();
@@ -1135,6 +1247,48 @@ mod tests {
             format: None,
             workflow: "direct".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_tenants_collection_comes_with_its_first_job() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
+            assert!(!store.tree_names().iter().any(|t| t.starts_with("tenant/")));
+            assert!(!dir.path().join("spool/a").exists());
+            assert!(ts[0].jobs().unwrap().is_empty());
+            assert!(ts[0].active_jobs().unwrap().is_empty());
+            let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
+            w.write(b"first").await.unwrap();
+            ts[0].commit_new(w, new_job("alice")).await.unwrap();
+            assert!(store.tree_names().iter().any(|t| t == "tenant/a"));
+            assert!(!store.tree_names().iter().any(|t| t == "tenant/b"));
+            drop(ts);
+            store.close().unwrap();
+        }
+        {
+            // What a crash during b's first receive leaves: a spool folder, no tree.
+            std::fs::create_dir_all(dir.path().join("spool/b")).unwrap();
+            std::fs::write(dir.path().join("spool/b/.incoming-1-0"), b"partial").unwrap();
+        }
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(ts[0].active_jobs().unwrap(), vec![JobId(1)]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("spool/b"))
+                .unwrap()
+                .count(),
+            0,
+            "b's orphaned partial file is removed at start"
+        );
+        assert!(!store.tree_names().iter().any(|t| t == "tenant/b"));
+        // Purging a tenant that never printed works too.
+        drop(ts);
+        assert_eq!(store.purge(&b).unwrap().records, 0);
+        assert!(!dir.path().join("spool/b").exists());
+        store.close().unwrap();
     }
 
     #[tokio::test]

@@ -44,6 +44,22 @@ pub async fn serve(conn: Connection) {
     };
     let limits = &tenant.limits;
     let store = routed.store();
+    // A connection costs no read buffer and no spool file until its first
+    // byte: print servers hold connections open long before they send.
+    // (`readable()` is no use here: tokio may report a new socket readable
+    // before any byte came; a peek waits for one, or for the end.)
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(limits.idle_timeout, stream.peek(&mut first)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW receive broke off; nothing kept");
+            return reset(stream);
+        }
+        Err(_) => {
+            tracing::info!(tenant = %tenant.id, %peer, timeout = ?limits.idle_timeout, "RAW peer idle; nothing kept");
+            return reset(stream);
+        }
+    }
     // The receive slot and the spool file are taken with the first bytes:
     // a connection that sends nothing (a probe) is not a job being received.
     let mut receiving = None;

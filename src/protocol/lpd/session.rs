@@ -229,11 +229,11 @@ pub async fn serve(conn: Connection) {
         admission,
         shared,
     } = conn;
-    let mut io = BufReader::with_capacity(READ_BUFFER, stream);
     let (routed, _slot) = match admission {
         Admission::Admitted { routed, slot } => (routed, slot),
         // The listener logged the refusal already; answer it in LPD.
         Admission::NoTenant | Admission::OverLimit(_) => {
+            let mut io = BufReader::with_capacity(READ_BUFFER, stream);
             let code = match read_line(&mut io, MAX_COMMAND_LINE, REFUSAL_TIMEOUT).await {
                 Ok(Some(line)) => line.first().copied().unwrap_or(0),
                 _ => 0,
@@ -243,6 +243,16 @@ pub async fn serve(conn: Connection) {
     };
     let tenant = routed.tenant();
     let idle = tenant.limits.idle_timeout;
+    // The read buffer comes with the first byte: an idle connection costs
+    // only its socket and task.
+    // (A peek, not `readable()`, which tokio may report for a new socket
+    // before any byte came.)
+    let first = tokio::time::timeout(idle, stream.peek(&mut [0u8; 1])).await;
+    let mut io = BufReader::with_capacity(READ_BUFFER, stream);
+    if first.is_err() {
+        tracing::info!(tenant = %tenant.id, %peer, "LPD command not read: peer idle");
+        return refuse(io, 0).await;
+    }
     let line = match read_line(&mut io, MAX_COMMAND_LINE, idle).await {
         Ok(Some(line)) => line,
         Ok(None) => return,
