@@ -17,6 +17,15 @@ use printroute::job::JobState;
 /// Where `scripts/lprng.sh` unpacks LPRng.
 const LPRNG: &str = "/opt/printroute-test/lprng";
 
+/// Tests whose clients bind reserved source ports (the CUPS lpd backend,
+/// rlpr, printroute forwarding with reserved-port=true) take turns: the
+/// range is small, and a client that finds its port taken gives up.
+static RESERVED_PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn reserved_ports() -> std::sync::MutexGuard<'static, ()> {
+    RESERVED_PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// An LPRng program unpacked by `scripts/lprng.sh`; panics (never skips) when missing.
 fn lprng(tool: &str) -> PathBuf {
     for dir in ["usr/bin", "usr/sbin"] {
@@ -260,6 +269,7 @@ fn lpd_jobs_of_two_tenants_reach_their_own_devices_with_owner_and_name() {
 
 #[test]
 fn cups_lpd_backend_submits_control_first_and_data_first() {
+    let _ports = reserved_ports();
     let backend = require("lpd");
     let dev_a = SocatDevice::start("127.0.1.50");
     let d = TestDaemon::start(&config(&dev_a.uri(), "socket://127.0.2.50:9", ""));
@@ -368,6 +378,7 @@ fn lprng_lpr_lpq_lprm_see_only_their_own_tenants_jobs() {
 
 #[test]
 fn rlpr_sends_two_jobs_with_copies_on_one_connection_from_tenant_b() {
+    let _ports = reserved_ports();
     require("rlpr");
     let dev_b = SocatDevice::start("127.0.2.50");
     let d = TestDaemon::start(&config("socket://127.0.1.50:9", &dev_b.uri(), ""));
@@ -425,19 +436,37 @@ impl LprngLpd {
         for e in std::fs::read_dir(Path::new(LPRNG).join("run")).unwrap() {
             let _ = std::fs::remove_file(e.unwrap().path());
         }
-        let port = free_port("127.0.0.1");
-        let child = Command::new(require("unshare"))
-            .args(["--pid", "--fork", "--kill-child"])
-            .arg(lpd)
-            .args(["-F", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("LPRng lpd to listen", || {
-            TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
-        LprngLpd { port, child }
+        // Up to three tries: a free port found by binding and releasing can
+        // be taken again before lpd binds it, and then lpd exits.
+        let log = std::env::temp_dir().join(format!("lprng-lpd-{}.log", std::process::id()));
+        for attempt in 1..=3 {
+            let port = free_port("127.0.0.1");
+            let mut child = Command::new(require("unshare"))
+                .args(["--pid", "--fork", "--kill-child"])
+                .arg(&lpd)
+                .args(["-F", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let start = std::time::Instant::now();
+            while start.elapsed() < WAIT / 3 {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return LprngLpd { port, child };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            eprintln!(
+                "LPRng lpd (try {attempt}) did not listen on {port}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            // Dropping it ends its PID namespace, as for a running one.
+            drop(LprngLpd { port, child });
+        }
+        panic!("LPRng lpd did not listen after three tries");
     }
 
     /// The held jobs' control information (`hfA*` files: key=value lines).
@@ -470,6 +499,7 @@ impl Drop for LprngLpd {
 
 #[test]
 fn forwarding_to_lprng_lpd_delivers_document_owner_and_job_name() {
+    let _ports = reserved_ports();
     let down = LprngLpd::start();
     let uri = format!("lpd://127.0.0.1:{}/fwd?reserved-port=true", down.port);
     let d = TestDaemon::start(&config(&uri, "socket://127.0.2.50:9", ""));

@@ -179,6 +179,11 @@ async fn connect_reserved(host: &str, port: u16) -> Result<TcpStream, SendError>
                 },
                 local,
             );
+            // As BSD's rresvport callers do: a port whose earlier connections
+            // sit in TIME_WAIT can be bound again (connect then fails only
+            // for the very same address pair, and the next port is tried).
+            // Without it the eleven ports carry eleven jobs a minute.
+            socket.set_reuseaddr(true)?;
             if let Err(e) = socket.bind(bind_to) {
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
                     return Err(SendError::Io(std::io::Error::new(
