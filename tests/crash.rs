@@ -158,21 +158,14 @@ fn send_lpd(from: &str, to: SocketAddr, n: u64, user: &str, data: &[u8]) -> std:
 
 /// IPP Print-Job: acknowledged by `successful-ok` with a job-id.
 fn send_ipp(from: &str, to: SocketAddr, user: &str, data: &[u8]) -> std::io::Result<()> {
-    fn attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
-        b.push(tag);
-        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
-        b.extend_from_slice(v);
-    }
     let uri = format!("ipp://{to}/ipp/print");
     let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
-    attr(&mut body, 0x47, "attributes-charset", b"utf-8");
-    attr(&mut body, 0x48, "attributes-natural-language", b"en");
-    attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
-    attr(&mut body, 0x42, "requesting-user-name", user.as_bytes());
-    attr(&mut body, 0x42, "job-name", b"crash");
-    attr(
+    ipp_attr(&mut body, 0x47, "attributes-charset", b"utf-8");
+    ipp_attr(&mut body, 0x48, "attributes-natural-language", b"en");
+    ipp_attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
+    ipp_attr(&mut body, 0x42, "requesting-user-name", user.as_bytes());
+    ipp_attr(&mut body, 0x42, "job-name", b"crash");
+    ipp_attr(
         &mut body,
         0x49,
         "document-format",

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
 use common::*;
-use printroute::protocol::ipp::codec;
 
 /// IPP `server-error-busy`.
 const BUSY: u16 = 0x0507;
@@ -93,75 +92,6 @@ fn lpd_receive_command(from: &str, to: SocketAddr) -> Option<u8> {
     read_byte(&mut s)
 }
 
-/// One LPD job, control file first; the answer to the data file (`Some(0)`: accepted).
-fn lpd_submit(from: &str, to: SocketAddr, data: &[u8]) -> Option<u8> {
-    let mut s = connect_from(from, to).unwrap();
-    s.write_all(b"\x02lp\n").unwrap();
-    match read_byte(&mut s) {
-        Some(0) => {}
-        other => return other,
-    }
-    let cf = "Hnoisy\nPalice\nJnoisy\nldfA001noisy\n";
-    s.write_all(format!("\x02{} cfA001noisy\n", cf.len()).as_bytes())
-        .unwrap();
-    assert_eq!(read_byte(&mut s), Some(0), "control subcommand");
-    s.write_all(format!("{cf}\0").as_bytes()).unwrap();
-    assert_eq!(read_byte(&mut s), Some(0), "control file");
-    s.write_all(format!("\x03{} dfA001noisy\n", data.len()).as_bytes())
-        .unwrap();
-    assert_eq!(read_byte(&mut s), Some(0), "data subcommand");
-    s.write_all(&[data, &[0]].concat()).unwrap();
-    read_byte(&mut s)
-}
-
-/// IPP Print-Job; returns the IPP status code.
-fn ipp_print(from: &str, to: SocketAddr, data: &[u8]) -> u16 {
-    fn attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
-        b.push(tag);
-        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
-        b.extend_from_slice(v);
-    }
-    let uri = format!("ipp://{to}/ipp/print");
-    let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
-    attr(&mut body, 0x47, "attributes-charset", b"utf-8");
-    attr(&mut body, 0x48, "attributes-natural-language", b"en");
-    attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
-    attr(&mut body, 0x42, "requesting-user-name", b"alice");
-    body.push(3);
-    body.extend_from_slice(data);
-    let mut s = connect_from(from, to).unwrap();
-    let mut req = format!(
-        "POST /ipp/print HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&body);
-    s.write_all(&req).unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line:?}");
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut resp = vec![0u8; len];
-    r.read_exact(&mut resp).unwrap();
-    codec::decode(&resp, codec::RESPONSE_LIMITS).unwrap().0.code
-}
-
 /// Sends one job of tenant b in the protocol `n % 3` picks; returns its digest.
 fn b_job(d: &TestDaemon, n: usize) -> String {
     let data = doc(&format!("b{n}"), 3_000);
@@ -170,8 +100,11 @@ fn b_job(d: &TestDaemon, n: usize) -> String {
             raw_send("127.0.2.10", d.addr("raw"), &data),
             RawOutcome::Acknowledged
         ),
-        1 => assert_eq!(lpd_submit("127.0.2.11", d.addr("lpd"), &data), Some(0)),
-        _ => assert_eq!(ipp_print("127.0.2.12", d.addr("ipp"), &data), 0),
+        1 => assert_eq!(
+            lpd_try_submit("127.0.2.11", d.addr("lpd"), "lp", "alice", "noisy", &data),
+            Ok(())
+        ),
+        _ => assert_eq!(ipp_print("127.0.2.12", d.addr("ipp"), &data, None), 0),
     }
     sha256(&data)
 }
@@ -206,7 +139,7 @@ fn a_tenant_holding_its_receive_slots_hears_busy_while_another_prints() {
     b_sent.push(b_job(&d, 2));
     let refused_ipp = doc("a-ipp-busy", 300);
     assert_eq!(
-        ipp_print("127.0.1.12", ipp, &refused_ipp),
+        ipp_print("127.0.1.12", ipp, &refused_ipp, None),
         BUSY,
         "IPP: server-error-busy"
     );
@@ -309,7 +242,7 @@ fn receive_counts_and_limits_carry_across_a_reload() {
     drop((slow, second));
     let data = doc("a-after-reload", 3_000);
     wait_until("tenant a to take jobs again", || {
-        (lpd_submit("127.0.1.10", lpd, &data) == Some(0)).then_some(())
+        lpd_try_submit("127.0.1.10", lpd, "lp", "alice", "noisy", &data).ok()
     });
     dev_a.wait_for_digests(&[sha256(&data)]);
     assert_eq!(d.stop(), 0);

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::SocketAddr;
-
 use common::*;
-use printroute::protocol::ipp::codec;
+
+/// The document format the IPP jobs here declare.
+const OCTET_STREAM: &str = "application/octet-stream";
 
 const NOT_ACCEPTING_JOBS: u16 = 0x0506;
 const ENTITY_TOO_LARGE: u16 = 0x0408;
@@ -64,90 +63,6 @@ input = [
     )
 }
 
-/// LPD, control file first; returns the answer to the data file (`Some(0)`: accepted).
-fn lpd_submit(from: &str, to: SocketAddr, data: &[u8]) -> Option<u8> {
-    let mut s = connect_from(from, to).unwrap();
-    let read_ack = |s: &mut std::net::TcpStream| -> Option<u8> {
-        let mut b = [0u8; 1];
-        match s.read(&mut b) {
-            Ok(1) => Some(b[0]),
-            _ => None,
-        }
-    };
-    s.write_all(b"\x02lp\n").unwrap();
-    assert_eq!(read_ack(&mut s), Some(0), "receive job");
-    let cf = "Hquota\nPalice\nJquota\nldfA001quota\n";
-    s.write_all(format!("\x02{} cfA001quota\n", cf.len()).as_bytes())
-        .unwrap();
-    assert_eq!(read_ack(&mut s), Some(0), "control subcommand");
-    s.write_all(format!("{cf}\0").as_bytes()).unwrap();
-    assert_eq!(read_ack(&mut s), Some(0), "control file");
-    s.write_all(format!("\x03{} dfA001quota\n", data.len()).as_bytes())
-        .unwrap();
-    match read_ack(&mut s) {
-        Some(0) => {}
-        other => return other,
-    }
-    if s.write_all(&[data, &[0]].concat()).is_err() {
-        return None;
-    }
-    read_ack(&mut s)
-}
-
-/// IPP Print-Job; returns the IPP status code.
-fn ipp_print(from: &str, to: SocketAddr, data: &[u8]) -> u16 {
-    fn attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
-        b.push(tag);
-        b.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        b.extend_from_slice(name.as_bytes());
-        b.extend_from_slice(&(v.len() as u16).to_be_bytes());
-        b.extend_from_slice(v);
-    }
-    let uri = format!("ipp://{to}/ipp/print");
-    let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
-    attr(&mut body, 0x47, "attributes-charset", b"utf-8");
-    attr(&mut body, 0x48, "attributes-natural-language", b"en");
-    attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
-    attr(&mut body, 0x42, "requesting-user-name", b"alice");
-    attr(
-        &mut body,
-        0x49,
-        "document-format",
-        b"application/octet-stream",
-    );
-    body.push(3);
-    body.extend_from_slice(data);
-    let mut s = connect_from(from, to).unwrap();
-    let mut req = format!(
-        "POST /ipp/print HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    req.extend_from_slice(&body);
-    s.write_all(&req).unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).unwrap();
-    assert!(line.starts_with("HTTP/1.1 200"), "{line:?}");
-    let mut len = 0;
-    loop {
-        let mut h = String::new();
-        r.read_line(&mut h).unwrap();
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                len = v.trim().parse().unwrap();
-            }
-        }
-    }
-    let mut resp = vec![0u8; len];
-    r.read_exact(&mut resp).unwrap();
-    codec::decode(&resp, codec::RESPONSE_LIMITS).unwrap().0.code
-}
-
 #[test]
 fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_printing() {
     let dead = free_port("127.0.1.50");
@@ -159,8 +74,11 @@ fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_p
         let data = doc(&format!("b{n}"), 20_000);
         match n % 3 {
             0 => assert_eq!(raw_send("127.0.2.10", raw, &data), RawOutcome::Acknowledged),
-            1 => assert_eq!(lpd_submit("127.0.2.11", lpd, &data), Some(0)),
-            _ => assert_eq!(ipp_print("127.0.2.12", ipp, &data), 0),
+            1 => assert_eq!(
+                lpd_try_submit("127.0.2.11", lpd, "lp", "alice", "quota", &data),
+                Ok(())
+            ),
+            _ => assert_eq!(ipp_print("127.0.2.12", ipp, &data, Some(OCTET_STREAM)), 0),
         }
         b_sent.push(sha256(&data));
     };
@@ -172,9 +90,15 @@ fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_p
         RawOutcome::Acknowledged
     );
     b_job(0, &mut b_sent);
-    assert_eq!(lpd_submit("127.0.1.11", lpd, &a_ok[1]), Some(0));
+    assert_eq!(
+        lpd_try_submit("127.0.1.11", lpd, "lp", "alice", "quota", &a_ok[1]),
+        Ok(())
+    );
     b_job(1, &mut b_sent);
-    assert_eq!(ipp_print("127.0.1.12", ipp, &a_ok[2]), 0);
+    assert_eq!(
+        ipp_print("127.0.1.12", ipp, &a_ok[2], Some(OCTET_STREAM)),
+        0
+    );
     b_job(2, &mut b_sent);
 
     // Full: each protocol refuses in its own way, several times over.
@@ -188,14 +112,14 @@ fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_p
         );
         b_job(3 + 3 * round, &mut b_sent);
         let l = doc(&format!("a-lpd{round}"), 20_000);
-        let answer = lpd_submit("127.0.1.11", lpd, &l);
+        let answer = lpd_try_submit("127.0.1.11", lpd, "lp", "alice", "quota", &l);
         assert!(
-            matches!(answer, Some(n) if n != 0),
-            "LPD: negative acknowledgement, got {answer:?}"
+            matches!(answer, Err(("data subcommand" | "data file", Some(n))) if n != 0),
+            "LPD: negative acknowledgement of the data file, got {answer:?}"
         );
         b_job(4 + 3 * round, &mut b_sent);
         let i = doc(&format!("a-ipp{round}"), 20_000);
-        let status = ipp_print("127.0.1.12", ipp, &i);
+        let status = ipp_print("127.0.1.12", ipp, &i, Some(OCTET_STREAM));
         assert!(
             status == NOT_ACCEPTING_JOBS || status == ENTITY_TOO_LARGE,
             "IPP: server-error-not-accepting-jobs, got {status:#06x}"
@@ -259,12 +183,12 @@ fn a_full_disk_refuses_jobs_in_each_protocol_and_recovers() {
             RawOutcome::Refused,
             "RAW: reset"
         );
-        let answer = lpd_submit("127.0.2.11", lpd, &data);
+        let answer = lpd_try_submit("127.0.2.11", lpd, "lp", "alice", "quota", &data);
         assert!(
-            matches!(answer, Some(n) if n != 0),
-            "LPD: negative acknowledgement, got {answer:?}"
+            matches!(answer, Err(("data subcommand" | "data file", Some(n))) if n != 0),
+            "LPD: negative acknowledgement of the data file, got {answer:?}"
         );
-        let status = ipp_print("127.0.2.12", ipp, &data);
+        let status = ipp_print("127.0.2.12", ipp, &data, Some(OCTET_STREAM));
         assert_eq!(
             status, NOT_ACCEPTING_JOBS,
             "IPP: server-error-not-accepting-jobs, got {status:#06x}"
@@ -276,7 +200,12 @@ fn a_full_disk_refuses_jobs_in_each_protocol_and_recovers() {
     let ok = doc("room-again", 5_000);
     assert_eq!(raw_send("127.0.2.10", raw, &ok), RawOutcome::Acknowledged);
     assert_eq!(
-        ipp_print("127.0.2.12", ipp, &doc("room-again-ipp", 5_000)),
+        ipp_print(
+            "127.0.2.12",
+            ipp,
+            &doc("room-again-ipp", 5_000),
+            Some(OCTET_STREAM)
+        ),
         0
     );
     dev_b.wait_for_digests(&[sha256(&ok)]);

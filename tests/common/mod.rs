@@ -306,29 +306,111 @@ pub fn connect_from(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     Ok(s)
 }
 
-/// Submits one LPD job (receive job, control file, data file) from `from`
-/// and asserts that every step is acknowledged.
-pub fn lpd_submit(from: &str, to: SocketAddr, queue: &str, user: &str, name: &str, data: &[u8]) {
+/// Sends one LPD job from `from`: receive job, control file, then data
+/// file. `Err((step, answer))` names the first step not acknowledged and
+/// the daemon's answer to it (`None`: the connection ended).
+pub fn lpd_try_submit(
+    from: &str,
+    to: SocketAddr,
+    queue: &str,
+    user: &str,
+    name: &str,
+    data: &[u8],
+) -> Result<(), (&'static str, Option<u8>)> {
     let mut s = connect_from(from, to).unwrap();
-    let mut ack = [0u8; 1];
-    s.write_all(format!("\x02{queue}\n").as_bytes()).unwrap();
-    s.read_exact(&mut ack).unwrap();
-    assert_eq!(ack[0], 0, "receive job on {queue} refused");
+    // Sends `bytes` and reads the daemon's one-byte answer.
+    let mut step = |bytes: &[u8]| -> Option<u8> {
+        s.write_all(bytes).ok()?;
+        let mut b = [0u8; 1];
+        match s.read(&mut b) {
+            Ok(1) => Some(b[0]),
+            _ => None,
+        }
+    };
     let cf = format!("Hclient\nP{user}\nJ{name}\nldfA001client\n");
-    for (code, fname, bytes) in [
-        (2u8, "cfA001client", cf.as_bytes()),
-        (3u8, "dfA001client", data),
+    for (what, bytes) in [
+        ("receive job", format!("\x02{queue}\n").into_bytes()),
+        (
+            "control subcommand",
+            format!("\x02{} cfA001client\n", cf.len()).into_bytes(),
+        ),
+        ("control file", [cf.as_bytes(), &[0]].concat()),
+        (
+            "data subcommand",
+            format!("\x03{} dfA001client\n", data.len()).into_bytes(),
+        ),
+        ("data file", [data, &[0]].concat()),
     ] {
-        s.write_all(&[code]).unwrap();
-        s.write_all(format!("{} {fname}\n", bytes.len()).as_bytes())
-            .unwrap();
-        s.read_exact(&mut ack).unwrap();
-        assert_eq!(ack[0], 0, "subcommand {code} refused");
-        s.write_all(bytes).unwrap();
-        s.write_all(&[0]).unwrap();
-        s.read_exact(&mut ack).unwrap();
-        assert_eq!(ack[0], 0, "file {fname} refused");
+        match step(&bytes) {
+            Some(0) => {}
+            other => return Err((what, other)),
+        }
     }
+    Ok(())
+}
+
+/// Submits one LPD job and asserts that every step is acknowledged.
+pub fn lpd_submit(from: &str, to: SocketAddr, queue: &str, user: &str, name: &str, data: &[u8]) {
+    assert_eq!(
+        lpd_try_submit(from, to, queue, user, name, data),
+        Ok(()),
+        "LPD job on {queue} refused"
+    );
+}
+
+/// Appends one IPP attribute (RFC 8010 3.1.4) to a request being built.
+pub fn ipp_attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
+    b.push(tag);
+    b.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    b.extend_from_slice(name.as_bytes());
+    b.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    b.extend_from_slice(v);
+}
+
+/// IPP Print-Job of `data` to `/ipp/print` as alice, from `from`, with a
+/// document-format if given; returns the IPP status code (HTTP must be 200).
+pub fn ipp_print(from: &str, to: SocketAddr, data: &[u8], format: Option<&str>) -> u16 {
+    use printroute::protocol::ipp::codec;
+    let uri = format!("ipp://{to}/ipp/print");
+    let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
+    ipp_attr(&mut body, 0x47, "attributes-charset", b"utf-8");
+    ipp_attr(&mut body, 0x48, "attributes-natural-language", b"en");
+    ipp_attr(&mut body, 0x45, "printer-uri", uri.as_bytes());
+    ipp_attr(&mut body, 0x42, "requesting-user-name", b"alice");
+    if let Some(f) = format {
+        ipp_attr(&mut body, 0x49, "document-format", f.as_bytes());
+    }
+    body.push(3);
+    body.extend_from_slice(data);
+    let mut s = connect_from(from, to).unwrap();
+    let mut req = format!(
+        "POST /ipp/print HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    s.write_all(&req).unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line:?}");
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut resp = vec![0u8; len];
+    r.read_exact(&mut resp).unwrap();
+    codec::decode(&resp, codec::RESPONSE_LIMITS).unwrap().0.code
 }
 
 /// How a RAW send ended.
