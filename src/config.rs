@@ -336,6 +336,14 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Its distinct ports, lowest first (a node binds each on its address).
+    pub fn ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self.bind.iter().map(SocketAddr::port).collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+
     /// Whether `ip` may send a PROXY header to this listener.
     pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
@@ -765,10 +773,8 @@ impl Config {
             });
         };
         for l in &mut self.listeners {
-            let mut ports: Vec<u16> = l.bind.iter().map(SocketAddr::port).collect();
-            ports.sort_unstable();
-            ports.dedup();
-            l.bind = ports
+            l.bind = l
+                .ports()
                 .into_iter()
                 .map(|p| SocketAddr::new(node.address, p))
                 .collect();

@@ -135,13 +135,11 @@ pub fn haproxy_cfg(config: &Config, dir: &Path, maxconn: u32) -> String {
                 l.name, n.name, n.name
             );
         }
-        let mut ports: Vec<u16> = l.bind.iter().map(SocketAddr::port).collect();
-        ports.sort_unstable();
-        ports.dedup();
+        // A node binds the listener's ports on its address; the balancer
+        // forwards to the first.
+        let port = l.ports().first().copied().unwrap_or_default();
         for n in &config.nodes {
             let _ = write!(s, "\nbackend printroute-{}-{}\n", l.name, n.name);
-            // The node binds the listener's first port on its address.
-            let port = ports.first().copied().unwrap_or_default();
             let _ = writeln!(
                 s,
                 "    server {} {} send-proxy-v2",
