@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use printroute::ids::{ListenerName, TenantId};
-use printroute::job::NewJob;
-use printroute::store::{SpoolSync, Store};
+use printroute::config::ids::{ListenerName, TenantId};
+use printroute::config::SpoolSync;
+use printroute::store::job::NewJob;
+use printroute::store::Store;
 
 /// Concurrent committing tasks.
 const WRITERS: usize = 32;

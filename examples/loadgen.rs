@@ -55,7 +55,9 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--addr" => a.addr = val().parse().expect("--addr ADDR:PORT"),
             "--jobs" => a.jobs = val().parse().expect("--jobs N"),
-            "--size" => a.size = printroute::units::parse_size(&val()).expect("--size e.g. 4KiB"),
+            "--size" => {
+                a.size = printroute::config::units::parse_size(&val()).expect("--size e.g. 4KiB")
+            }
             "--clients" => a.clients = val().parse().expect("--clients K"),
             "--sources" => a.source = val().parse().expect("--sources first source address"),
             "--max-seconds" => a.max_seconds = val().parse().expect("--max-seconds N"),

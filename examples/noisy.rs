@@ -92,7 +92,7 @@ fn parse_args() -> Args {
         skip_alone: false,
         daemon_pid: None,
     };
-    let size = |s: String| printroute::units::parse_size(&s).expect("a size, e.g. 4KiB");
+    let size = |s: String| printroute::config::units::parse_size(&s).expect("a size, e.g. 4KiB");
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut val = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));

@@ -1,34 +1,32 @@
 //! printroute: a multi-tenant print routing daemon.
 //!
-//! A job's way through the code, in order:
+//! The source tree follows a job. Each folder is one layer and imports only
+//! from the layers below it (`tests/layers.rs` fails on an upward import or
+//! an import cycle):
 //!
-//! | step | where |
-//! | --- | --- |
-//! | bind, run, reload, shutdown | [`daemon`] |
-//! | accept, route (peer → tenant), admit (connection limit) | [`listener`], [`routing`], [`snapshot`] |
-//! | receive (stream to the spool), per protocol | [`protocol::raw`] (+ [`protocol::sniff`]), [`protocol::lpd`], [`protocol::ipp`] |
-//! | commit (group commit) and the records | [`store`], [`job`] |
-//! | acknowledge | each protocol, after [`store::TenantStore::commit_new`] returns |
-//! | dispatch: forward, hold, store | [`workflow`]; sending to devices in [`workflow::forward`] (socket), [`protocol::lpd::client`], [`protocol::ipp::client`] |
-//! | finish: records kept for `retention`, then pruned | [`daemon`] (sweep), [`store::TenantStore::prune_finished`] |
-//!
-//! The config file and its validation live in [`config`] (with [`units`]
-//! and [`ids`]); systemd notifications in [`notify`].
+//! | layer | a job's step | where |
+//! | --- | --- | --- |
+//! | 8 | the binary: CLI, bind, run | `main.rs` |
+//! | 7 | start, reload, stop, sd_notify: wires the layers below | [`daemon`] |
+//! | 6 | administration: control socket, metrics endpoint, exports | [`admin`] |
+//! | 5 | accept, PROXY, route, admit, receive per protocol, acknowledge | [`intake`] |
+//! | 4 | dispatch: forward (socket, lpd, ipp devices), hold, store to a folder | [`dispatch`] |
+//! | 3 | the snapshot a connection takes at accept: config, routing, stores, admission counters | [`snapshot`] |
+//! | 2 | commit (group commit), the records and the spool; finish (prune) | [`store`] |
+//! | 1 | the config file: model, loading, validation, units, ids | [`config`] |
+//! | 0 | address → tenant (longest-prefix match) | [`routing`] |
+//! | 0 | wire formats, pure: IPP, LPD, PROXY, PJL/PS sniffing | [`wire`] |
+//! | 0 | the process's metrics registry | [`metrics`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
-pub mod control;
 pub mod daemon;
-pub mod export;
-pub mod ids;
-pub mod job;
-pub mod listener;
+pub mod dispatch;
+pub mod intake;
 pub mod metrics;
-pub mod notify;
-pub mod protocol;
 pub mod routing;
 pub mod snapshot;
 pub mod store;
-pub mod units;
-pub mod workflow;
+pub mod wire;

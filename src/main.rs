@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use printroute::admin::control::Request;
 use printroute::config::{Config, EX_CONFIG};
-use printroute::control::Request;
 use printroute::routing::canonical;
 use serde_json::Value;
 
@@ -120,7 +120,7 @@ haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
         #[arg(long)]
         out: PathBuf,
         /// HAProxy's global maxconn (it needs twice as many file descriptors).
-        #[arg(long, default_value_t = printroute::export::DEFAULT_HAPROXY_MAXCONN)]
+        #[arg(long, default_value_t = printroute::admin::export::DEFAULT_HAPROXY_MAXCONN)]
         maxconn: u32,
     },
 }
@@ -184,7 +184,7 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
         /// Only jobs in this state.
-        #[arg(long, value_parser = printroute::control::state_names())]
+        #[arg(long, value_parser = printroute::admin::control::state_names())]
         state: Option<String>,
         /// Only this user's jobs.
         #[arg(long)]
@@ -293,7 +293,7 @@ fn main() -> ExitCode {
             out,
             maxconn,
         }) => match Config::load(&config) {
-            Ok(c) => match printroute::export::haproxy(&c, &out, maxconn) {
+            Ok(c) => match printroute::admin::export::haproxy(&c, &out, maxconn) {
                 Ok(files) => {
                     for f in files {
                         println!("wrote {}", f.display());
@@ -438,7 +438,7 @@ fn admin(control: &Control, req: Request) -> ExitCode {
             Err(e) => return config_error(&e),
         },
     };
-    let resp = match printroute::control::call(&socket, &req) {
+    let resp = match printroute::admin::control::call(&socket, &req) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot reach the daemon at {}: {e}", socket.display());

@@ -1,12 +1,12 @@
-//! Prometheus metrics: counters and histograms per tenant and listener,
-//! served as text exposition at `global.metrics` (`GET /metrics`).
+//! Prometheus metrics: counters and histograms per tenant and listener.
+//! `admin::metrics` serves them as text exposition at `global.metrics`
+//! (`GET /metrics`). This registry uses nothing of the crate: every layer counts.
 //!
 //! The metrics are one process-wide set ([`get`]): counting is a hash
 //! lookup and an atomic add on the job path, and whatever counts (store,
 //! listener, dispatcher) needs no handle passed down.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,12 +14,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
-
-use crate::daemon::Shared;
-
-/// Longest a metrics scrape may take to send its request.
-pub const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Labels of a tenant on a listener.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -174,65 +168,11 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition, with the gauges read from `shared` now.
-    pub fn render(&self, shared: &Shared) -> String {
-        let snapshot = shared.snapshot.load_full();
-        let held = shared.dispatcher.held_counts();
-        for (t, store) in snapshot.config.tenants.iter().zip(&snapshot.stores) {
-            let l = TenantLabel {
-                tenant: t.id.to_string(),
-            };
-            self.queue_depth
-                .get_or_create(&l)
-                .set(store.active_jobs().map_or(0, |a| a.len()) as i64);
-            self.held_jobs
-                .get_or_create(&l)
-                .set(held.get(&t.id).copied().unwrap_or(0) as i64);
-            self.spool_bytes
-                .get_or_create(&l)
-                .set(store.spool_bytes() as i64);
-        }
+    /// The text exposition of every metric as it stands (the endpoint sets
+    /// the gauges first).
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-}
-
-/// Serves `GET /metrics` on `listener` until `stop` fires.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    shared: Arc<Shared>,
-    stop: CancellationToken,
-) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    loop {
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-            _ = stop.cancelled() => return,
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let shared = shared.clone();
-                    async move {
-                        let (status, body) = if req.uri().path() == "/metrics" {
-                            (200, get().render(&shared))
-                        } else {
-                            (404, "not found: try /metrics\n".to_owned())
-                        };
-                        hyper::Response::builder()
-                            .status(status)
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
-                            .body(Full::new(Bytes::from(body)))
-                    }
-                });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(SCRAPE_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            let _ = conn.await;
-        });
     }
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
+use crate::config::ids::{ListenerName, TenantId};
 use crate::config::{Config, Input, Tenant};
-use crate::ids::{ListenerName, TenantId};
 use crate::routing::{Route, RoutingTable};
 use crate::store::{InFlight, SpoolWriter, StoreError, TenantStore};
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use printroute::protocol::ipp::codec;
+use printroute::wire::ipp as codec;
 
 /// Kills of the daemon.
 const KILLS: usize = 100;
@@ -368,7 +368,7 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     let mut interrupted_total = 0;
     for (i, t) in ["a", "b", "c"].into_iter().enumerate() {
         let records = jobs.get(t).map(Vec::as_slice).unwrap_or_default();
-        let mut by_sha: HashMap<&str, Vec<&printroute::job::Job>> = HashMap::new();
+        let mut by_sha: HashMap<&str, Vec<&printroute::store::job::Job>> = HashMap::new();
         for j in records {
             by_sha.entry(j.sha256.as_str()).or_default().push(j);
         }
@@ -386,7 +386,7 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
                 .unwrap_or_else(|| panic!("tenant {t}: acknowledged job {sha} has no record"));
             assert_eq!(
                 js[0].state,
-                printroute::job::JobState::Completed,
+                printroute::store::job::JobState::Completed,
                 "tenant {t}: acknowledged job not completed: {:?}",
                 js[0]
             );

@@ -107,7 +107,11 @@ fn jobs_of_two_tenants_reach_only_their_own_device_and_store() {
         assert_eq!(ids, (1..=8).collect::<Vec<_>>(), "job ids count per tenant");
         for j in &jobs[t] {
             assert_eq!(j.tenant.as_str(), t);
-            assert_eq!(j.state, printroute::job::JobState::Completed, "{j:?}");
+            assert_eq!(
+                j.state,
+                printroute::store::job::JobState::Completed,
+                "{j:?}"
+            );
             assert!(
                 j.user.starts_with(&format!("user-{t}")),
                 "user from PJL: {}",
@@ -171,7 +175,10 @@ fn acknowledged_job_survives_kill_9_and_is_delivered_once_when_the_device_return
     assert_eq!(d.stop(), 0);
     let jobs = d.stored_jobs();
     assert_eq!(jobs["a"].len(), 1);
-    assert_eq!(jobs["a"][0].state, printroute::job::JobState::Completed);
+    assert_eq!(
+        jobs["a"][0].state,
+        printroute::store::job::JobState::Completed
+    );
     assert!(d.spool_files("a").is_empty());
 }
 
@@ -496,13 +503,13 @@ input = [{{ listener = "raw", workflow = "secure" }}]
     assert_eq!(d.stop(), 0);
     assert_eq!(
         d.stored_jobs()["a"][0].state,
-        printroute::job::JobState::Held
+        printroute::store::job::JobState::Held
     );
     d.spawn();
     d.wait_log("job finished tenant=a job=1 state=\"canceled\"");
     assert_eq!(d.stop(), 0);
     let job = &d.stored_jobs()["a"][0];
-    assert_eq!(job.state, printroute::job::JobState::Canceled);
+    assert_eq!(job.state, printroute::store::job::JobState::Canceled);
     assert!(
         job.history.iter().any(|e| e.note == "hold expired"),
         "{:?}",

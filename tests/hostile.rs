@@ -49,7 +49,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use printroute::protocol::ipp::codec::{self, Message, Value};
+use printroute::wire::ipp::{self as codec, Message, Value};
 use serde_json::Value as Json;
 
 const A_TENANT: &str = "alpha";
@@ -1978,7 +1978,7 @@ fn tenant_admins_reach_the_control_socket_without_the_group_that_reads_every_spo
         "others (tenant admins) may reach the control socket's folder"
     );
     assert_eq!(
-        printroute::control::SOCKET_MODE & 0o006,
+        printroute::admin::control::SOCKET_MODE & 0o006,
         0o006,
         "anyone may connect to the control socket"
     );

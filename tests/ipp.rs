@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::*;
-use printroute::protocol::ipp::codec::{self, Message, Value};
+use printroute::wire::ipp::{self as codec, Message, Value};
 
 // ---------------------------------------------------------------------------
 // A small IPP request encoder (RFC 8010 section 3) and HTTP/1.1 client.

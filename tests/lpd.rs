@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use common::*;
-use printroute::job::JobState;
+use printroute::store::job::JobState;
 
 /// Where `scripts/lprng.sh` unpacks LPRng.
 const LPRNG: &str = "/opt/printroute-test/lprng";

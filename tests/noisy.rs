@@ -205,7 +205,7 @@ fn a_dead_printer_with_a_large_backlog_does_not_hold_up_another_tenant() {
     assert_eq!(d.spool_files("a").len(), BACKLOG);
     assert!(jobs["b"]
         .iter()
-        .all(|j| j.state == printroute::job::JobState::Completed));
+        .all(|j| j.state == printroute::store::job::JobState::Completed));
 }
 
 #[test]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use printroute::job::JobState;
+use printroute::store::job::JobState;
 
 fn doc(tag: &str, size: usize) -> Vec<u8> {
     document_with(&format!("@PJL JOB NAME = \"{tag}\"\n"), tag, size)

@@ -158,7 +158,7 @@ fn a_tenant_at_its_spool_quota_is_refused_in_each_protocol_while_another_keeps_p
     assert_eq!(jobs["b"].len(), b_sent.len());
     assert!(jobs["b"]
         .iter()
-        .all(|j| j.state == printroute::job::JobState::Completed));
+        .all(|j| j.state == printroute::store::job::JobState::Completed));
     assert!(d.spool_files("b").is_empty());
 }
 

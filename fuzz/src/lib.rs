@@ -13,17 +13,17 @@
 use std::path::Path;
 use std::time::Duration;
 
+use printroute::config::units::{parse_duration, parse_size};
 use printroute::config::{Config, DeviceUri, MAX_QUEUE_NAME_LEN};
-use printroute::protocol::ipp::codec::{self, Attribute, DecodeError, Value};
-use printroute::protocol::lpd::parse::{
+use printroute::intake::lpd::read_line;
+use printroute::wire::ipp::{self as codec, Attribute, DecodeError, Value};
+use printroute::wire::lpd::{
     parse_command, parse_control_file, parse_subcommand, Command, ControlFile, Length, Subcommand,
     MAX_COMMAND_LINE, MAX_CONTROL_FILE, MAX_CONTROL_LINE, MAX_COPIES, MAX_DATA_FILES,
     MAX_FILE_NAME, MAX_LIST_ITEMS, PLACEHOLDER_LENGTH,
 };
-use printroute::protocol::lpd::session::read_line;
-use printroute::protocol::proxy::{self, Header, ProxyError};
-use printroute::protocol::sniff::{self, clean, SNIFF_LIMIT};
-use printroute::units::{parse_duration, parse_size};
+use printroute::wire::proxy::{self, Header, ProxyError};
+use printroute::wire::sniff::{self, clean, SNIFF_LIMIT};
 
 /// A target's check: panics when its parser breaks a promise.
 pub type Check = fn(&[u8]);
@@ -422,7 +422,7 @@ fn check_device_uri(text: &str) {
 pub fn proxy_header(data: &[u8]) {
     let decoded = proxy::decode(data);
     let mut rest = data;
-    let read = block_on(proxy::read_header(&mut rest));
+    let read = block_on(printroute::intake::proxy::read_header(&mut rest));
     match decoded {
         Ok(Some((header, n))) => {
             assert!(n >= 12 && n <= data.len(), "header of {n} bytes");

@@ -232,7 +232,7 @@ impl TestDaemon {
     }
 
     /// Opens the store of a stopped daemon and returns every job record per tenant.
-    pub fn stored_jobs(&self) -> HashMap<String, Vec<printroute::job::Job>> {
+    pub fn stored_jobs(&self) -> HashMap<String, Vec<printroute::store::job::Job>> {
         assert!(
             self.child.is_none(),
             "stop the daemon before reading its store"
@@ -277,7 +277,7 @@ impl Drop for TestDaemon {
 }
 
 /// Every job record per tenant in the store at `data_dir` (of a stopped daemon).
-pub fn stored_jobs_at(data_dir: &Path) -> HashMap<String, Vec<printroute::job::Job>> {
+pub fn stored_jobs_at(data_dir: &Path) -> HashMap<String, Vec<printroute::store::job::Job>> {
     let store = printroute::store::Store::open(data_dir, 8 << 20).unwrap();
     let ids = store.registered_tenants().unwrap();
     let stores = store.provision(&ids).unwrap();
@@ -370,7 +370,7 @@ pub fn ipp_attr(b: &mut Vec<u8>, tag: u8, name: &str, v: &[u8]) {
 /// IPP Print-Job of `data` to `/ipp/print` as alice, from `from`, with a
 /// document-format if given; returns the IPP status code (HTTP must be 200).
 pub fn ipp_print(from: &str, to: SocketAddr, data: &[u8], format: Option<&str>) -> u16 {
-    use printroute::protocol::ipp::codec;
+    use printroute::wire::ipp as codec;
     let uri = format!("ipp://{to}/ipp/print");
     let mut body = vec![2, 0, 0, 2, 0, 0, 0, 1, 1];
     ipp_attr(&mut body, 0x47, "attributes-charset", b"utf-8");

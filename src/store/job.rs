@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{JobId, ListenerName, TenantId};
+use crate::config::ids::{JobId, ListenerName, TenantId};
 
 /// Where a job is in its life; the names follow IPP `job-state` (RFC 8011 5.3.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,25 +1,25 @@
-//! IPP listener (RFC 8010/8011 over HTTP/1.1) and IPP client.
+//! IPP listener (RFC 8010/8011 over HTTP/1.1).
 //!
 //! Layers, from the wire in:
-//! - [`codec`]: pure RFC 8010 encoding, limits enforced while parsing;
+//! - [`crate::wire::ipp`]: pure RFC 8010 encoding, limits enforced while parsing;
 //! - this module: the HTTP service (hyper, HTTP/1.1 only, keep-alive,
 //!   chunked bodies, `Expect: 100-continue`); it reads the IPP request up
 //!   to `end-of-attributes-tag`, never more than [`MAX_REQUEST_HEAD`]
 //!   bytes, and hands the rest of the body (the document) on as a stream;
-//! - [`ops`]: the operations, each answered in IPP;
-//! - [`client`]: the forward step to `ipp://` devices.
+//! - `request`: what the service hands each operation, and gets back;
+//! - `ops`: the operations, each answered in IPP.
+//!
+//! The forward step's client to `ipp://` devices is [`crate::dispatch::ipp`].
 //!
 //! Each tenant input on an IPP listener is a printer: `/ipp/print` (no
 //! queue) and `/ipp/print/<queue>` or `/printers/<queue>`.
 
-pub mod client;
-pub mod codec;
 mod ops;
+mod request;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -29,15 +29,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use super::{Admission, Connection};
-use crate::daemon::Shared;
-use crate::ids::ListenerName;
-use crate::snapshot::Routed;
-
-/// Longest a client may take to send a request's HTTP header, and longest
-/// an idle keep-alive connection is kept: a client that trickles its header
-/// holds only its own connection, never a worker (cf. CUPS CVE-2025-58436).
-/// A tenant's shorter `idle-timeout` wins.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::wire::ipp::{self as codec, status};
+use request::{Access, ConnCtx, Document, Reply};
+pub use request::{HEADER_READ_TIMEOUT, MAX_IGNORED_TRAILER};
 
 /// Largest HTTP request header (request line and fields) in bytes; more
 /// gets `431 Request Header Fields Too Large`.
@@ -53,42 +47,9 @@ pub const MAX_REQUEST_HEAD: usize = 256 << 10;
 /// Read buffer of hyper per connection: bounds the memory of a body frame.
 pub const HTTP_READ_BUFFER: usize = 64 << 10;
 
-/// Most bytes after the IPP message of a request that carries no document
-/// (RFC 8011 section 4: they are ignored) read to keep the connection alive.
-pub const MAX_IGNORED_TRAILER: usize = 64 << 10;
-
 /// A request is parsed again only after its buffered head doubled since the
 /// last attempt, starting at this size: parsing stays linear in the head size.
 const FIRST_PARSE_AT: usize = 512;
-
-/// Who the connection belongs to.
-pub(crate) enum Access {
-    /// A tenant took it.
-    Tenant(Routed),
-    /// The address belongs to no tenant: every request gets `client-error-not-authorized`.
-    NoTenant,
-    /// The tenant is at `max-connections`: every request gets `server-error-busy`.
-    Busy,
-}
-
-/// What every request of a connection shares.
-pub(crate) struct ConnCtx {
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    pub listener: ListenerName,
-    pub access: Access,
-    pub shared: Arc<Shared>,
-}
-
-impl ConnCtx {
-    /// How long one body read may take.
-    pub fn idle_timeout(&self) -> Duration {
-        match &self.access {
-            Access::Tenant(r) => r.tenant().limits.idle_timeout,
-            _ => HEADER_READ_TIMEOUT,
-        }
-    }
-}
 
 /// Serves one IPP connection.
 pub async fn serve(conn: Connection) {
@@ -134,50 +95,12 @@ pub async fn serve(conn: Connection) {
     }
 }
 
-/// An HTTP response with an IPP body.
-pub(crate) struct Reply {
-    /// The IPP response.
-    pub message: codec::Message,
-    /// Close the connection after it: the request body was not read to its end.
-    pub close: bool,
-}
-
 fn http_reply(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
-}
-
-/// The body of a request past the IPP message: the document.
-pub(crate) struct Document {
-    /// Document bytes that came with the last part of the IPP message.
-    pub first: Bytes,
-    /// The rest of the request body.
-    pub body: Incoming,
-    /// The body has ended.
-    pub ended: bool,
-}
-
-impl Document {
-    /// Reads and drops what is left of a body that should carry no
-    /// document, up to [`MAX_IGNORED_TRAILER`] bytes, so that the
-    /// connection can stay open; past that it is left unread (and closed).
-    pub async fn skip_rest(&mut self, idle: Duration) {
-        let mut seen = self.first.len();
-        self.first = Bytes::new();
-        while !self.ended && seen <= MAX_IGNORED_TRAILER {
-            match tokio::time::timeout(idle, self.body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    seen += frame.data_ref().map_or(0, |d| d.len());
-                    self.ended = hyper::body::Body::is_end_stream(&self.body);
-                }
-                Ok(None) => self.ended = true,
-                Ok(Some(Err(_))) | Err(_) => return,
-            }
-        }
-    }
 }
 
 /// The host the client reached us by, for the URIs we hand out: its `Host`
@@ -253,11 +176,9 @@ async fn read_head(ctx: &ConnCtx, mut body: Incoming) -> Result<(codec::Message,
                         .refused(&ctx.listener, ctx.peer, "malformed IPP request");
                     tracing::debug!(peer = %ctx.peer, error = %e, "malformed IPP request");
                     let status = match e {
-                        codec::DecodeError::ValueTooLong(_) => ops::status::REQUEST_VALUE_TOO_LONG,
-                        codec::DecodeError::TooManyAttributes => {
-                            ops::status::REQUEST_ENTITY_TOO_LARGE
-                        }
-                        _ => ops::status::BAD_REQUEST,
+                        codec::DecodeError::ValueTooLong(_) => status::REQUEST_VALUE_TOO_LONG,
+                        codec::DecodeError::TooManyAttributes => status::REQUEST_ENTITY_TOO_LARGE,
+                        _ => status::BAD_REQUEST,
                     };
                     return Err(ops::error_reply(&head, status, &e.to_string(), !ended));
                 }
@@ -268,7 +189,7 @@ async fn read_head(ctx: &ConnCtx, mut body: Incoming) -> Result<(codec::Message,
                 .refused(&ctx.listener, ctx.peer, "IPP request head too large");
             return Err(ops::error_reply(
                 &head,
-                ops::status::REQUEST_ENTITY_TOO_LARGE,
+                status::REQUEST_ENTITY_TOO_LARGE,
                 "request attributes too large",
                 true,
             ));
@@ -286,7 +207,7 @@ async fn read_head(ctx: &ConnCtx, mut body: Incoming) -> Result<(codec::Message,
                 tracing::debug!(peer = %ctx.peer, error = %e, "IPP request body broke off");
                 return Err(ops::error_reply(
                     &head,
-                    ops::status::BAD_REQUEST,
+                    status::BAD_REQUEST,
                     "request body broke off",
                     true,
                 ));
@@ -296,7 +217,7 @@ async fn read_head(ctx: &ConnCtx, mut body: Incoming) -> Result<(codec::Message,
                     .refused(&ctx.listener, ctx.peer, "IPP client idle mid-request");
                 return Err(ops::error_reply(
                     &head,
-                    ops::status::REQUEST_TIMEOUT,
+                    status::REQUEST_TIMEOUT,
                     "request timed out",
                     true,
                 ));

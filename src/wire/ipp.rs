@@ -16,6 +16,80 @@
 
 use std::fmt;
 
+/// IPP status codes (RFC 8011 Appendix B).
+pub mod status {
+    /// `successful-ok`.
+    pub const OK: u16 = 0x0000;
+    /// `successful-ok-ignored-or-substituted-attributes`.
+    pub const OK_IGNORED: u16 = 0x0001;
+    /// `client-error-bad-request`.
+    pub const BAD_REQUEST: u16 = 0x0400;
+    /// `client-error-not-authorized`.
+    pub const NOT_AUTHORIZED: u16 = 0x0403;
+    /// `client-error-not-possible`.
+    pub const NOT_POSSIBLE: u16 = 0x0404;
+    /// `client-error-timeout`.
+    pub const REQUEST_TIMEOUT: u16 = 0x0405;
+    /// `client-error-not-found`.
+    pub const NOT_FOUND: u16 = 0x0406;
+    /// `client-error-request-entity-too-large`.
+    pub const REQUEST_ENTITY_TOO_LARGE: u16 = 0x0408;
+    /// `client-error-request-value-too-long`.
+    pub const REQUEST_VALUE_TOO_LONG: u16 = 0x0409;
+    /// `client-error-document-format-not-supported`.
+    pub const DOCUMENT_FORMAT_NOT_SUPPORTED: u16 = 0x040a;
+    /// `client-error-attributes-or-values-not-supported`.
+    pub const ATTRIBUTES_NOT_SUPPORTED: u16 = 0x040b;
+    /// `client-error-charset-not-supported`.
+    pub const CHARSET_NOT_SUPPORTED: u16 = 0x040d;
+    /// `client-error-compression-not-supported`.
+    pub const COMPRESSION_NOT_SUPPORTED: u16 = 0x040f;
+    /// `server-error-internal-error`.
+    pub const INTERNAL_ERROR: u16 = 0x0500;
+    /// `server-error-operation-not-supported`.
+    pub const OPERATION_NOT_SUPPORTED: u16 = 0x0501;
+    /// `server-error-service-unavailable`.
+    pub const SERVICE_UNAVAILABLE: u16 = 0x0502;
+    /// `server-error-version-not-supported`.
+    pub const VERSION_NOT_SUPPORTED: u16 = 0x0503;
+    /// `server-error-temporary-error`.
+    pub const TEMPORARY_ERROR: u16 = 0x0505;
+    /// `server-error-not-accepting-jobs`.
+    pub const NOT_ACCEPTING_JOBS: u16 = 0x0506;
+    /// `server-error-busy`.
+    pub const BUSY: u16 = 0x0507;
+    /// `server-error-multiple-document-jobs-not-supported`.
+    pub const MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED: u16 = 0x0509;
+}
+
+/// Operation ids (RFC 8011 section 5.4.15, PWG 5100.11 for Close-Job and Cancel-My-Jobs).
+pub mod op {
+    /// Print-Job.
+    pub const PRINT_JOB: u16 = 0x0002;
+    /// Validate-Job.
+    pub const VALIDATE_JOB: u16 = 0x0004;
+    /// Create-Job.
+    pub const CREATE_JOB: u16 = 0x0005;
+    /// Send-Document.
+    pub const SEND_DOCUMENT: u16 = 0x0006;
+    /// Cancel-Job.
+    pub const CANCEL_JOB: u16 = 0x0008;
+    /// Get-Job-Attributes.
+    pub const GET_JOB_ATTRIBUTES: u16 = 0x0009;
+    /// Get-Jobs.
+    pub const GET_JOBS: u16 = 0x000a;
+    /// Get-Printer-Attributes.
+    pub const GET_PRINTER_ATTRIBUTES: u16 = 0x000b;
+    /// Hold-Job.
+    pub const HOLD_JOB: u16 = 0x000c;
+    /// Release-Job.
+    pub const RELEASE_JOB: u16 = 0x000d;
+    /// Cancel-My-Jobs.
+    pub const CANCEL_MY_JOBS: u16 = 0x0039;
+    /// Close-Job.
+    pub const CLOSE_JOB: u16 = 0x003b;
+}
+
 /// Delimiter tags (RFC 8010 section 3.5.1).
 pub mod group {
     /// `operation-attributes-tag`.

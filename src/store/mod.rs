@@ -12,6 +12,11 @@
 //! applied only after their documents are synced, so a record never reaches
 //! the disk before its document. `flush_async` is never used: it deadlocks
 //! under concurrency in sled 0.34.7.
+//!
+//! Holds the records (the only code that knows sled), the [`job`] model and
+//! the spool documents. Uses config and metrics.
+
+pub mod job;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -24,8 +29,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
-use crate::ids::{JobId, TenantId, MAX_JOB_ID};
-use crate::job::{now_ms, Event, Job, JobState, NewJob};
+use crate::config::ids::{JobId, TenantId, MAX_JOB_ID};
+use crate::config::{SpoolSync, DEFAULT_MIN_FREE_SPACE};
+use crate::store::job::{now_ms, Event, Job, JobState, NewJob};
 
 /// Version of the on-disk layout; bumped when keys or values change shape.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -35,10 +41,6 @@ const META_TREE: &str = "printroute-meta";
 
 /// Prefix of spool files still being received (no committed record).
 const INCOMING_PREFIX: &str = ".incoming-";
-
-/// Default of `global.min-free-space`: bytes of the spool's file system that
-/// documents may not take, so the database always has room to commit.
-pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
 
 /// How often a blocking commit looks whether its group is on disk.
 const BLOCKING_COMMIT_POLL: std::time::Duration = std::time::Duration::from_millis(1);
@@ -68,7 +70,7 @@ const UNLINK_IN_BACKGROUND_BYTES: u64 = 1 << 20;
 
 /// Key layout: every key of every tree is built here.
 pub mod keys {
-    use crate::ids::{JobId, TenantId};
+    use crate::config::ids::{JobId, TenantId};
 
     /// The tree of a tenant.
     pub fn tenant_tree(t: &TenantId) -> String {
@@ -163,22 +165,6 @@ enum Op {
     Remove(sled::Tree, Vec<u8>),
     /// Raise a big-endian u32 counter to at least this value.
     CounterMax(sled::Tree, &'static [u8], u32),
-}
-
-/// How the documents of a commit group are made durable before their records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SpoolSync {
-    /// Each receiving connection syncs its own document (`fdatasync`, many at
-    /// once from the blocking pool, which the file system merges into few
-    /// journal commits), and the flusher syncs each touched spool folder once
-    /// per group. Unaffected by other writers on the same file system.
-    #[default]
-    Files,
-    /// One `syncfs` of the spool's file system per group: the fewest syncs
-    /// when the data dir has a file system of its own, but it also flushes
-    /// whatever else is dirty on that file system.
-    Filesystem,
 }
 
 #[derive(Default)]
@@ -1185,7 +1171,7 @@ pub struct PurgeReport {
 
 impl Store {
     /// Deletes a tenant's tree, spool folder and registry entry: all the
-    /// store knows of it. Stop its jobs first ([`crate::workflow::Dispatcher::stop_tenant`]).
+    /// store knows of it. Stop its jobs first ([`crate::dispatch::Dispatcher::stop_tenant`]).
     pub fn purge(&self, id: &TenantId) -> Result<PurgeReport, StoreError> {
         self.inner
             .tenants
@@ -1235,7 +1221,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::ListenerName;
+    use crate::config::ids::ListenerName;
 
     fn new_job(user: &str) -> NewJob {
         NewJob {

@@ -3,14 +3,12 @@
 //! listener prepends one header carrying the client's address, and routing
 //! uses that address instead of the balancer's.
 //!
-//! [`decode`] is a pure parser over a byte prefix; [`read_header`] reads a
-//! header off a socket without consuming a single byte of the payload that
-//! follows it, so the listener's protocol starts on its first byte.
+//! [`decode`] is a pure parser over a byte prefix; `intake::proxy` reads a
+//! header off a socket with it, without consuming a single byte of the
+//! payload that follows, so the listener's protocol starts on its first byte.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
-
-use tokio::io::AsyncReadExt;
 
 /// The twelve bytes that open a version 2 header.
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
@@ -22,9 +20,6 @@ pub const V1_MAX_LEN: usize = 107;
 /// The format allows 16 + 65,535 bytes; a balancer sending addresses and a
 /// few TLVs needs far less.
 pub const V2_MAX_LEN: usize = 16 + 1024;
-
-/// Time a trusted balancer has to send the whole header.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a valid header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +55,7 @@ pub enum ProxyError {
     /// The connection ended or failed before the header was complete.
     #[error("connection ended inside the PROXY header: {0}")]
     Io(String),
-    /// The header did not arrive within [`HEADER_TIMEOUT`].
+    /// The header did not arrive in time (`intake::proxy::HEADER_TIMEOUT`).
     #[error("no complete PROXY header within {0:?}")]
     Timeout(Duration),
 }
@@ -195,54 +190,6 @@ fn decode_v2(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyError> {
     Ok(Some((header, total)))
 }
 
-/// Reads one header off `stream`, consuming exactly its bytes, within
-/// [`HEADER_TIMEOUT`].
-pub async fn read_header<S>(stream: &mut S) -> Result<Header, ProxyError>
-where
-    S: tokio::io::AsyncRead + Unpin,
-{
-    match tokio::time::timeout(HEADER_TIMEOUT, read_exactly_header(stream)).await {
-        Ok(r) => r,
-        Err(_) => Err(ProxyError::Timeout(HEADER_TIMEOUT)),
-    }
-}
-
-async fn read_exactly_header<S>(stream: &mut S) -> Result<Header, ProxyError>
-where
-    S: tokio::io::AsyncRead + Unpin,
-{
-    let io = |e: std::io::Error| ProxyError::Io(e.to_string());
-    // Twelve bytes are safe to read whatever the version: the shortest v1
-    // header ("PROXY UNKNOWN\r\n") is fifteen.
-    let mut buf = vec![0u8; 12];
-    stream.read_exact(&mut buf).await.map_err(io)?;
-    loop {
-        match decode(&buf)? {
-            Some((header, n)) => {
-                debug_assert_eq!(n, buf.len());
-                return Ok(header);
-            }
-            None => {
-                // v2 states its length up front, so it is read in at most
-                // two more reads; v1 has no length and is read a byte at a
-                // time so that nothing past its LF is consumed.
-                let more = if buf[..12] == V2_SIGNATURE {
-                    if buf.len() < 16 {
-                        16 - buf.len()
-                    } else {
-                        16 + u16::from_be_bytes([buf[14], buf[15]]) as usize - buf.len()
-                    }
-                } else {
-                    1
-                };
-                let at = buf.len();
-                buf.resize(at + more, 0);
-                stream.read_exact(&mut buf[at..]).await.map_err(io)?;
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,36 +294,5 @@ mod tests {
         assert!(decode(&v3).is_err());
         let big = v2(1, 0x11, &vec![0u8; V2_MAX_LEN]);
         assert_eq!(decode(&big), Err(ProxyError::TooLong(V2_MAX_LEN)));
-    }
-
-    #[tokio::test]
-    async fn read_header_stops_at_the_payload() {
-        let mut input: &[u8] = b"PROXY TCP4 192.0.2.7 198.51.100.1 56324 9100\r\n\x02lp\n";
-        let header = read_header(&mut input).await.unwrap();
-        assert!(matches!(header, Header::Proxied { .. }));
-        assert_eq!(input, b"\x02lp\n");
-
-        let mut body = vec![127, 0, 0, 9, 127, 0, 0, 1, 0, 1, 0, 2];
-        body.extend_from_slice(&[0x04, 0x00, 0x01, b'x']);
-        let mut h = v2(1, 0x11, &body);
-        h.extend_from_slice(b"POST /ipp/print HTTP/1.1\r\n");
-        let mut input: &[u8] = &h;
-        let header = read_header(&mut input).await.unwrap();
-        assert_eq!(
-            header,
-            Header::Proxied {
-                source: "127.0.0.9:1".parse().unwrap(),
-                destination: "127.0.0.1:2".parse().unwrap(),
-            }
-        );
-        assert_eq!(input, b"POST /ipp/print HTTP/1.1\r\n");
-
-        let mut input: &[u8] = b"\x02lp\n";
-        assert!(matches!(
-            read_header(&mut input).await,
-            Err(ProxyError::Io(_))
-        ));
-        let mut input: &[u8] = b"hello, world, no header here";
-        assert_eq!(read_header(&mut input).await, Err(ProxyError::Missing));
     }
 }

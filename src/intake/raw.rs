@@ -6,10 +6,10 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::sniff::{sniff, SNIFF_LIMIT};
 use super::{reset, Admission, Connection};
-use crate::job::NewJob;
+use crate::store::job::NewJob;
 use crate::store::StoreError;
+use crate::wire::sniff::{sniff, SNIFF_LIMIT};
 
 /// Read buffer of a RAW connection.
 pub const READ_BUFFER: usize = 256 << 10;

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::job::Job;
+use crate::store::job::Job;
 
 /// Longest job-name part of a stored file's name.
 pub const MAX_STORED_NAME_LEN: usize = 100;
@@ -52,8 +52,8 @@ pub async fn store(job: &Job, spool: &Path, folder: &Path) -> io::Result<PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{JobId, ListenerName, TenantId};
-    use crate::job::JobState;
+    use crate::config::ids::{JobId, ListenerName, TenantId};
+    use crate::store::job::JobState;
 
     fn job(name: &str) -> Job {
         Job {

@@ -5,9 +5,17 @@
 //! address reaches jobs already queued. Each state change is saved durably
 //! before the next step starts; a job's step index is part of its record,
 //! so a restarted daemon resumes each job where it was.
+//!
+//! Holds the dispatcher, hold, store-to-folder ([`folder`]) and one module
+//! per device kind ([`socket`], [`lpd`], [`ipp`]; shared I/O in [`device`],
+//! pools in [`forward`]). Uses snapshot, store, config, wire and metrics.
 
+pub mod device;
 pub mod folder;
 pub mod forward;
+pub mod ipp;
+pub mod lpd;
+pub mod socket;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,10 +26,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::config::ids::{JobId, TenantId};
 use crate::config::{Fallback, Step};
-use crate::ids::{JobId, TenantId};
-use crate::job::{now_ms, Job, JobState};
 use crate::snapshot::Snapshot;
+use crate::store::job::{now_ms, Job, JobState};
 use crate::store::TenantStore;
 
 use forward::Devices;
@@ -231,7 +239,7 @@ async fn run_job(
         // A transfer was under way when the previous run stopped: the device
         // may have the job already. Deliver again (at least once) and say so.
         let dev = job.delivering.take().unwrap_or_default();
-        job.history.push(crate::job::Event {
+        job.history.push(crate::store::job::Event {
             at_ms: now_ms(),
             state: job.state,
             note: format!("transfer to {dev} was interrupted by a restart; sending again"),
@@ -288,7 +296,7 @@ async fn run_job(
                 );
                 match folder::store(&job, &store.spool_path(job.id), &folder).await {
                     Ok(path) => {
-                        job.history.push(crate::job::Event {
+                        job.history.push(crate::store::job::Event {
                             at_ms: now_ms(),
                             state: JobState::Processing,
                             note: format!("stored as {}", path.display()),
@@ -446,7 +454,7 @@ async fn forward_step(
                     m.deliver_seconds
                         .get_or_create(&t)
                         .observe(now_ms().saturating_sub(job.created_ms) as f64 / 1000.0);
-                    job.history.push(crate::job::Event {
+                    job.history.push(crate::store::job::Event {
                         at_ms: now_ms(),
                         state: JobState::Processing,
                         note: format!("delivered {bytes} bytes to {name} ({})", device.uri),
@@ -458,7 +466,7 @@ async fn forward_step(
                     let backoff = state.mark_down();
                     crate::metrics::get().job(job.tenant.as_str(), "failed-attempt");
                     tracing::warn!(tenant = %job.tenant, job = %job.id, device = %name, error = %e, retry_in = ?backoff, "delivery failed");
-                    job.history.push(crate::job::Event {
+                    job.history.push(crate::store::job::Event {
                         at_ms: now_ms(),
                         state: JobState::Processing,
                         note: format!("{name} ({}) failed: {e}", device.uri),

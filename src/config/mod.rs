@@ -3,6 +3,12 @@
 //! Loading parses and validates everything before anything is used, and
 //! reports every problem at once, each naming the file, the key and, for
 //! conflicts, both parties. A [`Config`] that exists is valid.
+//!
+//! Holds the model, loading, validation, [`units`] and [`ids`], and owns
+//! every default it names. Uses only routing and wire (their limits).
+
+pub mod ids;
+pub mod units;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -13,15 +19,38 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::ids::{ListenerName, TenantId};
+use crate::config::ids::{ListenerName, TenantId};
+use crate::config::units::{parse_duration, parse_size};
 use crate::routing::{canonical, find_overlaps, RoutingTable};
-use crate::units::{parse_duration, parse_size};
+
+/// Default of `global.min-free-space`: bytes of the spool's file system that
+/// documents may not take, so the database always has room to commit.
+pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
+
+/// Default of `device-timeout`: a device that takes no bytes for this long
+/// has stalled, and the transfer fails.
+pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How the documents of a commit group are made durable before their records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SpoolSync {
+    /// Each receiving connection syncs its own document (`fdatasync`, many at
+    /// once from the blocking pool, which the file system merges into few
+    /// journal commits), and the flusher syncs each touched spool folder once
+    /// per group. Unaffected by other writers on the same file system.
+    #[default]
+    Files,
+    /// One `syncfs` of the spool's file system per group: the fewest syncs
+    /// when the data dir has a file system of its own, but it also flushes
+    /// whatever else is dirty on that file system.
+    Filesystem,
+}
 
 /// Exit code for a bad config file (sysexits.h `EX_CONFIG`).
 pub const EX_CONFIG: i32 = 78;
 
-/// Longest queue name (LPD queue or IPP printer path segment).
-pub const MAX_QUEUE_NAME_LEN: usize = 127;
+pub use crate::wire::lpd::MAX_QUEUE_NAME_LEN;
 
 /// Default grace period in-flight receives get on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -94,7 +123,7 @@ struct RawGlobal {
     limits: RawLimits,
     shutdown_grace: Option<String>,
     cache_capacity: Option<SizeText>,
-    spool_sync: Option<crate::store::SpoolSync>,
+    spool_sync: Option<SpoolSync>,
     min_free_space: Option<SizeText>,
 }
 
@@ -266,7 +295,7 @@ pub struct Global {
     /// sled page cache size in bytes.
     pub cache_capacity: u64,
     /// How documents are made durable before their records (`spool-sync`).
-    pub spool_sync: crate::store::SpoolSync,
+    pub spool_sync: SpoolSync,
     /// Bytes of the spool's file system documents may not take (`min-free-space`).
     pub min_free_space: u64,
 }
@@ -315,7 +344,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86400),
-            device_timeout: crate::workflow::forward::WRITE_STALL_TIMEOUT,
+            device_timeout: DEFAULT_DEVICE_TIMEOUT,
         }
     }
 }
@@ -1009,7 +1038,7 @@ impl Validator {
             spool_sync: g.spool_sync.unwrap_or_default(),
             min_free_space: self
                 .size("global.min-free-space", g.min_free_space.as_ref())
-                .unwrap_or(crate::store::DEFAULT_MIN_FREE_SPACE),
+                .unwrap_or(DEFAULT_MIN_FREE_SPACE),
         }
     }
 
@@ -1522,7 +1551,7 @@ mod tests {
     use super::*;
 
     /// DESIGN.md's example, as written.
-    pub(crate) const DESIGN_EXAMPLE: &str = include_str!("../tests/data/design-example.toml");
+    pub(crate) const DESIGN_EXAMPLE: &str = include_str!("../../tests/data/design-example.toml");
 
     fn problems(text: &str) -> Vec<Problem> {
         Config::parse(Path::new("/etc/printroute/t.toml"), text)

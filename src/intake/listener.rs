@@ -12,12 +12,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::ids::ListenerName;
 use crate::config::Protocol;
-use crate::daemon::Shared;
-use crate::ids::ListenerName;
-use crate::protocol::{self, proxy, Admission, Connection};
+use crate::intake::{self, proxy, Admission, Connection, Intake};
 use crate::routing::canonical;
 use crate::snapshot::Routed;
+use crate::wire::proxy::Header;
 
 /// Length of the kernel's queue of connections not yet accepted.
 pub const LISTEN_BACKLOG: i32 = 1024;
@@ -45,7 +45,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     name: ListenerName,
     protocol: Protocol,
-    shared: Arc<Shared>,
+    shared: Arc<Intake>,
     stop: CancellationToken,
 ) {
     loop {
@@ -81,7 +81,7 @@ async fn connection(
     peer: SocketAddr,
     name: ListenerName,
     protocol: Protocol,
-    shared: Arc<Shared>,
+    shared: Arc<Intake>,
 ) {
     let mut snapshot = shared.snapshot.load_full();
     let mut client = peer;
@@ -95,19 +95,19 @@ async fn connection(
     if let Some(l) = proxied {
         if !l.trusts(peer.ip()) {
             shared.refused(&name, peer, "PROXY header expected from a trusted proxy");
-            protocol::reset(stream);
+            intake::reset(stream);
             return;
         }
         match proxy::read_header(&mut stream).await {
-            Ok(proxy::Header::Proxied { source, .. }) => {
+            Ok(Header::Proxied { source, .. }) => {
                 client = SocketAddr::new(canonical(source.ip()), source.port());
                 via = Some(peer);
             }
-            Ok(proxy::Header::Local) => {}
+            Ok(Header::Local) => {}
             Err(e) => {
                 tracing::debug!(listener = %name, %peer, error = %e, "PROXY header refused");
                 shared.refused(&name, peer, "missing or bad PROXY header");
-                protocol::reset(stream);
+                intake::reset(stream);
                 return;
             }
         }
@@ -165,8 +165,8 @@ async fn connection(
 
 async fn serve(protocol: Protocol, conn: Connection) {
     match protocol {
-        Protocol::Raw => protocol::raw::serve(conn).await,
-        Protocol::Lpd => protocol::lpd::serve(conn).await,
-        Protocol::Ipp => protocol::ipp::serve(conn).await,
+        Protocol::Raw => intake::raw::serve(conn).await,
+        Protocol::Lpd => intake::lpd::serve(conn).await,
+        Protocol::Ipp => intake::ipp::serve(conn).await,
     }
 }

@@ -11,11 +11,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::parse::job_number;
+use super::device::{connect, copy_file, SendError, CONNECT_TIMEOUT};
 use crate::config::DeviceUri;
-use crate::job::Job;
-use crate::protocol::sniff::clean;
-use crate::workflow::forward::{connect, copy_file, SendError, CONNECT_TIMEOUT};
+use crate::store::job::Job;
+use crate::wire::lpd::job_number;
+use crate::wire::sniff::clean;
 
 /// Longest wait for an acknowledgement octet. A printer may take a while to
 /// accept a large data file (it may spool or check it before answering).
@@ -116,7 +116,7 @@ fn field(s: &str, max: usize) -> &str {
     // `clean` already removed control characters when the job was received;
     // cut at the first one left anyway and at `max` bytes on a char boundary.
     let s = s.split(|c: char| c.is_control()).next().unwrap_or_default();
-    crate::protocol::truncate_str(s, max)
+    crate::wire::truncate_str(s, max)
 }
 
 /// This machine's host name for control and data file names (RFC 1179 6.2).
@@ -217,8 +217,8 @@ async fn connect_reserved(host: &str, port: u16) -> Result<TcpStream, SendError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{JobId, ListenerName, TenantId};
-    use crate::job::JobState;
+    use crate::config::ids::{JobId, ListenerName, TenantId};
+    use crate::store::job::JobState;
 
     fn job(user: &str, name: &str, format: Option<&str>) -> Job {
         Job {
@@ -250,7 +250,7 @@ mod tests {
             cf,
             "Hhost\nPalice\nJreport\nNreport\nldfA042host\nUdfA042host\n"
         );
-        let parsed = crate::protocol::lpd::parse::parse_control_file(cf.as_bytes()).unwrap();
+        let parsed = crate::wire::lpd::parse_control_file(cf.as_bytes()).unwrap();
         assert_eq!(parsed.owner(), Some("alice"));
         assert_eq!(parsed.name(), Some("report"));
         assert_eq!(parsed.files.len(), 1);

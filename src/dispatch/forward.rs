@@ -7,45 +7,19 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::config::ids::TenantId;
 use crate::config::{Device, DeviceUri};
-use crate::ids::TenantId;
-use crate::job::Job;
+use crate::store::job::Job;
 
-/// Longest wait for a device to accept a TCP connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A device that takes no bytes for this long has stalled; the transfer fails.
-pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// After sending, how long to wait for the device to close its side (its
-/// way of saying it has the job), as the CUPS socket backend does.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+use super::device::SendError;
+
 /// First wait before probing a device that failed.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between probes of a device that keeps failing.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Chunk size of a transfer to a device.
-const SEND_CHUNK: usize = 256 << 10;
-
-/// Why a delivery attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// Name resolution, connect, write or read failed.
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    /// The device did not answer in time.
-    #[error("{0} timed out")]
-    Timeout(&'static str),
-    /// The device answered, but refused or failed the job (its words).
-    #[error("device refused the job: {0}")]
-    Refused(String),
-    /// The device's protocol is not built yet.
-    #[error("sending to {0} devices is not supported yet")]
-    Unsupported(&'static str),
-}
 
 /// Health and one-at-a-time access of one device.
 pub struct DeviceState {
@@ -178,78 +152,8 @@ pub async fn send(
     stall: Duration,
 ) -> Result<u64, SendError> {
     match &device.uri {
-        DeviceUri::Socket { host, port } => send_socket(host, *port, path, stall).await,
-        DeviceUri::Lpd { .. } => crate::protocol::lpd::client::send(&device.uri, job, path).await,
-        DeviceUri::Ipp { .. } => crate::protocol::ipp::client::send(&device.uri, job, path).await,
+        DeviceUri::Socket { host, port } => super::socket::send(host, *port, path, stall).await,
+        DeviceUri::Lpd { .. } => super::lpd::send(&device.uri, job, path).await,
+        DeviceUri::Ipp { .. } => super::ipp::send(&device.uri, job, path).await,
     }
-}
-
-/// Opens a TCP connection to a device, within [`CONNECT_TIMEOUT`].
-pub async fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| SendError::Timeout("connect"))??;
-    stream.set_nodelay(true)?;
-    Ok(stream)
-}
-
-/// Copies a file to a stream, failing when the peer takes nothing for [`WRITE_STALL_TIMEOUT`].
-pub async fn copy_file<W: AsyncWriteExt + Unpin>(
-    path: &Path,
-    out: &mut W,
-) -> Result<u64, SendError> {
-    copy_file_within(path, out, WRITE_STALL_TIMEOUT).await
-}
-
-/// Copies a file to a stream, failing when the peer takes nothing for `stall`.
-pub async fn copy_file_within<W: AsyncWriteExt + Unpin>(
-    path: &Path,
-    out: &mut W,
-    stall: Duration,
-) -> Result<u64, SendError> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut buf = vec![0u8; SEND_CHUNK];
-    let mut sent = 0u64;
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        tokio::time::timeout(stall, out.write_all(&buf[..n]))
-            .await
-            .map_err(|_| SendError::Timeout("write"))??;
-        sent += n as u64;
-    }
-    Ok(sent)
-}
-
-/// RAW (AppSocket/JetDirect): connect, send, half-close, wait for the device to close.
-async fn send_socket(
-    host: &str,
-    port: u16,
-    path: &Path,
-    stall: Duration,
-) -> Result<u64, SendError> {
-    let mut stream = connect(host, port).await?;
-    let sent = copy_file_within(path, &mut stream, stall).await?;
-    tokio::time::timeout(stall, stream.shutdown())
-        .await
-        .map_err(|_| SendError::Timeout("close"))??;
-    // Read back-channel data until the device closes; a device that keeps
-    // the connection open has the data all the same (TCP acknowledged it).
-    let mut sink = [0u8; 4096];
-    let drain = async {
-        loop {
-            match stream.read(&mut sink).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    match tokio::time::timeout(DRAIN_TIMEOUT, drain).await {
-        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => return Err(e.into()),
-        _ => {}
-    }
-    Ok(sent)
 }

@@ -11,87 +11,13 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use super::codec::{self, group, tag, Attribute, Group, Message, Value};
-use super::{Access, ConnCtx, Document, Reply};
-use crate::ids::{JobId, TenantId};
-use crate::job::{now_ms, Job, JobState, NewJob};
-use crate::protocol::sniff::{sniff, SNIFF_LIMIT};
+use super::request::{Access, ConnCtx, Document, Reply};
+use crate::config::ids::{JobId, TenantId};
 use crate::snapshot::{ReceiveSlot, Routed};
+use crate::store::job::{now_ms, Job, JobState, NewJob};
 use crate::store::{SpoolWriter, StoreError, TenantStore};
-
-/// IPP status codes (RFC 8011 Appendix B).
-pub mod status {
-    /// `successful-ok`.
-    pub const OK: u16 = 0x0000;
-    /// `successful-ok-ignored-or-substituted-attributes`.
-    pub const OK_IGNORED: u16 = 0x0001;
-    /// `client-error-bad-request`.
-    pub const BAD_REQUEST: u16 = 0x0400;
-    /// `client-error-not-authorized`.
-    pub const NOT_AUTHORIZED: u16 = 0x0403;
-    /// `client-error-not-possible`.
-    pub const NOT_POSSIBLE: u16 = 0x0404;
-    /// `client-error-timeout`.
-    pub const REQUEST_TIMEOUT: u16 = 0x0405;
-    /// `client-error-not-found`.
-    pub const NOT_FOUND: u16 = 0x0406;
-    /// `client-error-request-entity-too-large`.
-    pub const REQUEST_ENTITY_TOO_LARGE: u16 = 0x0408;
-    /// `client-error-request-value-too-long`.
-    pub const REQUEST_VALUE_TOO_LONG: u16 = 0x0409;
-    /// `client-error-document-format-not-supported`.
-    pub const DOCUMENT_FORMAT_NOT_SUPPORTED: u16 = 0x040a;
-    /// `client-error-attributes-or-values-not-supported`.
-    pub const ATTRIBUTES_NOT_SUPPORTED: u16 = 0x040b;
-    /// `client-error-charset-not-supported`.
-    pub const CHARSET_NOT_SUPPORTED: u16 = 0x040d;
-    /// `client-error-compression-not-supported`.
-    pub const COMPRESSION_NOT_SUPPORTED: u16 = 0x040f;
-    /// `server-error-internal-error`.
-    pub const INTERNAL_ERROR: u16 = 0x0500;
-    /// `server-error-operation-not-supported`.
-    pub const OPERATION_NOT_SUPPORTED: u16 = 0x0501;
-    /// `server-error-service-unavailable`.
-    pub const SERVICE_UNAVAILABLE: u16 = 0x0502;
-    /// `server-error-version-not-supported`.
-    pub const VERSION_NOT_SUPPORTED: u16 = 0x0503;
-    /// `server-error-temporary-error`.
-    pub const TEMPORARY_ERROR: u16 = 0x0505;
-    /// `server-error-not-accepting-jobs`.
-    pub const NOT_ACCEPTING_JOBS: u16 = 0x0506;
-    /// `server-error-busy`.
-    pub const BUSY: u16 = 0x0507;
-    /// `server-error-multiple-document-jobs-not-supported`.
-    pub const MULTIPLE_DOCUMENT_JOBS_NOT_SUPPORTED: u16 = 0x0509;
-}
-
-/// Operation ids (RFC 8011 section 5.4.15, PWG 5100.11 for Close-Job and Cancel-My-Jobs).
-pub mod op {
-    /// Print-Job.
-    pub const PRINT_JOB: u16 = 0x0002;
-    /// Validate-Job.
-    pub const VALIDATE_JOB: u16 = 0x0004;
-    /// Create-Job.
-    pub const CREATE_JOB: u16 = 0x0005;
-    /// Send-Document.
-    pub const SEND_DOCUMENT: u16 = 0x0006;
-    /// Cancel-Job.
-    pub const CANCEL_JOB: u16 = 0x0008;
-    /// Get-Job-Attributes.
-    pub const GET_JOB_ATTRIBUTES: u16 = 0x0009;
-    /// Get-Jobs.
-    pub const GET_JOBS: u16 = 0x000a;
-    /// Get-Printer-Attributes.
-    pub const GET_PRINTER_ATTRIBUTES: u16 = 0x000b;
-    /// Hold-Job.
-    pub const HOLD_JOB: u16 = 0x000c;
-    /// Release-Job.
-    pub const RELEASE_JOB: u16 = 0x000d;
-    /// Cancel-My-Jobs.
-    pub const CANCEL_MY_JOBS: u16 = 0x0039;
-    /// Close-Job.
-    pub const CLOSE_JOB: u16 = 0x003b;
-}
+use crate::wire::ipp::{self as codec, group, op, status, tag, Attribute, Group, Message, Value};
+use crate::wire::sniff::{sniff, SNIFF_LIMIT};
 
 /// Operations a printer supports, advertised in `operations-supported`.
 pub const OPERATIONS: &[u16] = &[
@@ -215,7 +141,7 @@ impl Req<'_> {
     }
     fn user(&self) -> String {
         self.op_str("requesting-user-name")
-            .map(crate::protocol::sniff::clean)
+            .map(crate::wire::sniff::clean)
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| UNKNOWN_USER.to_owned())
     }
@@ -488,7 +414,7 @@ fn target_job(req: &Req<'_>) -> Result<JobId, (u16, &'static str)> {
             .rsplit('/')
             .next()
             .and_then(|s| s.parse::<u32>().ok())
-            .filter(|n| (1..=crate::ids::MAX_JOB_ID).contains(n));
+            .filter(|n| (1..=crate::config::ids::MAX_JOB_ID).contains(n));
         return id.map(JobId).ok_or((status::NOT_FOUND, "no such job"));
     }
     let id = req
@@ -571,7 +497,7 @@ fn new_job(req: &Req<'_>, format: Option<String>) -> NewJob {
     let name = req
         .op_str("job-name")
         .or_else(|| req.op_str("document-name"))
-        .map(crate::protocol::sniff::clean)
+        .map(crate::wire::sniff::clean)
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| UNTITLED.to_owned());
     let workflow = req
@@ -1160,7 +1086,7 @@ fn job_group(req: &Req<'_>, job: &JobView<'_>, state: Option<JobState>, wanted: 
     g
 }
 
-use crate::protocol::truncate_str as truncate;
+use crate::wire::truncate_str as truncate;
 
 /// True when a job came in through this printer.
 fn on_printer(req: &Req<'_>, j: &Job) -> bool {

@@ -20,10 +20,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::Admin;
+use crate::config::ids::{JobId, TenantId};
 use crate::config::Config;
-use crate::daemon::Shared;
-use crate::ids::{JobId, TenantId};
-use crate::job::{Job, JobState};
+use crate::store::job::{Job, JobState};
 
 /// Longest request line accepted.
 pub const MAX_REQUEST_LEN: usize = 64 << 10;
@@ -243,7 +243,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Serves the control socket until `stop` fires.
 pub async fn serve(
     listener: UnixListener,
-    shared: Arc<Shared>,
+    admin: Arc<Admin>,
     reload: mpsc::Sender<ReloadRequest>,
     stop: CancellationToken,
 ) {
@@ -253,15 +253,15 @@ pub async fn serve(
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
-                    tokio::time::sleep(crate::listener::ACCEPT_ERROR_PAUSE).await;
+                    tokio::time::sleep(crate::intake::listener::ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },
             _ = stop.cancelled() => return,
         };
-        let (shared, reload) = (shared.clone(), reload.clone());
-        shared.connections.clone().spawn(async move {
-            if let Err(e) = connection(stream, &shared, &reload).await {
+        let (admin, reload) = (admin.clone(), reload.clone());
+        admin.connections.clone().spawn(async move {
+            if let Err(e) = connection(stream, &admin, &reload).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
         });
@@ -270,7 +270,7 @@ pub async fn serve(
 
 async fn connection(
     stream: UnixStream,
-    shared: &Shared,
+    admin: &Admin,
     reload: &mpsc::Sender<ReloadRequest>,
 ) -> std::io::Result<()> {
     let cred = rustix::net::sockopt::socket_peercred(&stream)?;
@@ -285,7 +285,7 @@ async fn connection(
         Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
             Err(e) => Response::err(format!("bad request: {e}")),
             Ok(req) => {
-                let snapshot = shared.snapshot.load_full();
+                let snapshot = admin.snapshot.load_full();
                 match authorize(&snapshot.config, &Accounts::load(), uid, gid) {
                     None => {
                         tracing::warn!(uid, "control request refused: caller is no admin");
@@ -293,7 +293,7 @@ async fn connection(
                     }
                     Some(scope) => {
                         tracing::info!(uid, request = ?req, "control request");
-                        handle(req, &scope, shared, reload).await
+                        handle(req, &scope, admin, reload).await
                     }
                 }
             }
@@ -311,15 +311,15 @@ fn no_tenant(t: &str) -> Response {
 }
 
 /// A tenant the caller may see: configured now, or (for purge) with data in the store.
-fn visible(scope: &Scope, shared: &Shared, t: &str) -> Option<TenantId> {
+fn visible(scope: &Scope, admin: &Admin, t: &str) -> Option<TenantId> {
     let id = TenantId::parse(t).ok()?;
     if !scope.sees(&id) {
         return None;
     }
-    let configured = shared.snapshot.load().tenant_index(&id).is_some();
+    let configured = admin.snapshot.load().tenant_index(&id).is_some();
     (configured
-        || shared.store.tenant(&id).is_some()
-        || shared.store.registered_tenants().ok()?.contains(&id))
+        || admin.store.tenant(&id).is_some()
+        || admin.store.registered_tenants().ok()?.contains(&id))
     .then_some(id)
 }
 
@@ -330,10 +330,10 @@ fn job_json(j: &Job) -> Value {
 async fn handle(
     req: Request,
     scope: &Scope,
-    shared: &Shared,
+    admin: &Admin,
     reload: &mpsc::Sender<ReloadRequest>,
 ) -> Response {
-    let snapshot = shared.snapshot.load_full();
+    let snapshot = admin.snapshot.load_full();
     match req {
         Request::Status => {
             let mut tenants = Vec::new();
@@ -348,12 +348,12 @@ async fn handle(
                 tenants.push(json!({ "tenant": t.id, "name": t.name, "jobs": counts, "spool-bytes": store.spool_bytes() }));
             }
             let listeners = if *scope == Scope::Global {
-                json!(shared.listening())
+                json!(admin.listening())
             } else {
                 Value::Null
             };
             Response::ok(json!({
-                "uptime-seconds": shared.started.elapsed().as_secs(),
+                "uptime-seconds": admin.started.elapsed().as_secs(),
                 "config": snapshot.config.path,
                 "config-loaded": snapshot.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 "listeners": listeners,
@@ -376,7 +376,7 @@ async fn handle(
             user,
         } => {
             let ids: Vec<TenantId> = match &tenant {
-                Some(t) => match visible(scope, shared, t) {
+                Some(t) => match visible(scope, admin, t) {
                     Some(id) => vec![id],
                     None => return no_tenant(t),
                 },
@@ -390,7 +390,7 @@ async fn handle(
             };
             let mut out = Vec::new();
             for id in ids {
-                let Some(store) = shared.store.tenant(&id) else {
+                let Some(store) = admin.store.tenant(&id) else {
                     continue;
                 };
                 for j in store.jobs().unwrap_or_default() {
@@ -405,10 +405,10 @@ async fn handle(
             Response::ok(json!(out))
         }
         Request::Job { tenant, id } => {
-            let Some(tid) = visible(scope, shared, &tenant) else {
+            let Some(tid) = visible(scope, admin, &tenant) else {
                 return no_tenant(&tenant);
             };
-            match shared
+            match admin
                 .store
                 .tenant(&tid)
                 .and_then(|s| s.job(JobId(id)).ok().flatten())
@@ -418,7 +418,7 @@ async fn handle(
             }
         }
         Request::Release { tenant, id, to } => {
-            let Some(tid) = visible(scope, shared, &tenant) else {
+            let Some(tid) = visible(scope, admin, &tenant) else {
                 return no_tenant(&tenant);
             };
             let Some(ti) = snapshot.tenant_index(&tid) else {
@@ -429,7 +429,7 @@ async fn handle(
                     return Response::err(format!("tenant {tenant} has no device {dev:?}"));
                 }
             }
-            let exists = shared
+            let exists = admin
                 .store
                 .tenant(&tid)
                 .and_then(|s| s.job(JobId(id)).ok().flatten())
@@ -437,20 +437,20 @@ async fn handle(
             if !exists {
                 return Response::err(format!("no such job: {tenant}/{id}"));
             }
-            if shared.dispatcher.release_to(&tid, JobId(id), to.clone()) {
+            if admin.dispatcher.release_to(&tid, JobId(id), to.clone()) {
                 Response::ok(json!({ "released": format!("{tenant}/{id}"), "to": to }))
             } else {
                 Response::err(format!("job {tenant}/{id} is not held"))
             }
         }
         Request::Cancel { tenant, id } => {
-            let Some(tid) = visible(scope, shared, &tenant) else {
+            let Some(tid) = visible(scope, admin, &tenant) else {
                 return no_tenant(&tenant);
             };
-            let Some(store) = shared.store.tenant(&tid) else {
+            let Some(store) = admin.store.tenant(&tid) else {
                 return no_tenant(&tenant);
             };
-            match shared
+            match admin
                 .dispatcher
                 .cancel(&store, JobId(id), "canceled by an admin")
                 .await
@@ -486,7 +486,7 @@ async fn handle(
             if *scope != Scope::Global {
                 return Response::err("permission denied: only a global admin may purge a tenant");
             }
-            let Some(tid) = visible(scope, shared, &tenant) else {
+            let Some(tid) = visible(scope, admin, &tenant) else {
                 return no_tenant(&tenant);
             };
             let configured = snapshot.tenant_index(&tid).is_some();
@@ -495,8 +495,8 @@ async fn handle(
                     "tenant {tenant} is still in the config: remove it and reload first, or purge with --force"
                 ));
             }
-            shared.dispatcher.stop_tenant(&tid).await;
-            match shared.store.purge(&tid) {
+            admin.dispatcher.stop_tenant(&tid).await;
+            match admin.store.purge(&tid) {
                 Ok(r) => {
                     if configured {
                         // Its routing stays; give it a fresh, empty collection.

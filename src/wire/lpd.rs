@@ -1,10 +1,12 @@
 //! RFC 1179 wire format, pure: daemon commands, receive-job subcommands and
-//! control files, parsed from byte slices. No sockets here; the session
-//! ([`super::session`]) reads lines and files and hands them to these
-//! functions.
+//! control files, parsed from byte slices. No sockets here; the LPD session
+//! (`intake::lpd`) and the LPD device client (`dispatch::lpd`) read and
+//! write lines and files and use these functions for their bytes.
 
-use crate::config::MAX_QUEUE_NAME_LEN;
-use crate::protocol::sniff::clean;
+use crate::wire::sniff::clean;
+
+/// Longest queue name (LPD queue or IPP printer path segment).
+pub const MAX_QUEUE_NAME_LEN: usize = 127;
 
 /// Longest command or subcommand line (without its LF). RFC 1179 sets no
 /// limit; queue names, agents and job lists of real clients fit easily.

@@ -20,11 +20,10 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::codec::{self, group, Attribute, Group, Message, Value};
-use super::ops::{op, status};
+use super::device::{connect, SendError, WRITE_STALL_TIMEOUT};
 use crate::config::DeviceUri;
-use crate::job::Job;
-use crate::workflow::forward::{connect, SendError, WRITE_STALL_TIMEOUT};
+use crate::store::job::Job;
+use crate::wire::ipp::{self as codec, group, op, status, Attribute, Group, Message, Value};
 
 /// Largest IPP response we read from a printer.
 pub const MAX_RESPONSE: usize = 1 << 20;
@@ -83,7 +82,7 @@ fn request(code: u16, id: i32, printer_uri: &str, user: &str) -> Message {
     }
 }
 
-use crate::protocol::truncate_str as truncate;
+use crate::wire::truncate_str as truncate;
 
 type Sender = hyper::client::conn::http1::SendRequest<ChannelBody>;
 

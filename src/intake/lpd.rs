@@ -17,18 +17,17 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::parse::{
+use crate::config::ids::ListenerName;
+use crate::config::Input;
+use crate::intake::{Admission, Connection, Intake};
+use crate::snapshot::Routed;
+use crate::store::job::{Job, JobState, NewJob};
+use crate::store::{SpoolWriter, StoreError};
+use crate::wire::lpd::{
     format_of_letter, job_number, parse_command, parse_control_file, parse_subcommand, Command,
     ControlFile, Length, Subcommand, MAX_COMMAND_LINE, MAX_CONTROL_FILE, MAX_DATA_FILES,
 };
-use crate::config::Input;
-use crate::daemon::Shared;
-use crate::ids::ListenerName;
-use crate::job::{Job, JobState, NewJob};
-use crate::protocol::sniff::{sniff, SNIFF_LIMIT};
-use crate::protocol::{Admission, Connection};
-use crate::snapshot::Routed;
-use crate::store::{SpoolWriter, StoreError};
+use crate::wire::sniff::{sniff, SNIFF_LIMIT};
 
 /// Read buffer of an LPD connection.
 pub const READ_BUFFER: usize = 64 << 10;
@@ -434,7 +433,7 @@ enum Stop {
 struct Session {
     peer: SocketAddr,
     listener: ListenerName,
-    shared: Arc<Shared>,
+    shared: Arc<Intake>,
     routed: Routed,
     input: Input,
     queue: String,
@@ -485,7 +484,7 @@ impl Session {
         let sub = match parse_subcommand(&line) {
             Ok(s) => s,
             // Some clients send a blank line between files; it means nothing.
-            Err(super::parse::ParseError::Empty) => return Ok(()),
+            Err(crate::wire::lpd::ParseError::Empty) => return Ok(()),
             Err(_) => return Err(Stop::Refuse("malformed LPD subcommand")),
         };
         let length = match sub {
@@ -823,7 +822,7 @@ fn cut(s: &str, max: usize) -> &str {
 /// `-` or `all`: every job the agent may remove.
 async fn remove_jobs(
     routed: &Routed,
-    shared: &Shared,
+    shared: &Intake,
     listener: &ListenerName,
     peer: SocketAddr,
     queue: &str,

@@ -1,94 +1,32 @@
-//! The running daemon: start, reload, shutdown.
+//! The running daemon: start, reload, stop, sd_notify. Wires the layers
+//! below it: hands intake and admin the narrow handles they use.
 //!
 //! `main` binds the listeners ([`bind_all`]) and hands them to [`run`],
 //! which opens the store, builds the first snapshot, resumes unfinished
 //! jobs, serves, and reacts to SIGHUP (reload) and SIGTERM/SIGINT (stop).
 
+pub mod notify;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use self::notify::{monotonic_usec, notify};
+use crate::admin::{Admin, Listening};
+use crate::config::ids::{ListenerName, TenantId};
 use crate::config::{Config, Protocol};
-use crate::ids::{ListenerName, TenantId};
-use crate::job::now_ms;
-use crate::notify::{monotonic_usec, notify};
+use crate::dispatch::Dispatcher;
+use crate::intake::Intake;
 use crate::snapshot::Snapshot;
+use crate::store::job::now_ms;
 use crate::store::{Store, StoreError, TenantStore};
-use crate::workflow::Dispatcher;
-
-/// At most one refusal warning per this many milliseconds; the rest are counted.
-pub const REFUSAL_LOG_INTERVAL_MS: u64 = 1000;
-
-/// Daemon-wide state shared by listeners, protocols and the dispatcher.
-pub struct Shared {
-    /// The current snapshot.
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// The store.
-    pub store: Store,
-    /// The dispatcher.
-    pub dispatcher: Dispatcher,
-    /// Every connection task, waited for on shutdown.
-    pub connections: TaskTracker,
-    /// When the daemon started.
-    pub started: std::time::Instant,
-    listening: std::sync::Mutex<Vec<Listening>>,
-    refusals_last_ms: AtomicU64,
-    refusals_suppressed: AtomicU64,
-}
-
-/// A bound listener, as `printroute status` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Listening {
-    /// Listener name.
-    pub name: String,
-    /// Its protocol.
-    pub protocol: String,
-    /// The address it is bound to.
-    pub addr: String,
-    #[serde(skip)]
-    configured: SocketAddr,
-}
-
-impl Shared {
-    /// The listeners bound now.
-    pub fn listening(&self) -> Vec<Listening> {
-        self.listening.lock().expect("listening lock").clone()
-    }
-
-    /// Logs a refused connection or job, at most once per [`REFUSAL_LOG_INTERVAL_MS`]
-    /// (a hostile peer can trigger refusals at will).
-    pub fn refused(&self, listener: &ListenerName, peer: SocketAddr, reason: &'static str) {
-        crate::metrics::get()
-            .connections_refused
-            .get_or_create(&crate::metrics::Refusal {
-                listener: listener.to_string(),
-                reason: reason.to_owned(),
-            })
-            .inc();
-        let now = now_ms();
-        let last = self.refusals_last_ms.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
-            && self
-                .refusals_last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let suppressed = self.refusals_suppressed.swap(0, Ordering::Relaxed);
-            tracing::warn!(%listener, %peer, reason, suppressed, "refused");
-        } else {
-            self.refusals_suppressed.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// A listening socket bound by `main`, not yet served.
 pub struct BoundListener {
@@ -128,7 +66,7 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, DaemonError> {
     let mut out = Vec::new();
     for l in &config.listeners {
         for &addr in &l.bind {
-            let socket = crate::listener::bind(addr).map_err(|err| DaemonError::Bind {
+            let socket = crate::intake::listener::bind(addr).map_err(|err| DaemonError::Bind {
                 name: l.name.clone(),
                 addr,
                 err,
@@ -157,7 +95,9 @@ struct Running {
 }
 
 struct Daemon {
-    shared: Arc<Shared>,
+    intake: Arc<Intake>,
+    store: Store,
+    listening: Arc<Mutex<Vec<Listening>>>,
     config_path: PathBuf,
     listeners: HashMap<ListenerKey, Running>,
 }
@@ -196,18 +136,20 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     for s in &stores {
         resumed += dispatcher.resume(s)?;
     }
-    let shared = Arc::new(Shared {
-        snapshot,
+    let intake = Arc::new(Intake::new(snapshot.clone(), dispatcher.clone()));
+    let listening = Arc::new(Mutex::new(Vec::new()));
+    let admin = Arc::new(Admin {
+        snapshot: snapshot.clone(),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
-        connections: TaskTracker::new(),
+        connections: intake.connections.clone(),
         started: std::time::Instant::now(),
-        listening: std::sync::Mutex::new(Vec::new()),
-        refusals_last_ms: AtomicU64::new(0),
-        refusals_suppressed: AtomicU64::new(0),
+        listening: listening.clone(),
     });
     let mut daemon = Daemon {
-        shared: shared.clone(),
+        intake: intake.clone(),
+        store: store.clone(),
+        listening,
         config_path,
         listeners: HashMap::new(),
     };
@@ -215,7 +157,7 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         daemon.serve(b);
     }
     let pruner_stop = CancellationToken::new();
-    let pruner = tokio::spawn(prune_loop(shared.clone(), pruner_stop.clone()));
+    let pruner = tokio::spawn(prune_loop(snapshot.clone(), pruner_stop.clone()));
     let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -223,8 +165,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         .config_loaded
         .set(now_ms() as i64 / 1000);
     let metrics_stop = CancellationToken::new();
-    let metrics_task = match shared.snapshot.load().config.global.metrics {
-        Some(addr) => match crate::listener::bind(addr).and_then(|l| {
+    let metrics_task = match snapshot.load().config.global.metrics {
+        Some(addr) => match crate::intake::listener::bind(addr).and_then(|l| {
             l.set_nonblocking(true)?;
             tokio::net::TcpListener::from_std(l)
         }) {
@@ -234,9 +176,9 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
                     .map_or_else(|_| addr.to_string(), |a| a.to_string());
                 announce(&format!("listening metrics http {local}"));
                 tracing::info!(addr = %local, "metrics at /metrics");
-                Some(tokio::spawn(crate::metrics::serve(
+                Some(tokio::spawn(crate::admin::metrics::serve(
                     l,
-                    shared.clone(),
+                    admin.clone(),
                     metrics_stop.clone(),
                 )))
             }
@@ -248,25 +190,25 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         None => None,
     };
     announce("ready");
-    let summary = shared.snapshot.load().config.summary();
+    let summary = snapshot.load().config.summary();
     tracing::info!(resumed, "printroute ready: {summary}");
     notify(&format!("READY=1\nSTATUS=serving {summary}"));
     let watchdog_stop = CancellationToken::new();
-    let watchdog = crate::notify::watchdog_interval().map(|every| {
+    let watchdog = notify::watchdog_interval().map(|every| {
         tracing::info!(every = ?every, "systemd watchdog enabled");
         tokio::spawn(watchdog_loop(every, watchdog_stop.clone()))
     });
     let (reload_tx, mut reload_rx) =
-        tokio::sync::mpsc::channel::<crate::control::ReloadRequest>(CONTROL_RELOAD_QUEUE);
+        tokio::sync::mpsc::channel::<crate::admin::control::ReloadRequest>(CONTROL_RELOAD_QUEUE);
     let control_stop = CancellationToken::new();
-    let control_path = shared.snapshot.load().config.global.control_socket.clone();
+    let control_path = snapshot.load().config.global.control_socket.clone();
     let control = match &control_path {
-        Some(path) => match crate::control::bind(path) {
+        Some(path) => match crate::admin::control::bind(path) {
             Ok(l) => {
                 tracing::info!(socket = %path.display(), "control socket ready");
-                Some(tokio::spawn(crate::control::serve(
+                Some(tokio::spawn(crate::admin::control::serve(
                     l,
-                    shared.clone(),
+                    admin.clone(),
                     reload_tx.clone(),
                     control_stop.clone(),
                 )))
@@ -308,8 +250,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         r.stop.cancel();
         let _ = r.task.await;
     }
-    shared.connections.close();
-    if tokio::time::timeout(grace, shared.connections.wait())
+    intake.connections.close();
+    if tokio::time::timeout(grace, intake.connections.wait())
         .await
         .is_err()
     {
@@ -345,8 +287,7 @@ impl Daemon {
             .local_addr()
             .map_or_else(|_| b.configured.to_string(), |a| a.to_string());
         announce(&format!("listening {} {} {local}", b.name, b.protocol));
-        self.shared
-            .listening
+        self.listening
             .lock()
             .expect("listening lock")
             .push(Listening {
@@ -357,11 +298,11 @@ impl Daemon {
             });
         tracing::info!(listener = %b.name, protocol = %b.protocol, addr = %local, "listening");
         let stop = CancellationToken::new();
-        let task = tokio::spawn(crate::listener::accept_loop(
+        let task = tokio::spawn(crate::intake::listener::accept_loop(
             listener,
             b.name,
             b.protocol,
-            self.shared.clone(),
+            self.intake.clone(),
             stop.clone(),
         ));
         self.listeners.insert(key, Running { stop, task });
@@ -402,7 +343,7 @@ impl Daemon {
     async fn try_reload(&mut self) -> Result<String, String> {
         let t0 = std::time::Instant::now();
         let path = self.config_path.clone();
-        let node = self.shared.snapshot.load().config.node.clone();
+        let node = self.intake.snapshot.load().config.node.clone();
         let config = blocking(move || Config::load_as(&path, node.as_deref()))
             .await
             .map_err(|e| e.to_string())?;
@@ -410,9 +351,9 @@ impl Daemon {
         for w in &config.warnings {
             tracing::warn!("{}: {w}", config.path.display());
         }
-        let old = self.shared.snapshot.load_full();
+        let old = self.intake.snapshot.load_full();
         let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
-        let store = self.shared.store.clone();
+        let store = self.store.clone();
         let stores: Vec<Arc<TenantStore>> = blocking(move || store.provision(&ids))
             .await
             .map_err(|e| format!("store: {e}"))?;
@@ -452,7 +393,7 @@ impl Daemon {
         }
         let mut bound = Vec::new();
         for k in &added {
-            let socket = crate::listener::bind(k.addr)
+            let socket = crate::intake::listener::bind(k.addr)
                 .map_err(|e| format!("cannot bind listener {} on {}: {e}", k.name, k.addr))?;
             bound.push(BoundListener {
                 name: k.name.clone(),
@@ -463,15 +404,14 @@ impl Daemon {
         }
         let summary = config.summary();
         let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
-        self.shared.snapshot.store(snapshot.clone());
+        self.intake.snapshot.store(snapshot.clone());
         tracing::info!(
             load_ms = loaded.as_millis() as u64,
             stores_ms = (provisioned - loaded).as_millis() as u64,
             swapped_ms = t0.elapsed().as_millis() as u64,
             "new snapshot in force"
         );
-        self.shared
-            .store
+        self.store
             .set_min_free_space(snapshot.config.global.min_free_space);
         for b in bound {
             self.serve(b);
@@ -481,8 +421,7 @@ impl Daemon {
                 r.stop.cancel();
                 let _ = r.task.await;
                 tracing::info!(listener = %k.name, addr = %k.addr, "listener closed");
-                self.shared
-                    .listening
+                self.listening
                     .lock()
                     .expect("listening lock")
                     .retain(|l| !(l.name == k.name.0 && l.configured == k.addr));
@@ -492,7 +431,7 @@ impl Daemon {
         for (i, t) in snapshot.config.tenants.iter().enumerate() {
             if old.tenant_index(&t.id).is_none() {
                 let n = self
-                    .shared
+                    .intake
                     .dispatcher
                     .resume(&snapshot.stores[i])
                     .map_err(|e| format!("store: {e}"))?;
@@ -530,9 +469,9 @@ pub const RETENTION_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::f
 
 /// Deletes finished jobs' records once they are older than their tenant's
 /// `retention`: at start, then every [`RETENTION_SWEEP_INTERVAL`].
-async fn prune_loop(shared: Arc<Shared>, stop: CancellationToken) {
+async fn prune_loop(snapshot: Arc<ArcSwap<Snapshot>>, stop: CancellationToken) {
     loop {
-        let snapshot = shared.snapshot.load_full();
+        let snapshot = snapshot.load_full();
         for (t, store) in snapshot.config.tenants.iter().zip(&snapshot.stores) {
             let cutoff = now_ms().saturating_sub(t.limits.retention.as_millis() as u64);
             match store.prune_finished(cutoff).await {
