@@ -478,6 +478,15 @@ fn human(req: &Request, d: &Value) -> String {
                 s(&d["config"]),
                 s(&d["config-loaded"])
             );
+            if let Some(since) = d["store"]["failing-since-ms"].as_u64() {
+                let _ = writeln!(
+                    out,
+                    "STORE FAILING: commits refused for {} s (failed groups: {}); last error: {}",
+                    printroute::store::job::now_ms().saturating_sub(since) / 1000,
+                    s(&d["store"]["failed-groups"]),
+                    s(&d["store"]["last-error"])
+                );
+            }
             if let Some(ls) = d["listeners"].as_array() {
                 for l in ls {
                     let _ = writeln!(

@@ -88,6 +88,10 @@ pub struct Metrics {
     pub reloads: Family<ReloadResult, Counter>,
     /// When the config in force was loaded (Unix seconds).
     pub config_loaded: Gauge,
+    /// 1 while the store's group commits fail (writes are refused), else 0.
+    pub store_failing: Gauge,
+    /// Group commits that failed since start.
+    pub store_failed_commits: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -113,6 +117,8 @@ impl Metrics {
             spool_bytes: Family::default(),
             reloads: Family::default(),
             config_loaded: Gauge::default(),
+            store_failing: Gauge::default(),
+            store_failed_commits: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +160,16 @@ impl Metrics {
             "config_loaded_time_seconds",
             "When the config in force was loaded",
             m.config_loaded.clone(),
+        );
+        registry.register(
+            "store_failing",
+            "1 while group commits fail and writes are refused",
+            m.store_failing.clone(),
+        );
+        registry.register(
+            "store_failed_commits",
+            "Group commits that failed since start",
+            m.store_failed_commits.clone(),
         );
         Metrics { registry, ..m }
     }

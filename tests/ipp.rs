@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use common::*;
 use printroute::wire::ipp::{self as codec, Message, Value};
@@ -310,99 +310,6 @@ fn cups_ipptool_conformance_suites_pass() {
 
 // ---------------------------------------------------------------------------
 // Out: the CUPS ipp backend -> printroute -> ippeveprinter.
-
-/// A real IPP printer: ippeveprinter keeping every document, with a private
-/// D-Bus for its DNS-SD library and DNS-SD registration off (`-r off`).
-struct EvePrinter {
-    port: u16,
-    dir: tempfile::TempDir,
-    eve: Child,
-    dbus: Child,
-}
-
-impl EvePrinter {
-    fn start() -> EvePrinter {
-        EvePrinter::start_with_command("/bin/true")
-    }
-
-    /// With `command` as its print command (it runs once per job, and the
-    /// printer answers `server-error-busy` to new jobs meanwhile).
-    fn start_with_command(command: &str) -> EvePrinter {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = dir.path().join("bus");
-        let dbus = Command::new(require("dbus-daemon"))
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", bus.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("private D-Bus", || bus.exists().then_some(()));
-        let spool = dir.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let port = free_port("127.0.0.1");
-        let eve = Command::new(require("ippeveprinter"))
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .args(["-r", "off", "-k", "-n", "localhost", "-c", command])
-            .args([
-                "-f",
-                "application/pdf,application/postscript,application/octet-stream",
-            ])
-            .arg("-d")
-            .arg(&spool)
-            .args(["-p", &port.to_string(), "downstream"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until("ippeveprinter to listen", || {
-            TcpStream::connect(addr).ok().map(|_| ())
-        });
-        EvePrinter {
-            port,
-            dir,
-            eve,
-            dbus,
-        }
-    }
-
-    fn uri(&self) -> String {
-        format!("ipp://127.0.0.1:{}/ipp/print", self.port)
-    }
-
-    /// Documents kept, as (file name, bytes).
-    fn documents(&self) -> Vec<(String, Vec<u8>)> {
-        std::fs::read_dir(self.dir.path().join("spool"))
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| !e.file_name().to_string_lossy().ends_with(".prn"))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap_or_default(),
-                )
-            })
-            .filter(|(_, d)| !d.is_empty())
-            .collect()
-    }
-}
-
-impl Drop for EvePrinter {
-    fn drop(&mut self) {
-        let _ = self.eve.kill();
-        let _ = self.eve.wait();
-        let _ = self.dbus.kill();
-        let _ = self.dbus.wait();
-    }
-}
 
 #[test]
 fn cups_ipp_backend_prints_through_printroute_to_ippeveprinter() {

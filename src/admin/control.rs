@@ -358,6 +358,7 @@ async fn handle(
                 "config-loaded": snapshot.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
                 "listeners": listeners,
                 "tenants": tenants,
+                "store": admin.store.health(),
             }))
         }
         Request::Tenants => {

@@ -27,6 +27,11 @@ use crate::routing::{canonical, find_overlaps, RoutingTable};
 /// documents may not take, so the database always has room to commit.
 pub const DEFAULT_MIN_FREE_SPACE: u64 = 256 << 20;
 
+/// Default of `global.store-failure-restart-after`: long enough for space
+/// freed by hand or a log rotation to let commits succeed again, short
+/// enough that a store that cannot heal (sled failed) is restarted soon.
+pub const DEFAULT_STORE_FAILURE_RESTART_AFTER: Duration = Duration::from_secs(300);
+
 /// Default of `device-timeout`: a device that takes no bytes for this long
 /// has stalled, and the transfer fails.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -125,6 +130,7 @@ struct RawGlobal {
     cache_capacity: Option<SizeText>,
     spool_sync: Option<SpoolSync>,
     min_free_space: Option<SizeText>,
+    store_failure_restart_after: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -298,6 +304,10 @@ pub struct Global {
     pub spool_sync: SpoolSync,
     /// Bytes of the spool's file system documents may not take (`min-free-space`).
     pub min_free_space: u64,
+    /// How long commits may keep failing before the daemon stops pinging
+    /// the systemd watchdog and exits non-zero, so that systemd restarts it
+    /// (`store-failure-restart-after`).
+    pub store_failure_restart_after: Duration,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -1039,6 +1049,12 @@ impl Validator {
             min_free_space: self
                 .size("global.min-free-space", g.min_free_space.as_ref())
                 .unwrap_or(DEFAULT_MIN_FREE_SPACE),
+            store_failure_restart_after: self
+                .duration(
+                    "global.store-failure-restart-after",
+                    g.store_failure_restart_after.as_deref(),
+                )
+                .unwrap_or(DEFAULT_STORE_FAILURE_RESTART_AFTER),
         }
     }
 

@@ -59,6 +59,9 @@ pub enum DaemonError {
     /// Signals could not be set up.
     #[error("signals: {0}")]
     Signal(std::io::Error),
+    /// Commits failed for longer than `global.store-failure-restart-after`.
+    #[error("the store could not commit for {0:?}; stopped so that it is restarted")]
+    StoreFailed(std::time::Duration),
 }
 
 /// Binds every address of every listener of `config`.
@@ -66,11 +69,14 @@ pub fn bind_all(config: &Config) -> Result<Vec<BoundListener>, DaemonError> {
     let mut out = Vec::new();
     for l in &config.listeners {
         for &addr in &l.bind {
-            let socket = crate::intake::listener::bind(addr).map_err(|err| DaemonError::Bind {
-                name: l.name.clone(),
-                addr,
-                err,
-            })?;
+            let socket =
+                crate::intake::listener::bind_listener(addr, l.protocol).map_err(|err| {
+                    DaemonError::Bind {
+                        name: l.name.clone(),
+                        addr,
+                        err,
+                    }
+                })?;
             out.push(BoundListener {
                 name: l.name.clone(),
                 protocol: l.protocol,
@@ -221,14 +227,32 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         },
         None => None,
     };
+    let store_failed = CancellationToken::new();
+    let health_stop = CancellationToken::new();
+    let health = tokio::spawn(health_loop(
+        store.clone(),
+        snapshot.clone(),
+        store_failed.clone(),
+        health_stop.clone(),
+    ));
+    let mut failed = None;
     loop {
         tokio::select! {
             _ = hup.recv() => { let _ = daemon.reload().await; }
             Some(answer) = reload_rx.recv() => { let _ = answer.send(daemon.reload().await); }
             _ = term.recv() => break,
             _ = int.recv() => break,
+            _ = store_failed.cancelled() => {
+                // No more watchdog pings: systemd restarts a daemon it
+                // stops hearing from, and the exit status says why.
+                watchdog_stop.cancel();
+                failed = Some(snapshot.load().config.global.store_failure_restart_after);
+                break;
+            }
         }
     }
+    health_stop.cancel();
+    let _ = health.await;
     control_stop.cancel();
     if let Some(c) = control {
         let _ = c.await;
@@ -262,7 +286,60 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     dispatcher.shutdown().await;
     blocking(move || store.close()).await?;
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        Some(after) => Err(DaemonError::StoreFailed(after)),
+        None => Ok(()),
+    }
+}
+
+/// How often the store's health is looked at.
+pub const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Follows the store's health: tells systemd (STATUS) and the metrics while
+/// commits fail and when they succeed again, and fires `failed` when they
+/// have failed for longer than `global.store-failure-restart-after`.
+async fn health_loop(
+    store: Store,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    failed: CancellationToken,
+    stop: CancellationToken,
+) {
+    let m = crate::metrics::get();
+    let mut was_failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = stop.cancelled() => return,
+        }
+        let h = store.health();
+        m.store_failed_commits.set(h.failed_groups as i64);
+        match h.failing_since_ms {
+            Some(since) => {
+                m.store_failing.set(1);
+                let for_ms = now_ms().saturating_sub(since);
+                let why = h.last_error.unwrap_or_default();
+                notify(&format!(
+                    "STATUS=commits failing for {} s, writes refused: {why}",
+                    for_ms / 1000
+                ));
+                was_failing = true;
+                let limit = snapshot.load().config.global.store_failure_restart_after;
+                if for_ms >= limit.as_millis() as u64 {
+                    tracing::error!(failing_for_ms = for_ms, limit = ?limit, error = %why, "commits keep failing; stopping so that the service is restarted");
+                    failed.cancel();
+                    return;
+                }
+            }
+            None => {
+                m.store_failing.set(0);
+                if was_failing {
+                    was_failing = false;
+                    let summary = snapshot.load().config.summary();
+                    notify(&format!("STATUS=serving {summary}"));
+                }
+            }
+        }
+    }
 }
 
 impl Daemon {
@@ -393,7 +470,7 @@ impl Daemon {
         }
         let mut bound = Vec::new();
         for k in &added {
-            let socket = crate::intake::listener::bind(k.addr)
+            let socket = crate::intake::listener::bind_listener(k.addr, k.protocol)
                 .map_err(|e| format!("cannot bind listener {} on {}: {e}", k.name, k.addr))?;
             bound.push(BoundListener {
                 name: k.name.clone(),

@@ -2,9 +2,13 @@
 //! the spool file (chunked), then Get-Job-Attributes until the printer's
 //! job ends (RFC 8011 sections 4.2.1 and 4.3.4).
 //!
-//! Connection failures and `server-error-busy` are errors the dispatcher
-//! retries with backoff; a printer's own refusal, or a job it aborted or
-//! canceled, is [`SendError::Refused`] with the printer's words.
+//! Connection failures, `server-error-busy` and other server errors are
+//! errors the dispatcher retries with backoff; a `client-error-*` answer to
+//! the job, or a job the printer aborted or canceled, is
+//! [`SendError::Rejected`] with the printer's words: the job goes to
+//! another device or ends. The connection resets if it ends before the
+//! printer answered (see [`super::device`]), so a printer never takes a
+//! document cut short for a whole one.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -20,10 +24,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::device::{connect, SendError, WRITE_STALL_TIMEOUT};
+use super::device::{connect, device_text, SendError, WRITE_STALL_TIMEOUT};
 use crate::config::DeviceUri;
 use crate::store::job::Job;
 use crate::wire::ipp::{self as codec, group, op, status, Attribute, Group, Message, Value};
+use std::os::fd::AsFd;
 
 /// Largest IPP response we read from a printer.
 pub const MAX_RESPONSE: usize = 1 << 20;
@@ -155,7 +160,12 @@ fn status_message(m: &Message) -> String {
     m.attr(group::OPERATION, "status-message")
         .and_then(|a| a.values.first())
         .and_then(Value::as_str)
-        .map_or_else(|| format!("status 0x{:04x}", m.code), str::to_owned)
+        .map(device_text)
+        .filter(|t| !t.is_empty())
+        .map_or_else(
+            || format!("status 0x{:04x}", m.code),
+            |t| format!("{t} (status 0x{:04x})", m.code),
+        )
 }
 
 fn job_int(m: &Message, name: &str) -> Option<i32> {
@@ -184,11 +194,20 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
     };
     let printer_uri = format!("ipp://{authority}{resource}");
     let stream = connect(host, *port).await?;
+    // hyper owns the stream; a second handle on the same socket lifts the
+    // reset-on-close once the printer has answered.
+    let handle = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map(socket2::Socket::from)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
     let conn_task = tokio::spawn(conn);
     let result = print_and_follow(&mut sender, &authority, resource, &printer_uri, job, path).await;
+    if result.is_ok() {
+        let _ = handle.set_linger(None);
+    }
     conn_task.abort();
     result
 }
@@ -249,7 +268,7 @@ async fn print_and_follow(
             match state {
                 9 => return Ok(sent),
                 7 | 8 => {
-                    return Err(SendError::Refused(format!(
+                    return Err(SendError::Rejected(format!(
                         "printer job {remote_id} ended {}",
                         if state == 7 { "canceled" } else { "aborted" }
                     )))
@@ -280,6 +299,9 @@ fn check(resp: &Message) -> Result<(), SendError> {
             "printer is busy: {}",
             status_message(resp)
         )))),
+        // RFC 8011 section 4.1.6: client errors are the request's own fault
+        // and a repeat gets the same answer.
+        c if (0x0400..0x0500).contains(&c) => Err(SendError::Rejected(status_message(resp))),
         _ => Err(SendError::Refused(status_message(resp))),
     }
 }

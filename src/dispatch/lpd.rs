@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::device::{connect, copy_file, SendError, CONNECT_TIMEOUT};
+use super::device::{connect, copy_file, orderly_close_allowed, SendError, CONNECT_TIMEOUT};
 use crate::config::DeviceUri;
 use crate::store::job::Job;
 use crate::wire::lpd::job_number;
@@ -60,20 +60,23 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
         &mut stream,
         format!("\x02{queue}\n").as_bytes(),
         "receive job",
+        Refusal::Transient,
     )
     .await?;
     command(
         &mut stream,
         format!("\x02{} {cf_name}\n", control.len()).as_bytes(),
         "control file command",
+        Refusal::Permanent,
     )
     .await?;
     stream.write_all(control.as_bytes()).await?;
-    command(&mut stream, &[0], "control file").await?;
+    command(&mut stream, &[0], "control file", Refusal::Permanent).await?;
     command(
         &mut stream,
         format!("\x03{size} {df_name}\n").as_bytes(),
         "data file command",
+        Refusal::Permanent,
     )
     .await?;
     let sent = copy_file(path, &mut stream).await?;
@@ -83,7 +86,9 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
             "document is {sent} bytes, declared {size}"
         )));
     }
-    command(&mut stream, &[0], "data file").await?;
+    command(&mut stream, &[0], "data file", Refusal::Permanent).await?;
+    // The device acknowledged the whole job: the end may be orderly now.
+    orderly_close_allowed(&stream);
     let _ = stream.shutdown().await;
     Ok(sent)
 }
@@ -136,7 +141,23 @@ fn local_host_name() -> String {
 }
 
 /// Writes a command (or a file's closing octet) and reads its acknowledgement.
-async fn command(stream: &mut TcpStream, bytes: &[u8], what: &str) -> Result<(), SendError> {
+/// Whether a negative acknowledgement ends the job on this device: the
+/// job's own control and data files refused are (RFC 1179 gives no reason
+/// to expect another answer), a queue that refuses to receive is not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Try again later.
+    Transient,
+    /// The device will not take this job.
+    Permanent,
+}
+
+async fn command(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    what: &str,
+    refusal: Refusal,
+) -> Result<(), SendError> {
     tokio::time::timeout(ACK_TIMEOUT, stream.write_all(bytes))
         .await
         .map_err(|_| SendError::Timeout("write"))??;
@@ -149,9 +170,13 @@ async fn command(stream: &mut TcpStream, bytes: &[u8], what: &str) -> Result<(),
             "connection closed instead of acknowledging the {what}"
         ))),
         (_, 0) => Ok(()),
-        (_, b) => Err(SendError::Refused(format!(
-            "negative acknowledgement {b:#04x} to the {what}"
-        ))),
+        (_, b) => {
+            let why = format!("negative acknowledgement {b:#04x} to the {what}");
+            Err(match refusal {
+                Refusal::Transient => SendError::Refused(why),
+                Refusal::Permanent => SendError::Rejected(why),
+            })
+        }
     }
 }
 
@@ -197,6 +222,7 @@ async fn connect_reserved(host: &str, port: u16) -> Result<TcpStream, SendError>
             match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr)).await {
                 Ok(Ok(s)) => {
                     s.set_nodelay(true)?;
+                    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
                     return Ok(s);
                 }
                 // The port pair is still in TIME_WAIT from an earlier job: next port.
@@ -240,6 +266,7 @@ mod tests {
             step_started_ms: 0,
             delivering: None,
             history: Vec::new(),
+            history_dropped: 0,
         }
     }
 

@@ -119,18 +119,32 @@ impl Dispatcher {
         }
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            let result = async {
-                if client_hold {
-                    if let Some(mut job) = store.job(id)? {
-                        job.set_state(JobState::Held, "held by the client (job-hold-until)");
-                        store.save(&job).await?;
+            let mut backoff = STORAGE_RETRY_MIN;
+            let mut hold_first = client_hold;
+            loop {
+                let result = async {
+                    if std::mem::take(&mut hold_first) {
+                        if let Some(mut job) = store.job(id)? {
+                            job.set_state(JobState::Held, "held by the client (job-hold-until)");
+                            if let Err(e) = store.save(&job).await {
+                                hold_first = true;
+                                return Err(e);
+                            }
+                        }
                     }
+                    run_job(&inner, &store, id, &control).await
                 }
-                run_job(&inner, &store, id, &control).await
-            }
-            .await;
-            if let Err(e) = result {
-                tracing::error!(tenant = %store.id(), job = %id, error = %e, "job stopped: storage failed; it resumes on restart");
+                .await;
+                let Err(e) = result else { break };
+                // A commit that failed (a full disk, say) fails only its own
+                // writes: the job carries on from its record once writes
+                // succeed again, without a restart.
+                tracing::error!(tenant = %store.id(), job = %id, error = %e, retry_in = ?backoff, "job paused: storage failed; it carries on when the store takes writes");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = control.cancel.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(STORAGE_RETRY_MAX);
             }
             inner.running.lock().expect("running map lock").remove(&key);
         });
@@ -207,7 +221,11 @@ impl Dispatcher {
         }
         job.delivering = None;
         job.set_state(JobState::Canceled, note);
-        finish(store, &job).await?;
+        if let Err(e) = finish(store, &job).await {
+            // Not canceled after all: the job goes on as it was.
+            self.submit(store.clone(), id);
+            return Err(e);
+        }
         Ok(true)
     }
 
@@ -218,6 +236,11 @@ impl Dispatcher {
         self.inner.tasks.wait().await;
     }
 }
+
+/// First wait before a job whose record could not be written tries again.
+pub const STORAGE_RETRY_MIN: Duration = Duration::from_millis(500);
+/// Longest wait between such tries.
+pub const STORAGE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How often `cancel` looks whether a job's task has stopped.
 const CANCEL_POLL: Duration = Duration::from_millis(5);
@@ -239,11 +262,9 @@ async fn run_job(
         // A transfer was under way when the previous run stopped: the device
         // may have the job already. Deliver again (at least once) and say so.
         let dev = job.delivering.take().unwrap_or_default();
-        job.history.push(crate::store::job::Event {
-            at_ms: now_ms(),
-            state: job.state,
-            note: format!("transfer to {dev} was interrupted by a restart; sending again"),
-        });
+        job.note(format!(
+            "transfer to {dev} was interrupted by a restart; sending again"
+        ));
     }
     loop {
         if job.state.is_final() {
@@ -296,11 +317,7 @@ async fn run_job(
                 );
                 match folder::store(&job, &store.spool_path(job.id), &folder).await {
                     Ok(path) => {
-                        job.history.push(crate::store::job::Event {
-                            at_ms: now_ms(),
-                            state: JobState::Processing,
-                            note: format!("stored as {}", path.display()),
-                        });
+                        job.note(format!("stored as {}", path.display()));
                         Outcome::Next
                     }
                     Err(e) => {
@@ -368,6 +385,9 @@ async fn forward_step(
             format!("forwarding to {}", names.join(", ")),
         );
     }
+    // Devices that refused this job for good (their reasons): it does not
+    // wait for them again in this step.
+    let mut refused: Vec<(String, String)> = Vec::new();
     'pick: loop {
         if now_ms() >= deadline_ms {
             return delivery_timed_out(store, job, names, fallback).await;
@@ -377,6 +397,7 @@ async fn forward_step(
         // The device to wait for: the first of the pool that is up, else the one probed soonest.
         let pool: Vec<(&String, &crate::config::Device, Arc<forward::DeviceState>)> = names
             .iter()
+            .filter(|n| !refused.iter().any(|(r, _)| r == *n))
             .filter_map(|n| {
                 tenant
                     .devices
@@ -390,6 +411,9 @@ async fn forward_step(
             .or_else(|| pool.iter().min_by_key(|p| p.2.down_until()))
             .cloned()
         else {
+            if !refused.is_empty() {
+                return refused_everywhere(store, job, &refused, fallback).await;
+            }
             job.set_state(
                 JobState::Aborted,
                 format!("none of the devices {} exists", names.join(", ")),
@@ -454,28 +478,68 @@ async fn forward_step(
                     m.deliver_seconds
                         .get_or_create(&t)
                         .observe(now_ms().saturating_sub(job.created_ms) as f64 / 1000.0);
-                    job.history.push(crate::store::job::Event {
-                        at_ms: now_ms(),
-                        state: JobState::Processing,
-                        note: format!("delivered {bytes} bytes to {name} ({})", device.uri),
-                    });
+                    job.note(format!(
+                        "delivered {bytes} bytes to {name} ({})",
+                        device.uri
+                    ));
                     tracing::info!(tenant = %job.tenant, job = %job.id, device = %name, bytes, "delivered");
                     return Ok(Outcome::Next);
+                }
+                Err(e) if e.is_permanent() => {
+                    // This device will not print this job, now or later: the
+                    // job leaves its queue at once (younger jobs go on) and
+                    // tries the rest of its pool.
+                    drop(turn);
+                    crate::metrics::get().job(job.tenant.as_str(), "refused-by-device");
+                    tracing::warn!(tenant = %job.tenant, job = %job.id, device = %name, error = %e, "device refused the job for good");
+                    job.note(format!("{name} ({}) refused the job: {e}", device.uri));
+                    store.save(job).await?;
+                    refused.push((name.clone(), e.to_string()));
+                    continue 'pick;
                 }
                 Err(e) => {
                     let backoff = state.mark_down();
                     crate::metrics::get().job(job.tenant.as_str(), "failed-attempt");
                     tracing::warn!(tenant = %job.tenant, job = %job.id, device = %name, error = %e, retry_in = ?backoff, "delivery failed");
-                    job.history.push(crate::store::job::Event {
-                        at_ms: now_ms(),
-                        state: JobState::Processing,
-                        note: format!("{name} ({}) failed: {e}", device.uri),
-                    });
+                    job.note(format!("{name} ({}) failed: {e}", device.uri));
                     store.save(job).await?;
                 }
             }
         }
     }
+}
+
+/// Ends a forward step whose every device refused the job for good:
+/// aborted with their reasons, or held with `fallback = "hold"`.
+async fn refused_everywhere(
+    store: &Arc<TenantStore>,
+    job: &mut Job,
+    refused: &[(String, String)],
+    fallback: Fallback,
+) -> Result<Outcome, crate::store::StoreError> {
+    let why = refused
+        .iter()
+        .map(|(d, e)| format!("{d}: {e}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Ok(match fallback {
+        Fallback::Abort => {
+            job.set_state(
+                JobState::Aborted,
+                format!("no device can print the job ({why})"),
+            );
+            Outcome::Finished
+        }
+        Fallback::Hold => {
+            job.hold_until_ms = None;
+            job.set_state(
+                JobState::Held,
+                format!("no device can print the job ({why}); held for release"),
+            );
+            store.save(job).await?;
+            Outcome::Again
+        }
+    })
 }
 
 /// Ends a forward step no device took within `delivery-timeout`: aborted, or held with `fallback = "hold"`.

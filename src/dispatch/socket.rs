@@ -1,27 +1,37 @@
 //! `socket://` devices (AppSocket/JetDirect, port 9100): the document's
 //! bytes on a TCP connection, nothing else.
+//!
+//! The protocol has no acknowledgement, so delivered means: every byte
+//! written and acknowledged by the device's TCP, then the device ends the
+//! connection in order after our end of stream. A device that resets at
+//! any point, keeps bytes unacknowledged for `device-timeout`, or never
+//! closes its side within `device-timeout` has not printed the job.
 
 use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::device::{connect, copy_file_within, SendError};
+use super::device::{acknowledged, connect, copy_file_within, orderly_close_allowed, SendError};
 
-/// After sending, how long to wait for the device to close its side (its
-/// way of saying it has the job), as the CUPS socket backend does.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Back-channel bytes (status a printer may send) read and dropped per read
+/// while waiting for the device to close.
+const BACK_CHANNEL_BUFFER: usize = 4096;
 
-/// RAW (AppSocket/JetDirect): connect, send, half-close, wait for the device to close.
+/// Sends the document at `path`; returns the bytes sent. `stall` is the
+/// tenant's `device-timeout`.
 pub async fn send(host: &str, port: u16, path: &Path, stall: Duration) -> Result<u64, SendError> {
     let mut stream = connect(host, port).await?;
     let sent = copy_file_within(path, &mut stream, stall).await?;
+    // Until the device's TCP has every byte, an end must stay a reset.
+    acknowledged(&stream, stall).await?;
+    orderly_close_allowed(&stream);
     tokio::time::timeout(stall, stream.shutdown())
         .await
         .map_err(|_| SendError::Timeout("close"))??;
-    // Read back-channel data until the device closes; a device that keeps
-    // the connection open has the data all the same (TCP acknowledged it).
-    let mut sink = [0u8; 4096];
+    // The device's orderly close is its word that it has the job; a reset
+    // (a device that stopped reading) or silence is not.
+    let mut sink = [0u8; BACK_CHANNEL_BUFFER];
     let drain = async {
         loop {
             match stream.read(&mut sink).await {
@@ -31,9 +41,9 @@ pub async fn send(host: &str, port: u16, path: &Path, stall: Duration) -> Result
             }
         }
     };
-    match tokio::time::timeout(DRAIN_TIMEOUT, drain).await {
-        Ok(Err(e)) if e.kind() != std::io::ErrorKind::ConnectionReset => return Err(e.into()),
-        _ => {}
+    match tokio::time::timeout(stall, drain).await {
+        Ok(Ok(())) => Ok(sent),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(SendError::Timeout("device close after the job")),
     }
-    Ok(sent)
 }

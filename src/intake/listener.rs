@@ -40,6 +40,22 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Binds a shared listener's socket for `protocol`. A RAW listener's
+/// socket has `SO_LINGER 0`, which Linux copies to every socket it accepts:
+/// from the first moment, a RAW connection the daemon has not acknowledged
+/// ends with a reset, also when the process dies before its task ran. (An
+/// orderly close is RAW's only acknowledgement: a sender that connected
+/// and had not sent yet would otherwise read the dying process's FIN as
+/// one.) LPD and IPP acknowledge in their protocols; their sockets get the
+/// ordinary close back at accept.
+pub fn bind_listener(addr: SocketAddr, protocol: Protocol) -> io::Result<std::net::TcpListener> {
+    let l = bind(addr)?;
+    if protocol == Protocol::Raw {
+        socket2::SockRef::from(&l).set_linger(Some(Duration::ZERO))?;
+    }
+    Ok(l)
+}
+
 /// Accepts connections until `stop` fires, handing each to its protocol.
 pub async fn accept_loop(
     listener: TcpListener,
@@ -62,6 +78,9 @@ pub async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        if protocol != Protocol::Raw {
+            let _ = socket2::SockRef::from(&stream).set_linger(None);
+        }
         let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
         shared.connections.spawn(connection(
             stream,

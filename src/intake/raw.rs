@@ -29,9 +29,12 @@ pub async fn serve(conn: Connection) {
     // Until the job is committed, any end of this socket must be a reset,
     // also when the process dies (kill -9): the kernel closes a dead
     // process's sockets, and with an empty receive buffer (the sender's
-    // data all read, commit still under way) that close is an orderly FIN,
-    // which the sender takes as the acknowledgement of a job never kept.
-    // SO_LINGER 0 makes every close a reset; it is lifted only after commit.
+    // data all read, commit still under way, or the sender not started yet)
+    // that close is an orderly FIN, which the sender takes as the
+    // acknowledgement of a job never kept. SO_LINGER 0 makes every close a
+    // reset; the socket has it from accept (the listening socket's, see
+    // `listener::bind_listener`), and it is lifted only after commit.
+    // Set again here for a socket bound some other way.
     let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
     let (routed, _slot) = match admission {
         Admission::Admitted { routed, slot } => (routed, slot),

@@ -49,15 +49,44 @@ impl JobState {
     }
 }
 
+/// Most entries of a job's history: the first (how it arrived) and the
+/// latest ones are kept, older ones in between are dropped and counted.
+pub const MAX_HISTORY: usize = 32;
+
+/// Longest note of a history entry, in bytes; longer ones are cut.
+pub const MAX_NOTE_LEN: usize = 512;
+
 /// One entry of a job's history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// When, in milliseconds since the Unix epoch.
+    /// When, in milliseconds since the Unix epoch (its first occurrence).
     pub at_ms: u64,
     /// The state the job entered (or stayed in).
     pub state: JobState,
-    /// What happened, for people.
+    /// What happened, for people: printable text only, at most [`MAX_NOTE_LEN`] bytes.
     pub note: String,
+    /// How many more times the same thing happened right after (a retry
+    /// failing the same way), instead of an entry each.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: u32,
+    /// When it last happened, when it repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ms: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A note as history keeps it: control characters (escape sequences a
+/// device may send) replaced by spaces, cut at [`MAX_NOTE_LEN`] bytes on a
+/// character boundary.
+pub fn clean_note(note: &str) -> String {
+    let cleaned: String = note
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    crate::wire::truncate_str(cleaned.trim_end(), MAX_NOTE_LEN).to_owned()
 }
 
 /// What a protocol knows about a job before it is committed.
@@ -119,18 +148,47 @@ pub struct Job {
     /// The device a transfer was started to and not yet confirmed: on
     /// restart such a job may be delivered twice (the at-least-once edge).
     pub delivering: Option<String>,
-    /// What happened to it, oldest first.
+    /// What happened to it, oldest first (at most [`MAX_HISTORY`] entries).
     pub history: Vec<Event>,
+    /// History entries dropped to keep it within [`MAX_HISTORY`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub history_dropped: u32,
 }
 
 impl Job {
     /// Moves the job to `state` and records why.
     pub fn set_state(&mut self, state: JobState, note: impl Into<String>) {
         self.state = state;
+        self.record(state, &note.into());
+    }
+
+    /// Records an event in the job's history without changing its state.
+    pub fn note(&mut self, note: impl Into<String>) {
+        let state = self.state;
+        self.record(state, &note.into());
+    }
+
+    fn record(&mut self, state: JobState, note: &str) {
+        let note = clean_note(note);
+        let now = now_ms();
+        if let Some(last) = self.history.last_mut() {
+            if last.state == state && last.note == note {
+                last.repeats = last.repeats.saturating_add(1);
+                last.last_ms = Some(now);
+                return;
+            }
+        }
+        if self.history.len() >= MAX_HISTORY {
+            // Keep the first entry (how the job arrived) and the latest.
+            self.history.remove(1);
+            self.history_dropped = self.history_dropped.saturating_add(1);
+        }
         self.history.push(Event {
-            at_ms: now_ms(),
+            at_ms: now,
             state,
-            note: note.into(),
+            note,
+            repeats: 0,
+            last_ms: None,
         });
     }
 }

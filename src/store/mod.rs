@@ -135,9 +135,14 @@ pub enum StoreError {
         /// The version found.
         found: String,
     },
-    /// An earlier group commit failed; nothing more is accepted.
-    #[error("the store failed an earlier commit and accepts no more writes")]
+    /// The database itself failed a write (sled keeps such an error until it
+    /// is reopened): nothing more is accepted, and the daemon restarts.
+    #[error("the database failed a write and accepts no more until the daemon restarts")]
     Poisoned,
+    /// The group commit this write was part of failed (no space, an I/O
+    /// error syncing documents): the write is not durable, later ones may be.
+    #[error("commit failed: {0}")]
+    CommitFailed(Arc<str>),
     /// The tenant used all 2^31-1 job ids.
     #[error("tenant has used every job id")]
     IdsExhausted,
@@ -167,29 +172,74 @@ enum Op {
     CounterMax(sled::Tree, &'static [u8], u32),
 }
 
+impl Op {
+    /// Bytes of keys and values the op writes.
+    fn bytes(&self) -> u64 {
+        match self {
+            Op::Insert(_, k, v) => (k.len() + v.len()) as u64,
+            Op::Remove(_, k) => k.len() as u64,
+            Op::CounterMax(_, k, _) => (k.len() + 4) as u64,
+        }
+    }
+}
+
+/// The outcome of one commit group, as its waiters see it: `None` while
+/// it is pending, then `Ok` or the reason it failed.
+type GroupOutcome = Option<Result<(), Arc<str>>>;
+
 #[derive(Default)]
 struct Pending {
     ops: Vec<Op>,
+    /// Bytes of keys and values in `ops` (the headroom check).
+    bytes: u64,
     sync_spool: bool,
     /// Spool folders whose new entries (renames) must be durable with this group.
     dirs: Vec<Arc<File>>,
-    /// Generation the pending ops will be flushed as.
-    generation: u64,
+    /// Tells this group's waiters how it went.
+    done: Option<watch::Sender<GroupOutcome>>,
     stop: bool,
+}
+
+/// Free bytes the data dir's file system must keep beyond a group's own
+/// size for the group to be written: a group that would leave less is
+/// refused before the database sees it. sled keeps a failed log write as
+/// an error of the whole database until it is reopened, so running out of
+/// space inside sled would stop every tenant; a refused group stops only
+/// its own writes, and the next group, once there is space, goes through.
+pub const COMMIT_HEADROOM: u64 = 16 << 20;
+
+/// The store's health, for `printroute status`, the metrics and systemd.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Health {
+    /// Since when (ms since the epoch) commits have been failing; `None` when the last one succeeded.
+    pub failing_since_ms: Option<u64>,
+    /// Why the last failed commit failed.
+    pub last_error: Option<String>,
+    /// Commit groups that failed since start.
+    pub failed_groups: u64,
+    /// The database itself failed: only a restart heals it.
+    pub poisoned: bool,
 }
 
 /// The group committer: one flusher thread, any number of waiters.
 struct Committer {
     pending: Mutex<Pending>,
     wake: Condvar,
-    flushed: watch::Sender<u64>,
     poisoned: AtomicBool,
+    health: Mutex<Health>,
 }
 
 impl Committer {
-    /// Queues ops for the next group; returns the generation to wait for.
-    fn enqueue(&self, ops: Vec<Op>, sync_spool: bool, dir: Option<&Arc<File>>) -> u64 {
+    /// Queues ops for the next group; returns its outcome to wait on.
+    fn enqueue(
+        &self,
+        ops: Vec<Op>,
+        sync_spool: bool,
+        dir: Option<&Arc<File>>,
+    ) -> watch::Receiver<GroupOutcome> {
         let mut p = self.pending.lock().expect("commit queue lock");
+        p.bytes += ops.iter().map(Op::bytes).sum::<u64>();
         p.ops.extend(ops);
         p.sync_spool |= sync_spool;
         if let Some(d) = dir {
@@ -197,10 +247,22 @@ impl Committer {
                 p.dirs.push(d.clone());
             }
         }
-        let generation = p.generation;
+        let rx = p
+            .done
+            .get_or_insert_with(|| watch::channel(None).0)
+            .subscribe();
         drop(p);
         self.wake.notify_one();
-        generation
+        rx
+    }
+
+    fn outcome(o: &GroupOutcome, poisoned: bool) -> Result<(), StoreError> {
+        match o {
+            Some(Ok(())) => Ok(()),
+            _ if poisoned => Err(StoreError::Poisoned),
+            Some(Err(why)) => Err(StoreError::CommitFailed(why.clone())),
+            None => Err(StoreError::CommitFailed("the flusher stopped".into())),
+        }
     }
 
     async fn commit(
@@ -212,33 +274,37 @@ impl Committer {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let mut rx = self.flushed.subscribe();
-        let generation = self.enqueue(ops, sync_spool, dir);
-        let r = rx.wait_for(|&g| g >= generation).await;
-        if r.is_err() || self.poisoned.load(Ordering::Acquire) {
-            return Err(StoreError::Poisoned);
-        }
-        Ok(())
+        let mut rx = self.enqueue(ops, sync_spool, dir);
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(o) => o.clone(),
+            Err(_) => None,
+        };
+        Self::outcome(&outcome, self.poisoned.load(Ordering::Acquire))
     }
 
     fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        let mut rx = self.flushed.subscribe();
-        let generation = self.enqueue(ops, false, None);
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        let rx = self.enqueue(ops, false, None);
         loop {
-            if self.poisoned.load(Ordering::Acquire) {
-                return Err(StoreError::Poisoned);
-            }
-            if *rx.borrow_and_update() >= generation {
-                return Ok(());
+            let outcome = rx.borrow().clone();
+            if outcome.is_some() || rx.has_changed().is_err() {
+                return Self::outcome(&outcome, self.poisoned.load(Ordering::Acquire));
             }
             // Blocking callers are rare (start-up, purge): a short poll is enough.
             std::thread::sleep(BLOCKING_COMMIT_POLL);
         }
     }
 
+    /// The store's health now.
+    fn health(&self) -> Health {
+        self.health.lock().expect("health lock").clone()
+    }
+
     fn run(&self, db: &sled::Db, db_file: &File, spool_root: &File) {
         loop {
-            let (ops, sync_spool, dirs, generation) = {
+            let (ops, bytes, sync_spool, dirs, done) = {
                 let mut p = self.pending.lock().expect("commit queue lock");
                 while p.ops.is_empty() && !p.sync_spool && !p.stop {
                     p = self.wake.wait(p).expect("commit queue lock");
@@ -246,20 +312,47 @@ impl Committer {
                 if p.stop && p.ops.is_empty() && !p.sync_spool {
                     return;
                 }
-                let g = p.generation;
-                p.generation += 1;
                 (
                     std::mem::take(&mut p.ops),
+                    std::mem::take(&mut p.bytes),
                     std::mem::take(&mut p.sync_spool),
                     std::mem::take(&mut p.dirs),
-                    g,
+                    p.done.take(),
                 )
             };
-            if let Err(e) = Self::flush_group(db, db_file, spool_root, ops, sync_spool, &dirs) {
-                tracing::error!(error = %e, "group commit failed; the store accepts no more writes");
-                self.poisoned.store(true, Ordering::Release);
+            let result = if self.poisoned.load(Ordering::Acquire) {
+                Err(StoreError::Poisoned)
+            } else {
+                Self::flush_group(db, db_file, spool_root, ops, bytes, sync_spool, &dirs)
+            };
+            let outcome = match result {
+                Ok(()) => {
+                    let mut h = self.health.lock().expect("health lock");
+                    if h.failing_since_ms.take().is_some() {
+                        tracing::info!("group commit succeeded again; the store takes writes");
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    // Only sled's own failures poison it (it keeps them until
+                    // reopened); a refused or unsynced group hurts only itself.
+                    let fatal = matches!(e, StoreError::Db(_) | StoreError::Poisoned);
+                    let mut h = self.health.lock().expect("health lock");
+                    h.failed_groups += 1;
+                    h.last_error = Some(e.to_string());
+                    h.failing_since_ms.get_or_insert_with(now_ms);
+                    if fatal && !self.poisoned.swap(true, Ordering::AcqRel) {
+                        h.poisoned = true;
+                        tracing::error!(error = %e, "the database failed a write; it takes no more until the daemon restarts");
+                    } else if !fatal {
+                        tracing::error!(error = %e, "group commit failed; its writes are refused, later ones are tried");
+                    }
+                    Err(Arc::<str>::from(e.to_string()))
+                }
+            };
+            if let Some(done) = done {
+                done.send_replace(Some(outcome));
             }
-            self.flushed.send_replace(generation);
         }
     }
 
@@ -268,6 +361,7 @@ impl Committer {
         db_file: &File,
         spool_root: &File,
         ops: Vec<Op>,
+        bytes: u64,
         sync_spool: bool,
         dirs: &[Arc<File>],
     ) -> Result<(), StoreError> {
@@ -276,6 +370,13 @@ impl Committer {
         }
         for d in dirs {
             d.sync_all()?;
+        }
+        // sled's log takes about the group's bytes again as it writes them.
+        let free = rustix::fs::fstatvfs(db_file)
+            .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+            .map_err(io::Error::from)?;
+        if free < COMMIT_HEADROOM.saturating_add(bytes.saturating_mul(2)) {
+            return Err(StoreError::DiskFull);
         }
         for op in ops {
             match op {
@@ -357,19 +458,15 @@ impl Store {
         db.flush()?;
         let db_file = File::open(db_dir.join("db"))?;
         let spool_root_dir = File::open(&spool_root)?;
-        let (flushed, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             db,
             meta,
             spool_root,
             committer: Arc::new(Committer {
-                pending: Mutex::new(Pending {
-                    generation: 1,
-                    ..Pending::default()
-                }),
+                pending: Mutex::new(Pending::default()),
                 wake: Condvar::new(),
-                flushed,
                 poisoned: AtomicBool::new(false),
+                health: Mutex::new(Health::default()),
             }),
             tenants: RwLock::new(HashMap::new()),
             incoming_seq: Arc::new(AtomicU64::new(0)),
@@ -1110,7 +1207,10 @@ impl TenantStore {
                 at_ms: now,
                 state: JobState::Pending,
                 note: "received".into(),
+                repeats: 0,
+                last_ms: None,
             }],
+            history_dropped: 0,
         };
         // A tenant's first job creates its tree; sled makes the new tree
         // durable with the flush of this job's group.
@@ -1200,6 +1300,11 @@ impl Store {
             keys::registry(id),
         )])?;
         Ok(report)
+    }
+
+    /// The store's health: whether commits are failing, since when, why.
+    pub fn health(&self) -> Health {
+        self.inner.committer.health()
     }
 
     /// Sets the bytes that must stay free on the spool's file system (`global.min-free-space`).

@@ -15,6 +15,19 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+mod eve;
+mod recording;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of the harness"
+)]
+pub use eve::EvePrinter;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of the harness"
+)]
+pub use recording::{Behaviour, End, Received, RecordingDevice};
+
 /// Longest wait for the daemon to say `ready`, or for a condition in `wait_until`.
 pub const WAIT: Duration = Duration::from_secs(30);
 
@@ -229,6 +242,26 @@ impl TestDaemon {
             assert!(start.elapsed() < WAIT, "daemon did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A tenant's job records while the daemon runs, as the global admin
+    /// sees them (`jobs --json` over the control socket at `{dir}/control.sock`,
+    /// which the config must name).
+    pub fn live_jobs(&self, tenant: &str) -> Vec<printroute::store::job::Job> {
+        let out = Command::new(bin())
+            .args(["jobs", "--tenant", tenant, "--json", "--socket"])
+            .arg(self.dir.path().join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "jobs --json: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut jobs: Vec<printroute::store::job::Job> =
+            serde_json::from_slice(&out.stdout).unwrap();
+        jobs.sort_by_key(|j| j.id.0);
+        jobs
     }
 
     /// Opens the store of a stopped daemon and returns every job record per tenant.

@@ -553,6 +553,14 @@ fn store_error(req: &Req<'_>, e: &StoreError) -> (u16, &'static str) {
                 "the spool's disk is full; try later",
             )
         }
+        StoreError::CommitFailed(_) | StoreError::Poisoned => {
+            tracing::error!(tenant = %req.tenant_id(), peer = %req.ctx.peer, error = %e, "IPP job not committed");
+            // Temporary: the client keeps the job and sends it again.
+            (
+                status::SERVICE_UNAVAILABLE,
+                "the job could not be stored; try later",
+            )
+        }
         e => {
             tracing::error!(tenant = %req.tenant_id(), peer = %req.ctx.peer, error = %e, "IPP job storage failed");
             (status::INTERNAL_ERROR, "storage failed")
