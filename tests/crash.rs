@@ -6,6 +6,13 @@
 //! document may reach its device twice only when the job's history shows an
 //! interrupted transfer (the documented at-least-once edge); no orphan spool
 //! file may remain.
+//!
+//! Half of the clients pause a few milliseconds between connecting and
+//! sending, as real spoolers do: a daemon killed in that pause must not
+//! close their connection in order (a RAW sender takes an orderly close as
+//! the acknowledgement). The devices record how each transfer ended: a
+//! transfer a kill cut short must end in a reset (the printer discards it),
+//! never in order, so a printer never prints a partial job.
 
 mod common;
 
@@ -103,6 +110,14 @@ fn document(tag: &str, size: usize) -> Vec<u8> {
     d
 }
 
+/// Longest pause of a pausing client between connect and its first byte.
+const MAX_PAUSE_MS: u64 = 20;
+
+thread_local! {
+    /// This client thread's pause after connecting (0: none).
+    static PAUSE_MS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn connect(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     let from: IpAddr = from.parse().unwrap();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
@@ -112,6 +127,10 @@ fn connect(from: &str, to: SocketAddr) -> std::io::Result<TcpStream> {
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     s.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    let pause = PAUSE_MS.get();
+    if pause > 0 {
+        std::thread::sleep(Duration::from_millis(pause));
+    }
     Ok(s)
 }
 
@@ -230,9 +249,9 @@ struct Seen {
 fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     require("socat");
     let devs = [
-        SocatDevice::start("127.0.1.50"),
-        SocatDevice::start("127.0.2.50"),
-        SocatDevice::start("127.0.3.50"),
+        RecordingDevice::good("127.0.1.50"),
+        RecordingDevice::good("127.0.2.50"),
+        RecordingDevice::good("127.0.3.50"),
     ];
     let (raw, lpd, ipp) = (
         free_port("127.0.0.1"),
@@ -258,10 +277,16 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
             let (seen, stop) = (seen.clone(), stop.clone());
             let mut rng = Rng(seed.wrapping_add((t * 16 + k) as u64 * 0x9E37_79B9) | 1);
             clients.push(std::thread::spawn(move || {
+                let pausing = k % 2 == 1;
                 for n in 0..MAX_ATTEMPTS {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
+                    PAUSE_MS.set(if pausing {
+                        rng.range(1, MAX_PAUSE_MS + 1)
+                    } else {
+                        0
+                    });
                     let from = format!("127.0.{}.{}", t + 1, 10 + (n % 20));
                     let tag = format!("{tenant}-{k}-{n}");
                     let data = document(&tag, rng.range(512, 24 << 10) as usize);
@@ -330,7 +355,7 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
         wait_until_long(
             &format!("tenant {t}'s acknowledged jobs at its device"),
             || {
-                let got: HashSet<String> = devs[i].received().into_iter().collect();
+                let got: HashSet<String> = devs[i].printed().into_iter().collect();
                 want[t].iter().all(|s| got.contains(s)).then_some(())
             },
         );
@@ -365,6 +390,7 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     let mut delivered = 0;
     let mut duplicates = 0;
     let mut partial = 0;
+    let mut cut = 0;
     let mut interrupted_total = 0;
     for (i, t) in ["a", "b", "c"].into_iter().enumerate() {
         let records = jobs.get(t).map(Vec::as_slice).unwrap_or_default();
@@ -392,9 +418,14 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
             );
         }
         let mut at_device: HashMap<String, usize> = HashMap::new();
-        for sha in devs[i].received() {
+        for sha in devs[i].printed() {
             *at_device.entry(sha).or_default() += 1;
         }
+        cut += devs[i]
+            .received()
+            .iter()
+            .filter(|r| r.end == End::Reset)
+            .count();
         for (sha, n) in &at_device {
             match by_sha.get(sha.as_str()) {
                 Some(js) => {
@@ -403,7 +434,8 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
                         .history
                         .iter()
                         .filter(|e| e.note.contains(INTERRUPTED))
-                        .count();
+                        .map(|e| 1 + e.repeats as usize)
+                        .sum::<usize>();
                     if *n > 1 {
                         duplicates += n - 1;
                         assert!(
@@ -415,7 +447,16 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
                     }
                 }
                 // A transfer cut short by a kill: a partial document, never a job's.
-                None => partial += n,
+                None => {
+                    partial += n;
+                    let lens: Vec<usize> = devs[i]
+                        .received()
+                        .iter()
+                        .filter(|r| r.sha256 == *sha)
+                        .map(|r| r.len)
+                        .collect();
+                    println!("tenant {t}: partial document at the device, lengths {lens:?}");
+                }
             }
         }
         for j in records {
@@ -429,7 +470,8 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
                 .history
                 .iter()
                 .filter(|e| e.note.contains(INTERRUPTED))
-                .count();
+                .map(|e| 1 + e.repeats as usize)
+                .sum::<usize>();
         }
         assert!(
             d.spool_files(t).is_empty(),
@@ -437,12 +479,14 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
             d.spool_files(t)
         );
     }
-    assert!(
-        partial <= interrupted_total,
-        "{partial} partial documents at devices, but only {interrupted_total} interrupted transfers recorded"
+    // A transfer a kill cut short reached its device as a reset, never as
+    // the orderly end of a short document that a printer would print.
+    assert_eq!(
+        partial, 0,
+        "{partial} partial documents ended in order at devices ({cut} transfers were reset)"
     );
     println!(
-        "crash test: kills={KILLS} acknowledged={} (a={} b={} c={}) records={} delivered={delivered} duplicates={duplicates} interrupted-transfers={interrupted_total} partial-at-device={partial} unacknowledged-attempts={unacked}",
+        "crash test: kills={KILLS} acknowledged={} (a={} b={} c={}) records={} delivered={delivered} duplicates={duplicates} interrupted-transfers={interrupted_total} partial-printed={partial} transfers-reset={cut} unacknowledged-attempts={unacked}",
         acked.len(),
         want["a"].len(),
         want["b"].len(),
@@ -468,4 +512,252 @@ fn wait_until_long<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A kill -9 while a big job is being sent to a slow socket printer: the
+/// printer sees a reset (and discards what it got), never an orderly end of
+/// a partial job; after the restart the job reaches it whole, once.
+#[test]
+fn a_kill_9_mid_transfer_never_ends_a_partial_job_in_order() {
+    let dev = RecordingDevice::start(
+        "127.0.5.50",
+        Behaviour::Slow(64 << 10),
+        usize::MAX,
+        Behaviour::Good,
+    );
+    let raw = free_port("127.0.0.1");
+    let mut d = TestDaemon::start(&format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[global.limits]
+max-job-size = "64 MiB"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:{raw}"]
+[tenant.s]
+ranges = ["127.0.5.0/24"]
+device.slow = {{ uri = "{}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["slow"] }}] }}
+input = [{{ listener = "raw", workflow = "direct" }}]
+"#,
+        dev.uri()
+    ));
+    let job = document("slow", 20 << 20);
+    let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
+    send_raw("127.0.5.7", to, &job).expect("acknowledged");
+    // Kill while the printer is part-way through the document.
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill9();
+    let cut = wait_until("the printer to see the transfer end", || {
+        dev.received().first().cloned()
+    });
+    println!("printer saw the cut transfer as {cut:?}");
+    assert!(cut.len > 0 && cut.len < job.len(), "{cut:?}");
+    assert_eq!(cut.end, End::Reset, "a partial job ended in order: {cut:?}");
+    d.spawn();
+    let printed = wait_until_long("the job printed after the restart", || {
+        let p = dev.printed();
+        (!p.is_empty()).then_some(p)
+    });
+    assert_eq!(printed, vec![sha256(&job)]);
+    d.stop();
+    let jobs = d.stored_jobs();
+    assert_eq!(jobs["s"].len(), 1);
+    assert_eq!(
+        jobs["s"][0].state,
+        printroute::store::job::JobState::Completed
+    );
+}
+
+/// A RAW sender that connected and has not sent yet when the daemon dies
+/// (behind a balancer, its connection waits in the daemon for the PROXY
+/// header) must see a reset, never an orderly close, which it would take as
+/// the acknowledgement of a job nobody kept.
+#[test]
+fn a_sender_that_has_not_sent_yet_never_reads_a_dying_daemon_as_an_acknowledgement() {
+    let raw = free_port("127.0.0.1");
+    let mut d = TestDaemon::start(&format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:{raw}"]
+proxy-protocol = true
+trusted-proxies = ["127.0.0.1/32"]
+[tenant.p]
+ranges = ["127.0.6.0/24"]
+workflow.keep = {{ steps = [{{ step = "hold" }}] }}
+input = [{{ listener = "raw", workflow = "keep" }}]
+"#
+    ));
+    let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
+    // Connections the daemon has accepted, each waiting for its first byte.
+    let mut waiting: Vec<TcpStream> = (0..8).map(|_| connect("127.0.0.1", to).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    d.kill9();
+    let mut acknowledged = 0;
+    for s in &mut waiting {
+        let mut job = b"PROXY TCP4 127.0.6.7 127.0.0.1 40000 9100\r\n".to_vec();
+        job.extend_from_slice(b"a job sent to a daemon that just died\n");
+        // As socat and the CUPS socket backend do: a failed half-close is
+        // not looked at; the end of the stream is the answer.
+        let wrote = s.write_all(&job).is_ok();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let ok = wrote && s.read_to_end(&mut Vec::new()).is_ok();
+        acknowledged += usize::from(ok);
+    }
+    assert_eq!(
+        acknowledged, 0,
+        "senders read the dying daemon's close as an acknowledgement"
+    );
+    d.spawn();
+    d.stop();
+    assert!(d.stored_jobs().get("p").is_none_or(Vec::is_empty));
+}
+
+/// What a slow LPD printer saw of one connection.
+#[derive(Clone, Debug)]
+struct LpdSeen {
+    /// The data file's length as announced.
+    declared: usize,
+    /// Data file bytes received.
+    got: Vec<u8>,
+    /// The data file's terminating zero came, and was acknowledged.
+    whole: bool,
+    /// How the connection ended after what was received.
+    end: End,
+}
+
+/// A slow LPD printer (RFC 1179 receive-job, control file first), reading
+/// the data file 64 KiB every 10 ms.
+fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
+    let l = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let addr = l.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { continue };
+            let seen = s2.clone();
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut w = s;
+                let mut line = Vec::new();
+                let mut rec = LpdSeen {
+                    declared: 0,
+                    got: Vec::new(),
+                    whole: false,
+                    end: End::Orderly,
+                };
+                let end = (|| -> std::io::Result<End> {
+                    loop {
+                        line.clear();
+                        if r.read_until(b'\n', &mut line)? == 0 {
+                            return Ok(End::Orderly);
+                        }
+                        let text = String::from_utf8_lossy(&line[1..]).into_owned();
+                        let n: usize = text
+                            .split_whitespace()
+                            .next()
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0);
+                        match line[0] {
+                            2 if n == 0 => w.write_all(&[0])?, // receive job
+                            2 => {
+                                w.write_all(&[0])?;
+                                let mut cf = vec![0u8; n + 1];
+                                r.read_exact(&mut cf)?;
+                                w.write_all(&[0])?;
+                            }
+                            3 => {
+                                rec.declared = n;
+                                w.write_all(&[0])?;
+                                let mut buf = vec![0u8; 64 << 10];
+                                while rec.got.len() < n {
+                                    let want = (n - rec.got.len()).min(buf.len());
+                                    let k = r.read(&mut buf[..want])?;
+                                    if k == 0 {
+                                        return Ok(End::Orderly);
+                                    }
+                                    rec.got.extend_from_slice(&buf[..k]);
+                                    std::thread::sleep(Duration::from_millis(10));
+                                }
+                                let mut zero = [1u8];
+                                r.read_exact(&mut zero)?;
+                                rec.whole = zero[0] == 0;
+                                w.write_all(&[0])?;
+                            }
+                            _ => return Ok(End::ByDevice),
+                        }
+                    }
+                })();
+                rec.end = end.unwrap_or(End::Reset);
+                seen.lock().unwrap().push(rec);
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// The same for a slow LPD printer: a kill mid data file resets the
+/// connection, so the printer never takes a short data file for a whole
+/// one; after the restart the job arrives whole, once.
+#[test]
+fn a_kill_9_mid_transfer_to_an_lpd_printer_never_completes_a_partial_data_file() {
+    let (lpd, seen) = slow_lpd("127.0.7.50");
+    let raw = free_port("127.0.0.1");
+    let mut d = TestDaemon::start(&format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[global.limits]
+max-job-size = "64 MiB"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:{raw}"]
+[tenant.l]
+ranges = ["127.0.7.0/24"]
+device.slow = {{ uri = "lpd://{lpd}/lp" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["slow"] }}] }}
+input = [{{ listener = "raw", workflow = "direct" }}]
+"#
+    ));
+    let job = document("slow-lpd", 20 << 20);
+    let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
+    send_raw("127.0.7.7", to, &job).expect("acknowledged");
+    std::thread::sleep(Duration::from_millis(1500));
+    d.kill9();
+    let cut = wait_until("the printer to see the transfer end", || {
+        seen.lock().unwrap().first().cloned()
+    });
+    println!(
+        "LPD printer saw the cut transfer: {} of {} bytes, whole={}, end={:?}",
+        cut.got.len(),
+        cut.declared,
+        cut.whole,
+        cut.end
+    );
+    assert!(!cut.whole && cut.got.len() < job.len(), "{}", cut.got.len());
+    assert_eq!(cut.end, End::Reset, "a partial data file ended in order");
+    d.spawn();
+    let whole = wait_until_long("the job whole at the printer after the restart", || {
+        let s = seen.lock().unwrap();
+        let whole: Vec<String> = s
+            .iter()
+            .filter(|r| r.whole)
+            .map(|r| sha256(&r.got))
+            .collect();
+        (!whole.is_empty()).then_some(whole)
+    });
+    assert_eq!(whole, vec![sha256(&job)]);
+    d.stop();
+    assert_eq!(
+        d.stored_jobs()["l"][0].state,
+        printroute::store::job::JobState::Completed
+    );
 }

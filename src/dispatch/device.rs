@@ -65,14 +65,41 @@ pub fn device_text(s: &str) -> String {
         .to_owned()
 }
 
-/// Opens a TCP connection to a device, within [`CONNECT_TIMEOUT`].
+/// Opens a TCP connection to a device, within [`CONNECT_TIMEOUT`]. The
+/// socket has `SO_LINGER 0` before it connects: from the handshake on, an
+/// end before [`orderly_close_allowed`] is a reset.
 pub async fn connect(host: &str, port: u16) -> Result<TcpStream, SendError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
-        .await
-        .map_err(|_| SendError::Timeout("connect"))??;
-    stream.set_nodelay(true)?;
-    socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO))?;
-    Ok(stream)
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let mut last = None;
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            match connect_to(addr).await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no address for the device")
+            })
+            .into())
+    })
+    .await
+    .map_err(|_| SendError::Timeout("connect"))?
+}
+
+/// Connects a reset-on-close socket to one address.
+pub async fn connect_to(addr: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    let raw = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    // A zero linger never blocks a close (it resets at once).
+    raw.set_linger(Some(Duration::ZERO))?;
+    raw.set_tcp_nodelay(true)?;
+    raw.set_nonblocking(true)?;
+    let socket = tokio::net::TcpSocket::from_std_stream(raw.into());
+    socket.connect(addr).await
 }
 
 /// Lets the connection end in order again (see the module doc): called once

@@ -209,6 +209,8 @@ async fn connect_reserved(host: &str, port: u16) -> Result<TcpStream, SendError>
             // for the very same address pair, and the next port is tried).
             // Without it the eleven ports carry eleven jobs a minute.
             socket.set_reuseaddr(true)?;
+            // Reset-on-close from the handshake on (see `device::connect`).
+            socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO))?;
             if let Err(e) = socket.bind(bind_to) {
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
                     return Err(SendError::Io(std::io::Error::new(
@@ -222,7 +224,6 @@ async fn connect_reserved(host: &str, port: u16) -> Result<TcpStream, SendError>
             match tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(addr)).await {
                 Ok(Ok(s)) => {
                     s.set_nodelay(true)?;
-                    socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO))?;
                     return Ok(s);
                 }
                 // The port pair is still in TIME_WAIT from an earlier job: next port.
