@@ -233,13 +233,25 @@ impl TestDaemon {
     /// SIGTERM, wait for exit; returns the exit code.
     pub fn stop(&mut self) -> i32 {
         self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// The daemon's exit status if it has exited, without waiting.
+    pub fn try_exit(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
+    /// Waits (at most [`WAIT`]) for the daemon to exit by itself; its exit status.
+    pub fn wait_exit(&mut self) -> i32 {
         let mut child = self.child.take().unwrap();
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().unwrap() {
                 return status.code().unwrap_or(-1);
             }
-            assert!(start.elapsed() < WAIT, "daemon did not stop on SIGTERM");
+            assert!(start.elapsed() < WAIT, "daemon did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
