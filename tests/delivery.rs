@@ -485,3 +485,56 @@ fn refuse_with_text(s: TcpStream) -> std::io::Result<()> {
     )?;
     w.write_all(&resp)
 }
+
+/// A device down with a backlog longer than the dispatcher keeps in memory:
+/// when it comes back, every job arrives once, in commit order.
+#[test]
+fn a_backlog_longer_than_the_window_arrives_whole_and_in_order() {
+    const JOBS: usize = 300;
+    let port = free_port("127.0.44.50");
+    let cases = [Case {
+        name: "backlog",
+        net: 44,
+        devices: vec![("printer".into(), format!("socket://127.0.44.50:{port}"))],
+        pool: vec!["printer".into()],
+    }];
+    let d = TestDaemon::start(&config(&cases));
+    let raw = d.addr("raw");
+    let mut sent = Vec::new();
+    for i in 0..JOBS {
+        let job = doc(&format!("backlog-{i}"), 2048);
+        assert_eq!(raw_send("127.0.44.7", raw, &job), RawOutcome::Acknowledged);
+        sent.push(sha256(&job));
+    }
+    let dev = RecordingDevice::start_on(
+        &format!("127.0.44.50:{port}"),
+        Behaviour::Good,
+        0,
+        Behaviour::Good,
+    );
+    let jobs = wait_until_long_backlog(|| {
+        let jobs = d.live_jobs("backlog");
+        jobs.iter().all(|j| j.state.is_final()).then_some(jobs)
+    });
+    assert_eq!(jobs.len(), JOBS);
+    assert!(jobs.iter().all(|j| j.state == JobState::Completed));
+    // Commit order: job ids in the order the device printed them.
+    let by_id: Vec<String> = jobs.iter().map(|j| j.sha256.clone()).collect();
+    assert_eq!(by_id, sent);
+    assert_eq!(dev.printed(), sent, "every job once, in commit order");
+}
+
+/// Polls for at most two minutes (a device's backoff reaches 30 s).
+fn wait_until_long_backlog<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "backlog not delivered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -2,17 +2,18 @@
 //! pool, in the device's protocol; devices that fail are marked down and
 //! probed again with exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::ids::TenantId;
+use crate::config::ids::{JobId, TenantId};
 use crate::config::{Device, DeviceUri};
 use crate::store::job::Job;
+use crate::store::TenantStore;
 
 use super::device::SendError;
 
@@ -20,6 +21,15 @@ use super::device::SendError;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Longest wait between probes of a device that keeps failing.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Jobs that wait in memory for one device (each a task of a few KB).
+/// Later jobs of a longer backlog park: only their id is kept, and each is
+/// started again, oldest first, as the queue drains. Memory then does not
+/// grow with a down device's backlog.
+pub const DEVICE_QUEUE_WINDOW: usize = 64;
+
+/// Starts a parked job again (the dispatcher's `submit`).
+pub type Resubmit = Arc<dyn Fn(Arc<TenantStore>, JobId) + Send + Sync>;
 
 /// Health and one-at-a-time access of one device.
 pub struct DeviceState {
@@ -29,7 +39,10 @@ pub struct DeviceState {
     /// Jobs waiting for this device, by job id (commit order): the oldest
     /// one probes and sends first, so a device that comes back gets its
     /// jobs in the order they were accepted.
-    queue: Mutex<std::collections::BTreeMap<u32, Arc<tokio::sync::Notify>>>,
+    queue: Mutex<BTreeMap<u32, Arc<tokio::sync::Notify>>>,
+    /// Jobs past [`DEVICE_QUEUE_WINDOW`], by id: no task, no memory but this.
+    parked: Mutex<BTreeMap<u32, Arc<TenantStore>>>,
+    resubmit: Resubmit,
 }
 
 /// A job's place in a device's queue; leaving it (drop) wakes the next oldest job.
@@ -59,10 +72,25 @@ impl Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let mut q = self.state.queue.lock().expect("device queue lock");
-        q.remove(&self.id);
-        if let Some(next) = q.values().next() {
-            next.notify_one();
+        let unparked = {
+            let mut q = self.state.queue.lock().expect("device queue lock");
+            q.remove(&self.id);
+            if let Some(next) = q.values().next() {
+                next.notify_one();
+            }
+            // Under the queue lock, as parking is: no job parks unseen.
+            if q.len() < DEVICE_QUEUE_WINDOW {
+                self.state
+                    .parked
+                    .lock()
+                    .expect("parked jobs lock")
+                    .pop_first()
+            } else {
+                None
+            }
+        };
+        if let Some((id, store)) = unparked {
+            (self.state.resubmit)(store, JobId(id));
         }
     }
 }
@@ -74,26 +102,45 @@ struct Health {
 }
 
 impl DeviceState {
-    fn new() -> Self {
+    fn new(resubmit: Resubmit) -> Self {
         DeviceState {
             permit: Semaphore::new(1),
             health: Mutex::new(Health::default()),
-            queue: Mutex::new(std::collections::BTreeMap::new()),
+            queue: Mutex::new(BTreeMap::new()),
+            parked: Mutex::new(BTreeMap::new()),
+            resubmit,
         }
     }
 
-    /// Enters the device's queue as job `id`.
-    pub fn turn(self: &Arc<Self>, id: u32) -> Turn {
+    /// Enters the device's queue as job `id` of `store`; `None` when the
+    /// job parked instead (its task should end: it is started again when
+    /// its turn nears). A job older than one already waiting always enters,
+    /// so the device keeps commit order.
+    pub fn turn_or_park(self: &Arc<Self>, id: u32, store: &Arc<TenantStore>) -> Option<Turn> {
         let notify = Arc::new(tokio::sync::Notify::new());
-        self.queue
-            .lock()
-            .expect("device queue lock")
-            .insert(id, notify.clone());
-        Turn {
+        {
+            let mut q = self.queue.lock().expect("device queue lock");
+            let younger_waits = q.last_key_value().is_some_and(|(last, _)| *last > id);
+            if q.len() >= DEVICE_QUEUE_WINDOW && !younger_waits {
+                self.parked
+                    .lock()
+                    .expect("parked jobs lock")
+                    .insert(id, store.clone());
+                return None;
+            }
+            q.insert(id, notify.clone());
+        }
+        Some(Turn {
             state: self.clone(),
             id,
             notify,
-        }
+        })
+    }
+
+    /// Jobs waiting for the device: in memory, and parked.
+    pub fn waiting(&self) -> (usize, usize) {
+        let q = self.queue.lock().expect("device queue lock").len();
+        (q, self.parked.lock().expect("parked jobs lock").len())
     }
 
     /// When the device may be tried again; `None` when it is up (or due).
@@ -127,9 +174,15 @@ impl DeviceState {
 #[derive(Default)]
 pub struct Devices {
     map: Mutex<HashMap<(TenantId, String, String), Arc<DeviceState>>>,
+    resubmit: OnceLock<Resubmit>,
 }
 
 impl Devices {
+    /// Sets how parked jobs are started again (once, by the dispatcher).
+    pub fn set_resubmit(&self, r: Resubmit) {
+        let _ = self.resubmit.set(r);
+    }
+
     /// The state of a tenant's device.
     pub fn get(&self, tenant: &TenantId, device: &Device) -> Arc<DeviceState> {
         let key = (tenant.clone(), device.name.clone(), device.uri.to_string());
@@ -137,7 +190,14 @@ impl Devices {
             .lock()
             .expect("device map lock")
             .entry(key)
-            .or_insert_with(|| Arc::new(DeviceState::new()))
+            .or_insert_with(|| {
+                let r = self
+                    .resubmit
+                    .get()
+                    .cloned()
+                    .expect("the dispatcher sets resubmit before any job runs");
+                Arc::new(DeviceState::new(r))
+            })
             .clone()
     }
 }

@@ -60,6 +60,9 @@ struct JobControl {
     /// A device named by the release (`printroute release T/ID --to DEVICE`):
     /// the next forward step sends there instead of to its pool.
     release_to: Mutex<Option<String>>,
+    /// The job was submitted again while its task ran (a parked job started
+    /// again just as its task was ending): the task starts itself once more.
+    again: std::sync::atomic::AtomicBool,
 }
 
 enum Outcome {
@@ -76,7 +79,7 @@ enum Outcome {
 impl Dispatcher {
     /// A dispatcher reading workflows from `snapshot`.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Dispatcher {
-        Dispatcher {
+        let d = Dispatcher {
             inner: Arc::new(Inner {
                 snapshot,
                 devices: Devices::default(),
@@ -84,7 +87,18 @@ impl Dispatcher {
                 tasks: TaskTracker::new(),
                 cancel: CancellationToken::new(),
             }),
-        }
+        };
+        // Devices start parked jobs again through a weak handle: the
+        // dispatcher owns the devices, not the other way round.
+        let weak = Arc::downgrade(&d.inner);
+        d.inner
+            .devices
+            .set_resubmit(Arc::new(move |store: Arc<TenantStore>, id: JobId| {
+                if let Some(inner) = weak.upgrade() {
+                    Dispatcher { inner }.submit(store, id);
+                }
+            }));
+        d
     }
 
     /// Starts running a committed job.
@@ -109,10 +123,12 @@ impl Dispatcher {
             // that comes before its task waits leaves a permit in the Notify.
             held: std::sync::atomic::AtomicBool::new(client_hold),
             release_to: Mutex::new(None),
+            again: std::sync::atomic::AtomicBool::new(false),
         });
         {
             let mut running = self.inner.running.lock().expect("running map lock");
-            if running.contains_key(&key) {
+            if let Some(c) = running.get(&key) {
+                c.again.store(true, std::sync::atomic::Ordering::Release);
                 return;
             }
             running.insert(key.clone(), control.clone());
@@ -146,7 +162,14 @@ impl Dispatcher {
                 }
                 backoff = (backoff * 2).min(STORAGE_RETRY_MAX);
             }
-            inner.running.lock().expect("running map lock").remove(&key);
+            let again = {
+                let mut running = inner.running.lock().expect("running map lock");
+                running.remove(&key);
+                control.again.load(std::sync::atomic::Ordering::Acquire)
+            };
+            if again && !control.cancel.is_cancelled() {
+                Dispatcher { inner }.submit(store, id);
+            }
         });
     }
 
@@ -423,7 +446,10 @@ async fn forward_step(
         // One job at a time per device, the oldest first: wait until no
         // older job waits for it. The turn is kept across failed attempts,
         // so a younger job never overtakes while the device is down.
-        let turn = state.turn(job.id.0);
+        let Some(turn) = state.turn_or_park(job.id.0, store) else {
+            tracing::debug!(tenant = %job.tenant, job = %job.id, device = %name, "parked behind the device's backlog");
+            return Ok(Outcome::Suspend);
+        };
         while !turn.is_head() {
             tokio::select! {
                 _ = turn.changed() => {}

@@ -67,7 +67,18 @@ impl RecordingDevice {
     /// A device that treats its first `hostile` connections with `first`,
     /// and every later one with `then`.
     pub fn start(ip: &str, first: Behaviour, hostile: usize, then: Behaviour) -> RecordingDevice {
-        let listener = TcpListener::bind((ip, 0)).unwrap();
+        RecordingDevice::start_on(&format!("{ip}:0"), first, hostile, then)
+    }
+
+    /// The same on a given address (`ip:port`), e.g. to bring a device up
+    /// on the port it had.
+    pub fn start_on(
+        addr: &str,
+        first: Behaviour,
+        hostile: usize,
+        then: Behaviour,
+    ) -> RecordingDevice {
+        let listener = TcpListener::bind(addr).unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
