@@ -538,3 +538,81 @@ fn wait_until_long_backlog<T>(mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// CUPS's own conformance suite sends documents a PDF-only printer refuses;
+/// those jobs end at once, so a job the CUPS `ipp` backend prints right
+/// after reaches the printer within seconds instead of waiting behind them.
+#[test]
+fn a_job_after_cups_conformance_suite_reaches_the_printer() {
+    let eve = EvePrinter::start_with(
+        "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+        "/bin/true",
+    );
+    let d = TestDaemon::start(&format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+control-socket = "{{dir}}/control.sock"
+[global.limits]
+max-job-size = "1 MiB"
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+[tenant.a]
+ranges = ["127.0.0.1/32"]
+device.eve = {{ uri = "{}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["eve"] }}] }}
+input = [{{ listener = "ipp", workflow = "direct" }}]
+"#,
+        eve.uri()
+    ));
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let suite = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ipp");
+    let out = std::process::Command::new(require("ipptool"))
+        .args(["-R", "-t", "-f", "document-a4.pdf", &uri, "ipp-2.0.test"])
+        .current_dir(&suite)
+        .output()
+        .unwrap();
+    println!(
+        "ipp-2.0.test: {} lines of output",
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    );
+    let mut pdf = b"%PDF-1.4\n% after the suite\n".to_vec();
+    pdf.extend_from_slice(b"%%EOF\n");
+    let file = d.dir.path().join("after.pdf");
+    std::fs::write(&file, &pdf).unwrap();
+    let backend = std::process::Command::new(require("ipp"))
+        .env("DEVICE_URI", &uri)
+        .env("CONTENT_TYPE", "application/pdf")
+        .args(["1", "alice", "after the suite", "1", ""])
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        backend.status.success(),
+        "{}",
+        String::from_utf8_lossy(&backend.stderr)
+    );
+    let want = sha256(&pdf);
+    let start = std::time::Instant::now();
+    loop {
+        if eve.documents().iter().any(|(_, b)| sha256(b) == want) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the backend's job did not reach the printer within 15 s: {:?}",
+            d.live_jobs("a")
+                .iter()
+                .map(|j| (j.id.0, j.state, history(j)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "the backend's job reached the printer {:.1} s after it was sent",
+        start.elapsed().as_secs_f64()
+    );
+}
