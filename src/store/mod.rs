@@ -16,6 +16,7 @@
 //! Holds the records (the only code that knows sled), the [`job`] model and
 //! the spool documents. Uses config and metrics.
 
+pub mod crypt;
 pub mod job;
 
 use std::collections::HashMap;
@@ -143,6 +144,14 @@ pub enum StoreError {
     /// error syncing documents): the write is not durable, later ones may be.
     #[error("commit failed: {0}")]
     CommitFailed(Arc<str>),
+    /// A tenant's key is missing or does not open its records.
+    #[error("tenant {tenant}: {err}")]
+    Key {
+        /// The tenant.
+        tenant: TenantId,
+        /// What is wrong with its key.
+        err: crypt::CryptError,
+    },
     /// The tenant used all 2^31-1 job ids.
     #[error("tenant has used every job id")]
     IdsExhausted,
@@ -407,6 +416,8 @@ struct Inner {
     db: sled::Db,
     meta: sled::Tree,
     spool_root: PathBuf,
+    /// Per-tenant key files (see [`crypt`]).
+    keys_dir: PathBuf,
     committer: Arc<Committer>,
     tenants: RwLock<HashMap<TenantId, Arc<TenantStore>>>,
     incoming_seq: Arc<AtomicU64>,
@@ -462,6 +473,7 @@ impl Store {
             db,
             meta,
             spool_root,
+            keys_dir: data_dir.join("keys"),
             committer: Arc::new(Committer {
                 pending: Mutex::new(Pending::default()),
                 wake: Condvar::new(),
@@ -542,6 +554,7 @@ impl Store {
             }
             let t = Arc::new(TenantStore::open(
                 id.clone(),
+                crypt::key_path(&self.inner.keys_dir, id.as_str()),
                 self.inner.db.clone(),
                 tree,
                 has_spool,
@@ -605,6 +618,9 @@ impl Store {
 /// created on the tenant's first job.
 pub struct TenantStore {
     id: TenantId,
+    /// The tenant's key file, and the key once loaded or created.
+    key_path: PathBuf,
+    key: OnceLock<crypt::TenantKey>,
     db: sled::Db,
     /// The tenant's tree, once it exists.
     tree: OnceLock<sled::Tree>,
@@ -633,6 +649,7 @@ impl TenantStore {
     )]
     fn open(
         id: TenantId,
+        key_path: PathBuf,
         db: sled::Db,
         tree: Option<sled::Tree>,
         has_spool: bool,
@@ -644,6 +661,8 @@ impl TenantStore {
     ) -> Result<TenantStore, StoreError> {
         let mut t = TenantStore {
             id,
+            key_path,
+            key: OnceLock::new(),
             db,
             tree: OnceLock::new(),
             creating: Mutex::new(()),
@@ -708,7 +727,7 @@ impl TenantStore {
                 let jid = JobId(n);
                 let problem = match tree.get(keys::job(jid))? {
                     None => Some((None, "its record is missing".to_owned())),
-                    Some(v) => match decode(&keys::job(jid), &v) {
+                    Some(v) => match t.decode(&keys::job(jid), &v) {
                         Err(e) => Some((None, format!("its record cannot be read: {e}"))),
                         Ok(job) => match sizes.get(name) {
                             Some(&len) if len == job.size => None,
@@ -729,11 +748,8 @@ impl TenantStore {
                     repairs.push(Op::Remove(tree.clone(), keys::queue(jid).to_vec()));
                     if let Some(mut job) = job {
                         job.set_state(JobState::Aborted, format!("found damaged at start: {why}"));
-                        repairs.push(Op::Insert(
-                            tree.clone(),
-                            keys::job(jid).to_vec(),
-                            encode(&job),
-                        ));
+                        let k = keys::job(jid);
+                        repairs.push(Op::Insert(tree.clone(), k.to_vec(), t.encode(&k, &job)?));
                     }
                 }
             }
@@ -865,11 +881,8 @@ impl TenantStore {
     /// Saves a changed record durably; a job in a final state leaves the queue.
     pub async fn save(&self, job: &Job) -> Result<(), StoreError> {
         let tree = self.tree()?;
-        let mut ops = vec![Op::Insert(
-            tree.clone(),
-            keys::job(job.id).to_vec(),
-            encode(job),
-        )];
+        let k = keys::job(job.id);
+        let mut ops = vec![Op::Insert(tree.clone(), k.to_vec(), self.encode(&k, job)?)];
         if job.state.is_final() {
             ops.push(Op::Remove(tree.clone(), keys::queue(job.id).to_vec()));
         }
@@ -882,7 +895,7 @@ impl TenantStore {
             return Ok(None);
         };
         tree.get(keys::job(id))?
-            .map(|v| decode(&keys::job(id), &v))
+            .map(|v| self.decode(&keys::job(id), &v))
             .transpose()
     }
 
@@ -894,7 +907,7 @@ impl TenantStore {
         };
         for kv in tree.scan_prefix(keys::JOB_PREFIX) {
             let (k, v) = kv?;
-            out.push(decode(&k, &v)?);
+            out.push(self.decode(&k, &v)?);
         }
         Ok(out)
     }
@@ -908,7 +921,7 @@ impl TenantStore {
         };
         for kv in tree.scan_prefix(keys::JOB_PREFIX) {
             let (k, v) = kv?;
-            let job = decode(&k, &v)?;
+            let job = self.decode(&k, &v)?;
             let finished_ms = job.history.last().map_or(job.created_ms, |e| e.at_ms);
             if job.state.is_final() && finished_ms < cutoff_ms {
                 ops.push(Op::Remove(tree.clone(), k.to_vec()));
@@ -1128,8 +1141,64 @@ impl Drop for SpoolWriter {
     }
 }
 
-fn encode(job: &Job) -> Vec<u8> {
-    serde_json::to_vec(job).expect("a job record always serialises")
+impl TenantStore {
+    /// The tenant's key, created with its first record.
+    fn key(&self) -> Result<&crypt::TenantKey, StoreError> {
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let _creating = self.creating.lock().expect("tenant creation lock");
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let k =
+            crypt::TenantKey::load_or_create(&self.key_path).map_err(|err| StoreError::Key {
+                tenant: self.id.clone(),
+                err,
+            })?;
+        Ok(self.key.get_or_init(|| k))
+    }
+
+    /// The key if its file exists (reading never creates one).
+    fn existing_key(&self) -> Result<&crypt::TenantKey, StoreError> {
+        if let Some(k) = self.key.get() {
+            return Ok(k);
+        }
+        let key_err = |err| StoreError::Key {
+            tenant: self.id.clone(),
+            err,
+        };
+        let k = crypt::TenantKey::load(&self.key_path)
+            .map_err(key_err)?
+            .ok_or_else(|| key_err(crypt::CryptError::NoKey(self.key_path.clone())))?;
+        Ok(self.key.get_or_init(|| k))
+    }
+
+    /// What a record is bound to: its tenant and its key in the tree.
+    fn aad(&self, key: &[u8]) -> Vec<u8> {
+        [self.id.as_str().as_bytes(), b"/", key].concat()
+    }
+
+    /// A record as stored: sealed with the tenant's key.
+    fn encode(&self, key: &[u8], job: &Job) -> Result<Vec<u8>, StoreError> {
+        let plain = serde_json::to_vec(job).expect("a job record always serialises");
+        Ok(self.key()?.seal(&plain, &self.aad(key)))
+    }
+
+    /// A stored record: sealed, or plain JSON from before records were sealed.
+    fn decode(&self, key: &[u8], v: &[u8]) -> Result<Job, StoreError> {
+        if crypt::is_sealed(v) {
+            let plain = self
+                .existing_key()?
+                .open(v, &self.aad(key))
+                .map_err(|err| StoreError::Key {
+                    tenant: self.id.clone(),
+                    err,
+                })?;
+            return decode(key, &plain);
+        }
+        decode(key, v)
+    }
 }
 
 fn decode(key: &[u8], v: &[u8]) -> Result<Job, StoreError> {
@@ -1216,7 +1285,11 @@ impl TenantStore {
         // durable with the flush of this job's group.
         let tree = self.tree()?;
         let ops = vec![
-            Op::Insert(tree.clone(), keys::job(id).to_vec(), encode(&job)),
+            Op::Insert(
+                tree.clone(),
+                keys::job(id).to_vec(),
+                self.encode(&keys::job(id), &job)?,
+            ),
             Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
             Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
         ];
@@ -1278,6 +1351,9 @@ impl Store {
             .write()
             .expect("tenant map lock")
             .remove(id);
+        // The key first: from here on nothing left of the tenant's records,
+        // in sled's log or anywhere, can be read.
+        crypt::shred(&crypt::key_path(&self.inner.keys_dir, id.as_str()))?;
         let name = keys::tenant_tree(id);
         let mut report = PurgeReport {
             records: self.inner.db.open_tree(&name)?.len(),
