@@ -289,12 +289,16 @@ async fn run_job(
                 };
                 forward_step(inner, control, store, &mut job, tenant, &devices, fallback).await?
             }
-            Step::Store { folder } => {
+            Step::Store {
+                folder,
+                follow_symlink,
+            } => {
                 job.set_state(
                     JobState::Processing,
                     format!("storing into {}", folder.display()),
                 );
-                match folder::store(&job, &store.spool_path(job.id), &folder).await {
+                match folder::store(&job, &store.spool_path(job.id), &folder, follow_symlink).await
+                {
                     Ok(path) => {
                         job.history.push(crate::store::job::Event {
                             at_ms: now_ms(),

@@ -17,6 +17,7 @@
 //! the spool documents. Uses config and metrics.
 
 pub mod job;
+pub mod private;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -335,8 +336,8 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let db_dir = data_dir.join("db");
         let spool_root = data_dir.join("spool");
-        std::fs::create_dir_all(&db_dir)?;
-        std::fs::create_dir_all(&spool_root)?;
+        private::create_dir_all(&db_dir)?;
+        private::create_dir_all(&spool_root)?;
         let db = sled::Config::new()
             .path(&db_dir)
             .cache_capacity(cache_capacity)
@@ -565,7 +566,7 @@ impl TenantStore {
             return Ok(t);
         }
         let (id, spool_dir) = (&t.id, &t.spool_dir);
-        std::fs::create_dir_all(spool_dir)?;
+        private::create_dir_all(spool_dir)?;
         let mut active = std::collections::HashSet::new();
         if let Some(tree) = &tree {
             let counter = tree
@@ -680,7 +681,7 @@ impl TenantStore {
         if let Some(f) = self.spool_dir_file.get() {
             return Ok(f);
         }
-        std::fs::create_dir_all(&self.spool_dir)?;
+        private::create_dir_all(&self.spool_dir)?;
         let f = Arc::new(File::open(&self.spool_dir)?);
         Ok(self.spool_dir_file.get_or_init(|| f))
     }
@@ -734,7 +735,7 @@ impl TenantStore {
                 let path = self
                     .spool_dir
                     .join(format!("{INCOMING_PREFIX}{}-{n}", std::process::id()));
-                let file = tokio::fs::File::create(&path).await?;
+                let file = tokio::fs::File::from_std(private::create_file(&path)?);
                 (path, file)
             }
         };
