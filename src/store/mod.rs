@@ -1157,6 +1157,19 @@ impl SpoolWriter {
         }
         Ok(&self.path)
     }
+
+    /// Flushes what was written and closes the file: the writer keeps its
+    /// path and its bytes' place in the tenant's spool quota and in-flight
+    /// count, but holds neither a buffer nor a descriptor while it waits
+    /// (an LPD data file sent before its control file may wait long). It
+    /// takes no more writes; its bytes are read back by path
+    /// ([`SpoolWriter::flushed_path`]), and it is deleted when dropped uncommitted.
+    pub async fn park(&mut self) -> Result<(), StoreError> {
+        if let Some(mut f) = self.file.take() {
+            f.flush().await?;
+        }
+        Ok(())
+    }
 }
 
 /// What a purge removed.
