@@ -42,10 +42,10 @@ pub const MAX_REQUEST_LEN: usize = 64 << 10;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Control connections open at once, all callers together; more are closed at accept.
-pub const MAX_CONNECTIONS: usize = 32;
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// Control connections one uid may hold open at once; more are closed at accept.
-pub const MAX_CONNECTIONS_PER_UID: usize = 4;
+pub const MAX_CONNECTIONS_PER_UID: usize = 8;
 
 /// How long a caller's user name and groups, once looked up, are used again.
 pub const IDENTITY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -338,12 +338,17 @@ impl Refusals {
     }
 }
 
-/// Tells the caller why and closes at once: one write that never waits
-/// (the socket's buffer is empty), then the connection is dropped.
+/// Tells the caller why and closes at once: one non-blocking write that
+/// never waits (the socket's buffer is empty), then the connection is closed.
 fn refuse(stream: UnixStream, why: &str) {
+    use std::io::Write;
     let mut out = serde_json::to_vec(&Response::err(why)).unwrap_or_default();
     out.push(b'\n');
-    let _ = stream.try_write(&out);
+    // As a plain socket: tokio's own try_write may not know yet that a
+    // just-accepted socket is writable.
+    if let Ok(s) = stream.into_std() {
+        let _ = (&s).write(&out);
+    }
 }
 
 /// Serves the control socket until `stop` fires.
