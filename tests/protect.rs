@@ -473,6 +473,9 @@ fn control_socket_flood_does_not_starve_printing() {
         .unwrap()
         .count();
     assert_eq!(stored, FLOOD_JOBS);
+    eprintln!(
+        "flood: daemon descriptors {base} at start, at most {most} while {FLOOD_JOBS} jobs printed"
+    );
     let bound = base + printroute::admin::control::MAX_CONNECTIONS + FLOOD_JOBS;
     assert!(
         most <= bound && most < FLOOD_NOFILE,
