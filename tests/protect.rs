@@ -283,18 +283,24 @@ input = [{{ listener = "raw", workflow = "archive" }}]
     )
 }
 
-/// Modes of every folder and file the daemon made for a held and a stored job.
-fn modes_after_two_jobs(group_readable: bool) -> (PathBuf, BTreeMap<String, u32>) {
-    let mut d = TestDaemon::start_wrapped(
-        &private_config(group_readable),
-        &[],
-        &["sh", "-c", "umask 0; exec \"$@\"", "sh"],
-    );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+/// Modes of every folder and file the daemon made for a held and a stored
+/// job, started under umask 0: (is a folder, mode) by path.
+fn modes_after_two_jobs(group_readable: bool) -> BTreeMap<String, (bool, u32)> {
+    let umask0 = ["sh", "-c", "umask 0; exec \"$@\"", "sh"];
+    let probe = Command::new(umask0[0])
+        .args(&umask0[1..])
+        .args(["cat", "/proc/self/status"])
+        .output()
+        .unwrap();
     assert!(
-        status.contains("Umask:\t0000"),
-        "the daemon runs under umask 0"
+        String::from_utf8_lossy(&probe.stdout).contains("Umask:\t0000"),
+        "the wrapper starts its command under umask 0"
     );
+    let mut d = TestDaemon::start_wrapped(&private_config(group_readable), &[], &umask0);
+    // The daemon narrows its umask for what sled creates.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let narrowed = if group_readable { "0027" } else { "0077" };
+    assert!(status.contains(&format!("Umask:\t{narrowed}")), "{status}");
     let raw = d.addr("raw");
     assert_eq!(
         raw_send("127.0.1.5", raw, b"held a"),
@@ -304,73 +310,60 @@ fn modes_after_two_jobs(group_readable: bool) -> (PathBuf, BTreeMap<String, u32>
         raw_send("127.0.2.5", raw, b"stored b"),
         RawOutcome::Acknowledged
     );
-    let archive = d.dir.path().join("archive/b");
+    let archive = d.dir.path().join("archive");
     wait_until("the stored file", || {
-        std::fs::read_dir(&archive).ok()?.next().map(|_| ())
+        std::fs::read_dir(archive.join("b"))
+            .ok()?
+            .next()
+            .map(|_| ())
     });
     assert_eq!(d.stop(), 0);
-    let data = d.data_dir().join("private/data");
     let mut modes = BTreeMap::new();
-    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
-    // Folders the daemon created, above the data dir too.
-    for p in [
-        "private",
-        "private/data",
-        "private/data/db",
-        "private/data/spool",
-        "private/data/spool/a",
+    // Everything under the folders the daemon created: `private` above the
+    // data dir, and `archive` above the store folder.
+    let mut todo = vec![d.data_dir().join("private"), archive];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+        let name = p.strip_prefix(d.dir.path()).unwrap().display().to_string();
+        modes.insert(name, (m.is_dir(), m.mode() & 0o7777));
+    }
+    for want in [
+        "data/private/data/db/db",
+        "data/private/data/spool/a",
+        "archive/b",
     ] {
-        modes.insert(p.to_owned(), mode(&d.data_dir().join(p)));
-    }
-    modes.insert("archive/b".into(), mode(&archive));
-    for e in std::fs::read_dir(data.join("spool/a")).unwrap() {
-        let p = e.unwrap().path();
-        modes.insert(
-            format!("spool/a/{}", p.file_name().unwrap().to_string_lossy()),
-            mode(&p),
-        );
-    }
-    for e in std::fs::read_dir(&archive).unwrap() {
-        let p = e.unwrap().path();
-        modes.insert(
-            format!("archive/b/{}", p.file_name().unwrap().to_string_lossy()),
-            mode(&p),
-        );
+        assert!(modes.contains_key(want), "{want} in {modes:#?}");
     }
     assert!(
-        modes.keys().any(|k| k.starts_with("spool/a/")),
-        "a's held document: {modes:?}"
+        modes
+            .keys()
+            .any(|k| k.starts_with("data/private/data/spool/a/")),
+        "a's held document: {modes:#?}"
     );
     assert!(
         modes.keys().any(|k| k.starts_with("archive/b/")),
-        "b's stored file: {modes:?}"
+        "b's stored file: {modes:#?}"
     );
-    // Whatever sled made in its folder is out of reach behind it.
-    (data, modes)
+    modes
 }
 
 #[test]
 fn data_is_private_under_umask_0() {
-    let (_, modes) = modes_after_two_jobs(false);
-    for (p, m) in &modes {
-        let want = if p.contains('/') && (p.starts_with("spool/") || p.starts_with("archive/b/")) {
-            0o600
-        } else {
-            0o700
-        };
+    let modes = modes_after_two_jobs(false);
+    for (p, (dir, m)) in &modes {
+        let want = if *dir { 0o700 } else { 0o600 };
         assert_eq!(*m, want, "{p}: {m:o} in {modes:#?}");
     }
 }
 
 #[test]
 fn group_readable_data_under_umask_0() {
-    let (_, modes) = modes_after_two_jobs(true);
-    for (p, m) in &modes {
-        let want = if p.contains('/') && (p.starts_with("spool/") || p.starts_with("archive/b/")) {
-            0o640
-        } else {
-            0o750
-        };
+    let modes = modes_after_two_jobs(true);
+    for (p, (dir, m)) in &modes {
+        let want = if *dir { 0o750 } else { 0o640 };
         assert_eq!(*m, want, "{p}: {m:o} in {modes:#?}");
     }
 }

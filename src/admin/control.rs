@@ -59,6 +59,9 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 /// File mode of the socket: anyone may connect, the daemon decides who may do what.
 pub const SOCKET_MODE: u32 = 0o666;
 
+/// Mode of the socket's folder when the daemon creates it: anyone may reach the socket.
+pub const SOCKET_DIR_MODE: u32 = 0o755;
+
 /// A request, as the CLI sends it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
@@ -256,8 +259,10 @@ pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 /// Binds the control socket (replacing a stale one) with [`SOCKET_MODE`].
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.is_dir()) {
+        // Open to every local user whatever the umask: the daemon checks callers.
         std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),

@@ -112,6 +112,7 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         config.global.spool_sync,
     );
     crate::store::private::set_group_readable(config.global.group_readable);
+    crate::store::private::narrow_umask();
     let t0 = std::time::Instant::now();
     let store = blocking(move || Store::open_with(&data_dir, cache, sync)).await?;
     let opened = t0.elapsed();
@@ -355,6 +356,7 @@ impl Daemon {
         }
         let old = self.intake.snapshot.load_full();
         crate::store::private::set_group_readable(config.global.group_readable);
+        crate::store::private::narrow_umask();
         let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
         let store = self.store.clone();
         let stores: Vec<Arc<TenantStore>> = blocking(move || store.provision(&ids))

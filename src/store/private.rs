@@ -31,6 +31,16 @@ pub fn set_group_readable(on: bool) {
     GROUP_READABLE.store(on, Ordering::Relaxed);
 }
 
+/// Narrows the process's umask to the policy (0077, or 0027 when group
+/// readable), for the files that code not ours creates under the data dir
+/// (sled's database files and snapshots): printroute's own folders and
+/// files get their modes explicitly and do not depend on it. The daemon
+/// calls it at start and after each reload, after [`set_group_readable`].
+pub fn narrow_umask() {
+    let mask = 0o777 & !dir_mode();
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(mask));
+}
+
 /// The mode a new folder gets under the current policy.
 pub fn dir_mode() -> u32 {
     if GROUP_READABLE.load(Ordering::Relaxed) {
