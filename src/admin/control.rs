@@ -7,11 +7,21 @@
 //! groups of `tenant.<id>.admins` administer that tenant; anyone else is
 //! refused. A tenant admin asking about another tenant is told it does not
 //! exist.
+//!
+//! Users and groups come from the system's name service (`getpwuid`,
+//! `getgrouplist`: /etc files, LDAP, SSSD, NIS alike), asked per caller and
+//! kept for [`IDENTITY_CACHE_TTL`].
+//!
+//! The socket is open to every local user (the daemon decides), so nobody
+//! may use it to starve the daemon: the caller is checked as soon as its
+//! connection is accepted and a non-admin is closed at once; connections
+//! are capped per uid ([`MAX_CONNECTIONS_PER_UID`]) and in total
+//! ([`MAX_CONNECTIONS`]), and a request must arrive within [`REQUEST_TIMEOUT`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -28,14 +38,29 @@ use crate::store::job::{Job, JobState};
 /// Longest request line accepted.
 pub const MAX_REQUEST_LEN: usize = 64 << 10;
 
-/// A client must send its request within this long.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client must send its request within this long (the CLI sends it at once).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Control connections open at once, all callers together; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Control connections one uid may hold open at once; more are closed at accept.
+pub const MAX_CONNECTIONS_PER_UID: usize = 8;
+
+/// How long a caller's user name and groups, once looked up, are used again.
+pub const IDENTITY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Callers whose identities are kept at once (the cache is emptied when full).
+pub const MAX_CACHED_IDENTITIES: usize = 1024;
 
 /// How long the CLI waits for the daemon's answer (a reload or purge may take a while).
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// File mode of the socket: anyone may connect, the daemon decides who may do what.
 pub const SOCKET_MODE: u32 = 0o666;
+
+/// Mode of the socket's folder when the daemon creates it: anyone may reach the socket.
+pub const SOCKET_DIR_MODE: u32 = 0o755;
 
 /// A request, as the CLI sends it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,72 +162,78 @@ impl Scope {
     }
 }
 
-/// Users and groups of the system, from `/etc/passwd` and `/etc/group` (pure parsing).
-#[derive(Debug, Default, Clone)]
+/// A caller as the name service knows it: its user name (none for a uid
+/// without an entry) and the names of all its groups.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// User name.
+    pub user: Option<String>,
+    /// Group names: the user's primary group, the peer's gid, and every
+    /// group the name service lists the user in.
+    pub groups: Vec<String>,
+}
+
+/// Looks a caller up in the system's name service (blocking: NSS may ask a
+/// directory server).
+pub fn lookup_identity(uid: u32, gid: u32) -> Identity {
+    use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
+    let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+    let mut gids = vec![Gid::from_raw(gid)];
+    if let Some(u) = &user {
+        gids.push(u.gid);
+        if let Ok(name) = std::ffi::CString::new(u.name.as_str()) {
+            gids.extend(getgrouplist(&name, u.gid).unwrap_or_default());
+        }
+    }
+    gids.sort_by_key(|g| g.as_raw());
+    gids.dedup();
+    let groups = gids
+        .into_iter()
+        .filter_map(|g| Group::from_gid(g).ok().flatten())
+        .map(|g| g.name)
+        .collect();
+    Identity {
+        user: user.map(|u| u.name),
+        groups,
+    }
+}
+
+/// A caller's identity and when it was looked up, by (uid, gid).
+type IdentityCache = HashMap<(u32, u32), (Instant, Arc<Identity>)>;
+
+/// Callers' identities from the name service, each kept for [`IDENTITY_CACHE_TTL`].
+#[derive(Default)]
 pub struct Accounts {
-    users: BTreeMap<u32, (String, u32)>,
-    groups: Vec<(String, u32, Vec<String>)>,
+    cache: Mutex<IdentityCache>,
 }
 
 impl Accounts {
-    /// Parses the texts of `/etc/passwd` and `/etc/group`.
-    pub fn parse(passwd: &str, group: &str) -> Accounts {
-        let mut a = Accounts::default();
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3)) {
-                if let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) {
-                    a.users.entry(uid).or_insert(((*name).to_owned(), gid));
-                }
+    /// The identity of the caller `uid`/`gid`: cached, or looked up now.
+    pub async fn identity(&self, uid: u32, gid: u32) -> Arc<Identity> {
+        if let Some((at, id)) = self.cache.lock().expect("identity cache").get(&(uid, gid)) {
+            if at.elapsed() < IDENTITY_CACHE_TTL {
+                return id.clone();
             }
         }
-        for line in group.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if let (Some(name), Some(gid)) = (f.first(), f.get(2).and_then(|g| g.parse().ok())) {
-                let members = f.get(3).map_or(Vec::new(), |m| {
-                    m.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                });
-                a.groups.push(((*name).to_owned(), gid, members));
-            }
+        let id = tokio::task::spawn_blocking(move || lookup_identity(uid, gid))
+            .await
+            .unwrap_or_default();
+        let id = Arc::new(id);
+        let mut cache = self.cache.lock().expect("identity cache");
+        if cache.len() >= MAX_CACHED_IDENTITIES {
+            cache.clear();
         }
-        a
-    }
-
-    /// Reads the system's account files.
-    pub fn load() -> Accounts {
-        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        Accounts::parse(&passwd, &group)
-    }
-
-    /// A user's name and the names of all its groups (primary, the peer's
-    /// gid, and those listing it as a member).
-    pub fn identity(&self, uid: u32, gid: u32) -> (Option<String>, Vec<String>) {
-        let user = self.users.get(&uid).map(|u| u.0.clone());
-        let primary = self.users.get(&uid).map(|u| u.1);
-        let groups = self
-            .groups
-            .iter()
-            .filter(|(_, g, members)| {
-                *g == gid
-                    || Some(*g) == primary
-                    || user.as_ref().is_some_and(|u| members.contains(u))
-            })
-            .map(|(n, _, _)| n.clone())
-            .collect();
-        (user, groups)
+        cache.insert((uid, gid), (Instant::now(), id.clone()));
+        id
     }
 }
 
-/// Decides what a caller (`uid`, `gid`) may touch under `config`; `None`: nothing.
-pub fn authorize(config: &Config, accounts: &Accounts, uid: u32, gid: u32) -> Option<Scope> {
+/// Decides what a caller (`uid`, known as `identity`) may touch under `config`; `None`: nothing.
+pub fn authorize(config: &Config, identity: &Identity, uid: u32) -> Option<Scope> {
     if uid == 0 {
         return Some(Scope::Global);
     }
-    let (user, groups) = accounts.identity(uid, gid);
+    let Identity { user, groups } = identity;
     if groups
         .iter()
         .any(|g| config.global.admin_groups.contains(g))
@@ -228,8 +259,10 @@ pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 /// Binds the control socket (replacing a stale one) with [`SOCKET_MODE`].
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.is_dir()) {
+        // Open to every local user whatever the umask: the daemon checks callers.
         std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SOCKET_DIR_MODE))?;
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -240,6 +273,89 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(l)
 }
 
+/// Open control connections, per uid and in total.
+#[derive(Default)]
+struct Slots {
+    per_uid: HashMap<u32, usize>,
+    total: usize,
+}
+
+/// One open control connection, counted in [`Slots`] until dropped.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    uid: u32,
+}
+
+impl Slot {
+    /// A slot for a connection of `uid`, unless it or everyone is at the limit.
+    fn take(slots: &Arc<Mutex<Slots>>, uid: u32) -> Option<Slot> {
+        let mut s = slots.lock().expect("control slots");
+        let mine = s.per_uid.get(&uid).copied().unwrap_or(0);
+        if s.total >= MAX_CONNECTIONS || mine >= MAX_CONNECTIONS_PER_UID {
+            return None;
+        }
+        s.total += 1;
+        s.per_uid.insert(uid, mine + 1);
+        Some(Slot {
+            slots: slots.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().expect("control slots");
+        s.total -= 1;
+        if let Some(n) = s.per_uid.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_uid.remove(&self.uid);
+            }
+        }
+    }
+}
+
+/// How often refused control connections are logged (with a count), at most.
+pub const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Refused connections since the last log line, and when that was.
+struct Refusals {
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, uid: u32, why: &str) {
+        self.count += 1;
+        if self
+            .since
+            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_INTERVAL)
+        {
+            tracing::warn!(
+                uid,
+                refused = self.count,
+                "control connection refused: {why}"
+            );
+            self.since = Some(Instant::now());
+            self.count = 0;
+        }
+    }
+}
+
+/// Tells the caller why and closes at once: one non-blocking write that
+/// never waits (the socket's buffer is empty), then the connection is closed.
+fn refuse(stream: UnixStream, why: &str) {
+    use std::io::Write;
+    let mut out = serde_json::to_vec(&Response::err(why)).unwrap_or_default();
+    out.push(b'\n');
+    // As a plain socket: tokio's own try_write may not know yet that a
+    // just-accepted socket is writable.
+    if let Ok(s) = stream.into_std() {
+        let _ = (&s).write(&out);
+    }
+}
+
 /// Serves the control socket until `stop` fires.
 pub async fn serve(
     listener: UnixListener,
@@ -247,6 +363,12 @@ pub async fn serve(
     reload: mpsc::Sender<ReloadRequest>,
     stop: CancellationToken,
 ) {
+    let accounts = Arc::new(Accounts::default());
+    let slots = Arc::new(Mutex::new(Slots::default()));
+    let refusals = Arc::new(Mutex::new(Refusals {
+        since: None,
+        count: 0,
+    }));
     loop {
         let (stream, _) = tokio::select! {
             a = listener.accept() => match a {
@@ -259,9 +381,42 @@ pub async fn serve(
             },
             _ = stop.cancelled() => return,
         };
-        let (admin, reload) = (admin.clone(), reload.clone());
+        // The kernel knows the caller from connect on; nothing it sends is needed.
+        let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
+            continue;
+        };
+        let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
+        let Some(slot) = Slot::take(&slots, uid) else {
+            refusals
+                .lock()
+                .expect("refusals")
+                .note(uid, "too many control connections");
+            refuse(stream, "too many control connections; try again");
+            continue;
+        };
+        let (admin, reload, accounts, refusals) = (
+            admin.clone(),
+            reload.clone(),
+            accounts.clone(),
+            refusals.clone(),
+        );
         admin.connections.clone().spawn(async move {
-            if let Err(e) = connection(stream, &admin, &reload).await {
+            let _slot = slot;
+            let scope = if uid == 0 {
+                Some(Scope::Global)
+            } else {
+                let identity = accounts.identity(uid, gid).await;
+                authorize(&admin.snapshot.load().config, &identity, uid)
+            };
+            let Some(scope) = scope else {
+                refusals
+                    .lock()
+                    .expect("refusals")
+                    .note(uid, "caller is no admin");
+                refuse(stream, "permission denied: you are not a printroute admin");
+                return;
+            };
+            if let Err(e) = connection(stream, uid, &scope, &admin, &reload).await {
                 tracing::debug!(error = %e, "control connection ended");
             }
         });
@@ -270,11 +425,11 @@ pub async fn serve(
 
 async fn connection(
     stream: UnixStream,
+    uid: u32,
+    scope: &Scope,
     admin: &Admin,
     reload: &mpsc::Sender<ReloadRequest>,
 ) -> std::io::Result<()> {
-    let cred = rustix::net::sockopt::socket_peercred(&stream)?;
-    let (uid, gid) = (cred.uid.as_raw(), cred.gid.as_raw());
     let mut reader = BufReader::new(stream).take(MAX_REQUEST_LEN as u64 + 1);
     let mut line = Vec::new();
     let read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)).await;
@@ -285,17 +440,8 @@ async fn connection(
         Ok(Ok(_)) => match serde_json::from_slice::<Request>(&line) {
             Err(e) => Response::err(format!("bad request: {e}")),
             Ok(req) => {
-                let snapshot = admin.snapshot.load_full();
-                match authorize(&snapshot.config, &Accounts::load(), uid, gid) {
-                    None => {
-                        tracing::warn!(uid, "control request refused: caller is no admin");
-                        Response::err("permission denied: you are not a printroute admin")
-                    }
-                    Some(scope) => {
-                        tracing::info!(uid, request = ?req, "control request");
-                        handle(req, &scope, admin, reload).await
-                    }
-                }
+                tracing::info!(uid, request = ?req, "control request");
+                handle(req, scope, admin, reload).await
             }
         },
     };
@@ -523,7 +669,11 @@ pub fn call(socket: &Path, req: &Request) -> std::io::Result<Response> {
     s.set_read_timeout(Some(RESPONSE_TIMEOUT))?;
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    s.write_all(&line)?;
+    match s.write_all(&line) {
+        // The daemon refused the caller at accept and closed: its answer says why.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
     let mut out = String::new();
     std::io::BufReader::new(s).read_line(&mut out)?;
     serde_json::from_str(&out)
@@ -546,10 +696,6 @@ pub fn state_names() -> [&'static str; 6] {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0::/root:/bin/sh\nalice:x:1001:1001::/home/alice:/bin/sh\ncarol:x:1003:1003::/:/bin/sh\nmallory:x:1004:1004::/:/bin/sh\n";
-    const GROUP: &str =
-        "root:x:0:\nalice:x:1001:\nprintroute-admin:x:2000:carol\nacme-admins:x:2001:mallory\n";
-
     fn config() -> Config {
         Config::parse(
             Path::new("t.toml"),
@@ -569,25 +715,60 @@ ranges = ["10.2.0.0/16"]
 
     #[test]
     fn callers_get_the_scope_their_accounts_give() {
-        let (c, a) = (config(), Accounts::parse(PASSWD, GROUP));
+        let c = config();
+        let who = |user: &str, groups: &[&str]| Identity {
+            user: Some(user.into()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        };
         let acme = Scope::Tenants(vec![TenantId::parse("acme").unwrap()]);
-        assert_eq!(authorize(&c, &a, 0, 0), Some(Scope::Global));
+        assert_eq!(authorize(&c, &Identity::default(), 0), Some(Scope::Global));
         assert_eq!(
-            authorize(&c, &a, 1003, 1003),
+            authorize(&c, &who("carol", &["carol", "printroute-admin"]), 1003),
             Some(Scope::Global),
             "member of an admin group"
         );
         assert_eq!(
-            authorize(&c, &a, 1001, 1001),
+            authorize(&c, &who("alice", &["alice"]), 1001),
             Some(acme.clone()),
             "tenant admin user"
         );
         assert_eq!(
-            authorize(&c, &a, 1004, 1004),
+            authorize(&c, &who("mallory", &["mallory", "acme-admins"]), 1004),
             Some(acme),
             "member of a tenant admin group"
         );
-        assert_eq!(authorize(&c, &a, 4242, 4242), None, "unknown uid");
+        assert_eq!(
+            authorize(&c, &Identity::default(), 4242),
+            None,
+            "unknown uid"
+        );
+    }
+
+    #[test]
+    fn the_name_service_knows_root_and_its_group() {
+        let id = lookup_identity(0, 0);
+        assert_eq!(id.user.as_deref(), Some("root"));
+        assert!(id.groups.iter().any(|g| g == "root"), "{id:?}");
+        let nobody = lookup_identity(4_000_000_000, 4_000_000_000);
+        assert_eq!(nobody, Identity::default());
+    }
+
+    #[test]
+    fn connection_slots_are_capped_per_uid_and_in_total_and_given_back() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let mine: Vec<Slot> = (0..MAX_CONNECTIONS_PER_UID)
+            .map(|_| Slot::take(&slots, 1000).unwrap())
+            .collect();
+        assert!(Slot::take(&slots, 1000).is_none(), "per uid");
+        let others: Vec<Slot> = (0..MAX_CONNECTIONS - MAX_CONNECTIONS_PER_UID)
+            .map(|i| Slot::take(&slots, 2000 + i as u32).unwrap())
+            .collect();
+        assert!(Slot::take(&slots, 99).is_none(), "in total");
+        drop(mine);
+        assert!(Slot::take(&slots, 1000).is_some());
+        drop(others);
+        let s = slots.lock().unwrap();
+        assert_eq!((s.total, s.per_uid.len()), (0, 0));
     }
 
     #[test]

@@ -131,6 +131,7 @@ struct RawGlobal {
     spool_sync: Option<SpoolSync>,
     min_free_space: Option<SizeText>,
     store_failure_restart_after: Option<String>,
+    group_readable: Option<bool>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -247,6 +248,8 @@ enum RawStep {
     },
     Store {
         folder: PathBuf,
+        #[serde(rename = "follow-symlink")]
+        follow_symlink: Option<bool>,
     },
 }
 
@@ -308,6 +311,10 @@ pub struct Global {
     /// the systemd watchdog and exits non-zero, so that systemd restarts it
     /// (`store-failure-restart-after`).
     pub store_failure_restart_after: Duration,
+    /// Folders and files the daemon creates are readable by its group
+    /// (0750/0640) rather than by its user only (0700/0600, the default),
+    /// whatever the umask (`group-readable`).
+    pub group_readable: bool,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -682,6 +689,9 @@ pub enum Step {
     Store {
         /// Absolute folder path.
         folder: PathBuf,
+        /// The folder may be a symlink (`follow-symlink`); refused by default,
+        /// since whoever can replace it could point the daemon anywhere.
+        follow_symlink: bool,
     },
 }
 
@@ -1055,6 +1065,7 @@ impl Validator {
                     g.store_failure_restart_after.as_deref(),
                 )
                 .unwrap_or(DEFAULT_STORE_FAILURE_RESTART_AFTER),
+            group_readable: g.group_readable.unwrap_or(false),
         }
     }
 
@@ -1281,8 +1292,12 @@ impl Validator {
                             fallback: fallback.unwrap_or_default(),
                         }
                     }
-                    RawStep::Store { folder } => Step::Store {
+                    RawStep::Store {
+                        folder,
+                        follow_symlink,
+                    } => Step::Store {
                         folder: self.path(folder),
+                        follow_symlink: follow_symlink.unwrap_or(false),
                     },
                 });
             }
@@ -1483,6 +1498,47 @@ impl Validator {
         }
     }
 
+    /// Reports every two tenants whose `store` folders are the same or one
+    /// inside the other: one tenant would see (and could displace) the
+    /// other's documents. One tenant's workflows may share a folder.
+    fn shared_store_folders(&mut self, tenants: &[Tenant]) {
+        let mut folders: Vec<(&TenantId, String, PathBuf)> = Vec::new();
+        for t in tenants {
+            for w in t.workflows.values() {
+                for (i, step) in w.steps.iter().enumerate() {
+                    if let Step::Store { folder, .. } = step {
+                        let key = format!("tenant.{}.workflow.{}.steps[{i}].folder", t.id, w.name);
+                        folders.push((&t.id, key, lexical_normal(folder)));
+                    }
+                }
+            }
+        }
+        for (a, (ta, ka, fa)) in folders.iter().enumerate() {
+            for (tb, kb, fb) in &folders[a + 1..] {
+                if ta == tb {
+                    continue;
+                }
+                let what = if fa == fb {
+                    "is the same folder as"
+                } else if fb.starts_with(fa) {
+                    "lies inside"
+                } else if fa.starts_with(fb) {
+                    "contains"
+                } else {
+                    continue;
+                };
+                self.err(
+                    kb.clone(),
+                    format!(
+                        "{} (tenant {tb}) {what} {} ({ka}, tenant {ta}); each tenant stores into folders of its own",
+                        fb.display(),
+                        fa.display()
+                    ),
+                );
+            }
+        }
+    }
+
     /// Checks that need every tenant: overlapping ranges, devices in another
     /// tenant's range. Returns the routing table it checked devices with.
     fn cross_tenant(&mut self, tenants: &[Tenant]) -> RoutingTable {
@@ -1497,6 +1553,7 @@ impl Validator {
         if table.has_overlaps() {
             self.overlaps(tenants);
         }
+        self.shared_store_folders(tenants);
         for (i, t) in tenants.iter().enumerate() {
             for d in t.devices.values() {
                 let Ok(ip) = d.uri.host().parse::<IpAddr>() else {
@@ -1520,6 +1577,23 @@ impl Validator {
         }
         table
     }
+}
+
+/// `path` with `.` and `..` taken out, without asking the file system
+/// (`check` may run where the folders do not exist).
+fn lexical_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A range of IPv4-mapped IPv6 addresses (`::ffff:10.1.0.0/112`) is the
@@ -1722,6 +1796,45 @@ mod tests {
                 .any(|p| p.key == "tenant.a.limits.max-bytes-in-flight"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn two_tenants_storing_into_one_folder_or_nested_folders_are_refused() {
+        let p = problems(
+            r#"
+            [global]
+            data-dir = "/tmp/x"
+            [tenant.a]
+            ranges = ["10.1.0.0/16"]
+            workflow.w = { steps = [{ step = "store", folder = "/srv/archive" }] }
+            workflow.v = { steps = [{ step = "store", folder = "/srv/archive/./" }] }
+            [tenant.b]
+            ranges = ["10.2.0.0/16"]
+            workflow.x = { steps = [{ step = "store", folder = "/srv/x/../archive" }] }
+            [tenant.c]
+            ranges = ["10.3.0.0/16"]
+            workflow.y = { steps = [{ step = "store", folder = "/srv/archive/c" }] }
+            [tenant.d]
+            ranges = ["10.4.0.0/16"]
+            workflow.z = { steps = [{ step = "store", folder = "/srv/archive-d" }] }
+            "#,
+        );
+        let msgs: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.message))
+            .collect();
+        assert!(msgs.iter().any(|m| m.starts_with("tenant.b.workflow.x.steps[0].folder: /srv/archive (tenant b) is the same folder as /srv/archive (tenant.a.workflow.")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.starts_with("tenant.c.workflow.y.steps[0].folder: /srv/archive/c (tenant c) lies inside /srv/archive (tenant.a.workflow.v.steps[0].folder, tenant a)")), "{msgs:#?}");
+        assert!(msgs.iter().any(|m| m.contains("(tenant c) lies inside /srv/archive (tenant.b.workflow.x.steps[0].folder, tenant b)")), "{msgs:#?}");
+        // a and its own two workflows: fine; d's folder only shares a prefix of the name.
+        assert!(
+            !msgs
+                .iter()
+                .any(|m| m.contains("tenant d") || m.contains("archive-d")),
+            "{msgs:#?}"
+        );
+        // a/v, a/w against b and c: 2 + 2, b against c: 1.
+        assert_eq!(p.len(), 5, "{msgs:#?}");
     }
 
     #[test]

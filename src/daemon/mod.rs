@@ -117,6 +117,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         config.global.cache_capacity,
         config.global.spool_sync,
     );
+    crate::store::private::set_group_readable(config.global.group_readable);
+    crate::store::private::narrow_umask();
     let t0 = std::time::Instant::now();
     let store = blocking(move || Store::open_with(&data_dir, cache, sync)).await?;
     let opened = t0.elapsed();
@@ -195,10 +197,6 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         },
         None => None,
     };
-    announce("ready");
-    let summary = snapshot.load().config.summary();
-    tracing::info!(resumed, "printroute ready: {summary}");
-    notify(&format!("READY=1\nSTATUS=serving {summary}"));
     let watchdog_stop = CancellationToken::new();
     let watchdog = notify::watchdog_interval().map(|every| {
         tracing::info!(every = ?every, "systemd watchdog enabled");
@@ -227,6 +225,11 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         },
         None => None,
     };
+    // Ready only now: every listener is bound and the control socket accepts.
+    announce("ready");
+    let summary = snapshot.load().config.summary();
+    tracing::info!(resumed, "printroute ready: {summary}");
+    notify(&format!("READY=1\nSTATUS=serving {summary}"));
     let store_failed = CancellationToken::new();
     let health_stop = CancellationToken::new();
     let health = tokio::spawn(health_loop(
@@ -429,6 +432,8 @@ impl Daemon {
             tracing::warn!("{}: {w}", config.path.display());
         }
         let old = self.intake.snapshot.load_full();
+        crate::store::private::set_group_readable(config.global.group_readable);
+        crate::store::private::narrow_umask();
         let ids: Vec<TenantId> = config.tenants.iter().map(|t| t.id.clone()).collect();
         let store = self.store.clone();
         let stores: Vec<Arc<TenantStore>> = blocking(move || store.provision(&ids))

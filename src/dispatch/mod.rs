@@ -333,12 +333,16 @@ async fn run_job(
                 };
                 forward_step(inner, control, store, &mut job, tenant, &devices, fallback).await?
             }
-            Step::Store { folder } => {
+            Step::Store {
+                folder,
+                follow_symlink,
+            } => {
                 job.set_state(
                     JobState::Processing,
                     format!("storing into {}", folder.display()),
                 );
-                match folder::store(&job, &store.spool_path(job.id), &folder).await {
+                match folder::store(&job, &store.spool_path(job.id), &folder, follow_symlink).await
+                {
                     Ok(path) => {
                         job.note(format!("stored as {}", path.display()));
                         Outcome::Next

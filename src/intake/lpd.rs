@@ -35,6 +35,13 @@ pub const READ_BUFFER: usize = 64 << 10;
 /// Chunk size when copying a held-aside data file into the job's document.
 const ASSEMBLE_CHUNK: usize = 256 << 10;
 
+/// Data files one session may hold aside at once (sent before their
+/// control file, out of order, or printed more than once): as many as one
+/// job may name (BSD `lpr` sends every data file before the control file).
+/// Each waits as a closed spool file, without a buffer or a descriptor, and
+/// its bytes count against the tenant's `spool-quota` and `max-bytes-in-flight`.
+pub const MAX_HELD_ASIDE_FILES: usize = MAX_DATA_FILES;
+
 /// How long a refused peer (no tenant, over its limit) may take to send its
 /// command line, and to read our answer before we close.
 pub const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -544,6 +551,9 @@ impl Session {
                     }
                     job.direct += 1;
                 } else {
+                    if job.parts.len() >= MAX_HELD_ASIDE_FILES {
+                        return Err(Stop::Refuse("too many data files held aside"));
+                    }
                     let mut writer = self
                         .routed
                         .spool_writer()
@@ -559,6 +569,9 @@ impl Session {
                     )
                     .await
                     .map_err(|e| self.recv_stop(e))?;
+                    // No buffer, no descriptor while it waits for the rest of the job.
+                    writer.park().await.map_err(|e| self.store_stop(e))?;
+                    head.shrink_to_fit();
                     job.parts.push(Part {
                         name: name.clone(),
                         writer,

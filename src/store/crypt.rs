@@ -1,8 +1,9 @@
 //! Per-tenant keys: every job record of a tenant is sealed (XChaCha20-Poly1305,
 //! a fresh random nonce per write, the tenant and the record's key as
 //! associated data) with a key of that tenant's own, kept outside sled in
-//! `keys/<tenant>.key` (0600, folder 0700) under the data dir and created
-//! with the tenant's first record.
+//! `keys/<tenant>.key` under the data dir (0600 in a 0700 folder, or
+//! 0640/0750 with `global.group-readable`, like everything the store
+//! creates) and created with the tenant's first record.
 //!
 //! Purging a tenant shreds its key first ([`shred`]): whatever sled's log
 //! still holds of the tenant's records (sled drops a tree's bytes only when
@@ -10,7 +11,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -25,9 +25,6 @@ const NONCE_LEN: usize = 24;
 
 /// Bytes of a key file.
 pub const KEY_LEN: usize = 32;
-
-/// Mode of key files (the key folder is 0700).
-pub const KEY_FILE_MODE: u32 = 0o600;
 
 /// Why a sealed value cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -88,20 +85,10 @@ impl TenantKey {
         }
         let io = |e| CryptError::Io(path.to_owned(), e);
         let dir = path.parent().expect("a key file has a folder");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io)?;
+        super::private::create_dir_all(dir).map_err(io)?;
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         let tmp = path.with_extension("key.new");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(KEY_FILE_MODE)
-            .open(&tmp)
-            .map_err(io)?;
+        let mut f = super::private::create_file(&tmp).map_err(io)?;
         f.write_all(&key).map_err(io)?;
         f.sync_all().map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
@@ -179,7 +166,7 @@ mod tests {
         let mode = std::fs::metadata(key_path(dir.path(), "a")).unwrap();
         assert_eq!(
             std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
-            KEY_FILE_MODE
+            super::super::private::file_mode()
         );
         shred(&key_path(dir.path(), "a")).unwrap();
         assert!(TenantKey::load(&key_path(dir.path(), "a"))

@@ -18,6 +18,7 @@
 
 pub mod crypt;
 pub mod job;
+pub mod private;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -447,8 +448,8 @@ impl Store {
     ) -> Result<Store, StoreError> {
         let db_dir = data_dir.join("db");
         let spool_root = data_dir.join("spool");
-        std::fs::create_dir_all(&db_dir)?;
-        std::fs::create_dir_all(&spool_root)?;
+        private::create_dir_all(&db_dir)?;
+        private::create_dir_all(&spool_root)?;
         let db = sled::Config::new()
             .path(&db_dir)
             .cache_capacity(cache_capacity)
@@ -681,7 +682,7 @@ impl TenantStore {
             return Ok(t);
         }
         let (id, spool_dir) = (&t.id, &t.spool_dir);
-        std::fs::create_dir_all(spool_dir)?;
+        private::create_dir_all(spool_dir)?;
         let mut active = std::collections::HashSet::new();
         if let Some(tree) = &tree {
             let counter = tree
@@ -793,7 +794,7 @@ impl TenantStore {
         if let Some(f) = self.spool_dir_file.get() {
             return Ok(f);
         }
-        std::fs::create_dir_all(&self.spool_dir)?;
+        private::create_dir_all(&self.spool_dir)?;
         let f = Arc::new(File::open(&self.spool_dir)?);
         Ok(self.spool_dir_file.get_or_init(|| f))
     }
@@ -847,7 +848,7 @@ impl TenantStore {
                 let path = self
                     .spool_dir
                     .join(format!("{INCOMING_PREFIX}{}-{n}", std::process::id()));
-                let file = tokio::fs::File::create(&path).await?;
+                let file = tokio::fs::File::from_std(private::create_file(&path)?);
                 (path, file)
             }
         };
@@ -1328,6 +1329,19 @@ impl SpoolWriter {
             f.flush().await?;
         }
         Ok(&self.path)
+    }
+
+    /// Flushes what was written and closes the file: the writer keeps its
+    /// path and its bytes' place in the tenant's spool quota and in-flight
+    /// count, but holds neither a buffer nor a descriptor while it waits
+    /// (an LPD data file sent before its control file may wait long). It
+    /// takes no more writes; its bytes are read back by path
+    /// ([`SpoolWriter::flushed_path`]), and it is deleted when dropped uncommitted.
+    pub async fn park(&mut self) -> Result<(), StoreError> {
+        if let Some(mut f) = self.file.take() {
+            f.flush().await?;
+        }
+        Ok(())
     }
 }
 

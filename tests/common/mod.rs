@@ -92,11 +92,20 @@ pub struct TestDaemon {
     /// Listener name → bound address (first address of each listener).
     pub listeners: HashMap<String, SocketAddr>,
     env: Vec<(String, String)>,
+    /// A command the binary runs under (`prlimit ...`, `sh -c 'umask 0; exec "$@"' sh`,
+    /// `unshare -m ...`); each must exec it, so the daemon keeps the child's pid.
+    wrapper: Vec<String>,
 }
 
 impl TestDaemon {
     /// Like [`TestDaemon::start`], with extra environment variables for the daemon.
     pub fn start_with_env(config: &str, env: &[(&str, String)]) -> TestDaemon {
+        TestDaemon::start_wrapped(config, env, &[])
+    }
+
+    /// Like [`TestDaemon::start_with_env`], with the binary run under `wrapper`
+    /// (a command and its arguments that exec the binary given after them).
+    pub fn start_wrapped(config: &str, env: &[(&str, String)], wrapper: &[&str]) -> TestDaemon {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("printroute.toml");
         let mut d = TestDaemon {
@@ -109,6 +118,7 @@ impl TestDaemon {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            wrapper: wrapper.iter().map(|w| w.to_string()).collect(),
         };
         d.write_config(config);
         d.spawn();
@@ -140,7 +150,15 @@ impl TestDaemon {
             .append(true)
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
-        let mut child = Command::new(bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("PRINTROUTE_LOG", "info")
@@ -210,6 +228,11 @@ impl TestDaemon {
         wait_until(&format!("log line {needle:?}"), || {
             self.log().contains(needle).then_some(())
         });
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
     }
 
     /// Sends a signal (`HUP`, `TERM`, `KILL`) to the daemon.
