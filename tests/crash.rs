@@ -514,6 +514,28 @@ fn wait_until_long<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+/// One tenant `name` on 127.0.`net`.0/24 printing RAW jobs (up to 64 MiB)
+/// to `device`.
+fn slow_device_config(raw: u16, name: &str, net: u8, device: &str) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+[global.limits]
+max-job-size = "64 MiB"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:{raw}"]
+[tenant.{name}]
+ranges = ["127.0.{net}.0/24"]
+device.slow = {{ uri = "{device}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["slow"] }}] }}
+input = [{{ listener = "raw", workflow = "direct" }}]
+"#
+    )
+}
+
 /// A kill -9 while a big job is being sent to a slow socket printer: the
 /// printer sees a reset (and discards what it got), never an orderly end of
 /// a partial job; after the restart the job reaches it whole, once.
@@ -526,24 +548,7 @@ fn a_kill_9_mid_transfer_never_ends_a_partial_job_in_order() {
         Behaviour::Good,
     );
     let raw = free_port("127.0.0.1");
-    let mut d = TestDaemon::start(&format!(
-        r#"
-[global]
-data-dir = "{{data}}"
-[global.limits]
-max-job-size = "64 MiB"
-[[listener]]
-name = "raw"
-protocol = "raw"
-bind = ["127.0.0.1:{raw}"]
-[tenant.s]
-ranges = ["127.0.5.0/24"]
-device.slow = {{ uri = "{}" }}
-workflow.direct = {{ steps = [{{ step = "forward", devices = ["slow"] }}] }}
-input = [{{ listener = "raw", workflow = "direct" }}]
-"#,
-        dev.uri()
-    ));
+    let mut d = TestDaemon::start(&slow_device_config(raw, "s", 5, &dev.uri()));
     let job = document("slow", 20 << 20);
     let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
     send_raw("127.0.5.7", to, &job).expect("acknowledged");
@@ -710,23 +715,7 @@ fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
 fn a_kill_9_mid_transfer_to_an_lpd_printer_never_completes_a_partial_data_file() {
     let (lpd, seen) = slow_lpd("127.0.7.50");
     let raw = free_port("127.0.0.1");
-    let mut d = TestDaemon::start(&format!(
-        r#"
-[global]
-data-dir = "{{data}}"
-[global.limits]
-max-job-size = "64 MiB"
-[[listener]]
-name = "raw"
-protocol = "raw"
-bind = ["127.0.0.1:{raw}"]
-[tenant.l]
-ranges = ["127.0.7.0/24"]
-device.slow = {{ uri = "lpd://{lpd}/lp" }}
-workflow.direct = {{ steps = [{{ step = "forward", devices = ["slow"] }}] }}
-input = [{{ listener = "raw", workflow = "direct" }}]
-"#
-    ));
+    let mut d = TestDaemon::start(&slow_device_config(raw, "l", 7, &format!("lpd://{lpd}/lp")));
     let job = document("slow-lpd", 20 << 20);
     let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
     send_raw("127.0.7.7", to, &job).expect("acknowledged");

@@ -216,6 +216,20 @@ impl BusyIpp {
     }
 }
 
+/// The operation attributes every IPP response starts with.
+fn operation_group() -> Group {
+    let mut ops = Group::new(group::OPERATION);
+    ops.push(Attribute::new(
+        "attributes-charset",
+        Value::charset("utf-8"),
+    ));
+    ops.push(Attribute::new(
+        "attributes-natural-language",
+        Value::language("en"),
+    ));
+    ops
+}
+
 /// Reads one HTTP/1.1 request (length or chunked); its body, or `None` at the end.
 fn read_request(r: &mut BufReader<TcpStream>) -> std::io::Result<Option<Vec<u8>>> {
     let mut chunked = false;
@@ -273,16 +287,7 @@ fn serve_ipp(
             return Ok(());
         };
         let (req, used) = codec::decode(&body, codec::REQUEST_LIMITS).unwrap();
-        let mut ops = Group::new(group::OPERATION);
-        ops.push(Attribute::new(
-            "attributes-charset",
-            Value::charset("utf-8"),
-        ));
-        ops.push(Attribute::new(
-            "attributes-natural-language",
-            Value::language("en"),
-        ));
-        let mut groups = vec![ops];
+        let mut groups = vec![operation_group()];
         let code = match req.code {
             // Print-Job
             0x0002 if answers.fetch_add(1, Ordering::SeqCst) < busy => 0x0507,
@@ -458,15 +463,7 @@ fn refuse_with_text(s: TcpStream) -> std::io::Result<()> {
         return Ok(());
     };
     let (req, _) = codec::decode(&body, codec::REQUEST_LIMITS).unwrap();
-    let mut ops = Group::new(group::OPERATION);
-    ops.push(Attribute::new(
-        "attributes-charset",
-        Value::charset("utf-8"),
-    ));
-    ops.push(Attribute::new(
-        "attributes-natural-language",
-        Value::language("en"),
-    ));
+    let mut ops = operation_group();
     let text = format!(
         "\u{1b}[31mRED\u{1b}[0m\r\nFAKE LOG LINE\u{7}{}",
         "x".repeat(30_000)

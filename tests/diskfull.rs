@@ -85,23 +85,6 @@ input = [{{ listener = "raw", workflow = "direct" }}]
     )
 }
 
-fn cli(d: &TestDaemon, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--socket")
-        .arg(d.dir.path().join("control.sock"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn a_full_disk_refuses_only_its_moment_and_the_daemon_heals_without_a_restart() {
     let dev = RecordingDevice::good("127.0.2.50");
@@ -126,7 +109,7 @@ fn a_full_disk_refuses_only_its_moment_and_the_daemon_heals_without_a_restart() 
     // The disk fills up (another program, a log gone wild).
     let filler = fs.fill();
     // A cancel's record cannot be written: the cancel fails, the job stays held.
-    let (ok, out) = cli(&d, &["cancel", "a/1"]);
+    let (ok, out) = d.cli(&["cancel", "a/1"]);
     assert!(!ok, "cancel on a full disk: {out}");
     // New jobs of both tenants are refused in RAW's way (a reset), not lost.
     let refused_a = document_with("", "a-during", 8 << 10);
@@ -134,7 +117,7 @@ fn a_full_disk_refuses_only_its_moment_and_the_daemon_heals_without_a_restart() 
     let refused_b = document_with("", "b-during", 8 << 10);
     assert_eq!(raw_send("127.0.2.7", raw, &refused_b), RawOutcome::Refused);
     // The status says so.
-    let (ok, status) = cli(&d, &["status", "--json"]);
+    let (ok, status) = d.cli(&["status", "--json"]);
     assert!(ok, "{status}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(
@@ -155,11 +138,11 @@ fn a_full_disk_refuses_only_its_moment_and_the_daemon_heals_without_a_restart() 
     wait_until("b's job printed after the disk-full", || {
         (dev.printed() == vec![sha256(&b1), sha256(&b2)]).then_some(())
     });
-    let (ok, out) = cli(&d, &["cancel", "a/1"]);
+    let (ok, out) = d.cli(&["cancel", "a/1"]);
     assert!(ok, "cancel after space came back: {out}");
-    let (ok, out) = cli(&d, &["release", "a/2"]);
+    let (ok, out) = d.cli(&["release", "a/2"]);
     assert!(ok, "release after space came back: {out}");
-    let (_, status) = cli(&d, &["status", "--json"]);
+    let (_, status) = d.cli(&["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert!(status["store"]["failing-since-ms"].is_null(), "{status}");
 
@@ -212,7 +195,7 @@ fn commits_that_keep_failing_stop_the_watchdog_and_the_daemon() {
     );
     let _filler = fs.fill();
     // A failing commit, then nothing that heals it.
-    let (ok, _) = cli(&d, &["cancel", "a/1"]);
+    let (ok, _) = d.cli(&["cancel", "a/1"]);
     assert!(!ok);
     let mut messages = Vec::new();
     let started = std::time::Instant::now();

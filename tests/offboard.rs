@@ -63,19 +63,6 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
     out
 }
 
-fn cli(d: &TestDaemon, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .arg("--socket")
-        .arg(d.dir.path().join("control.sock"))
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
-}
-
 #[test]
 fn a_purged_tenant_leaves_nothing_readable_and_the_other_prints_on() {
     let dev = RecordingDevice::good("127.0.1.50");
@@ -120,11 +107,11 @@ fn a_purged_tenant_leaves_nothing_readable_and_the_other_prints_on() {
     wait_until("the reload", || {
         d.log().contains("config reloaded").then_some(())
     });
-    let (ok, out) = cli(&d, &["purge", "b", "--force"]);
+    let (ok, out) = d.cli(&["purge", "b", "--force"]);
     assert!(ok, "purge: {out}");
 
     // a prints on: its held job is released and arrives.
-    let (ok, out) = cli(&d, &["release", "a/1"]);
+    let (ok, out) = d.cli(&["release", "a/1"]);
     assert!(ok, "release: {out}");
     wait_until("a's job at its printer", || {
         (dev.printed() == vec![sha256(&a_doc)]).then_some(())

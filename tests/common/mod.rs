@@ -279,6 +279,22 @@ impl TestDaemon {
         }
     }
 
+    /// Runs the CLI as root against the control socket at
+    /// `{dir}/control.sock` (the config must name it): (success, stdout and stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--socket")
+            .arg(self.dir.path().join("control.sock"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     /// A tenant's job records while the daemon runs, as the global admin
     /// sees them (`jobs --json` over the control socket at `{dir}/control.sock`,
     /// which the config must name).
