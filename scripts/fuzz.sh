@@ -9,8 +9,19 @@
 # and exits 0. Exit status 1 when a target crashed (the input is kept under
 # fuzz/artifacts/<target>/ and its path printed), or the build failed.
 # The last line is always "fuzz: N targets, M failed".
+#
+#   scripts/fuzz.sh               # build, then fuzz every target
+#   scripts/fuzz.sh --build-only  # build the targets only (scripts/test
+#                                 # builds while its tests run)
+#
+# With CARGO_TARGET_DIR set, the fuzz build goes to $CARGO_TARGET_DIR/fuzz
+# (nightly, instrumented: never the same artifacts as the stable builds, and
+# never waiting for their lock); without it, to fuzz/target.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+
+build_only=0
+[[ ${1:-} == --build-only ]] && build_only=1
 
 seconds=${FUZZ_SECONDS:-20}
 # Largest input per target: past each parser's own limits where that is
@@ -21,6 +32,9 @@ declare -A max_len=([lpd_command]=8192 [lpd_control]=8192 [ipp_decode]=8192 [sni
 # and the runs are faster. 16 codegen units (cargo-fuzz's default is 1)
 # shorten the build of the dependencies.
 build_flags=(--sanitizer none --codegen-units 16)
+if [[ -n ${CARGO_TARGET_DIR:-} ]]; then
+    build_flags+=(--target-dir "$CARGO_TARGET_DIR/fuzz")
+fi
 # Per input: longest run in seconds, most memory in MiB (the parsers hold
 # at most a few copies of an input).
 run_flags=(-timeout=10 -rss_limit_mb=1024)
@@ -31,7 +45,7 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
     exit 0
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    echo "fuzz: installing cargo-fuzz"
+    echo "fuzz: installing cargo-fuzz (cargo install cargo-fuzz --locked)"
     if ! cargo install cargo-fuzz --locked --quiet; then
         echo "fuzz: cannot install cargo-fuzz" >&2
         echo "fuzz: 0 targets, 1 failed"
@@ -44,6 +58,10 @@ if ! cargo +nightly fuzz build "${build_flags[@]}"; then
     echo "fuzz: the fuzz targets do not build" >&2
     echo "fuzz: ${#targets[@]} targets, ${#targets[@]} failed"
     exit 1
+fi
+if ((build_only)); then
+    echo "fuzz: ${#targets[@]} targets built"
+    exit 0
 fi
 
 # Runs one target; its libFuzzer log goes to fuzz/artifacts/<target>.log,

@@ -26,15 +26,45 @@ fn reserved_ports() -> std::sync::MutexGuard<'static, ()> {
     RESERVED_PORTS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An LPRng program unpacked by `scripts/lprng.sh`; panics (never skips) when missing.
+/// An LPRng program unpacked by `scripts/lprng.sh`, with the config folder
+/// it wrote; panics (never skips) when missing.
 fn lprng(tool: &str) -> PathBuf {
     for dir in ["usr/bin", "usr/sbin"] {
         let p = Path::new(LPRNG).join("root").join(dir).join(tool);
-        if p.exists() && Path::new("/etc/lprng/lpd.conf").exists() {
+        if p.exists() && Path::new(LPRNG).join("etc/lprng/lpd.conf").exists() {
             return p;
         }
     }
     panic!("LPRng {tool} is not unpacked: run the test command from README.md, which runs scripts/lprng.sh");
+}
+
+/// Lays `$LPRNG/etc/lprng` over `/etc/lprng`, then execs its arguments.
+/// Runs only inside `unshare --mount` (mounts are private there), so LPRng
+/// reads the tests' config while the machine's `/etc/lprng` (absent, or
+/// someone else's) is neither read nor changed. Without an `/etc/lprng` to
+/// mount over, `/etc` gets an overlay (upper layer on a tmpfs) that adds it.
+const LPRNG_PRIVATE_ETC: &str = r#"set -e
+conf="$LPRNG/etc/lprng"
+if [ ! -d /etc/lprng ]; then
+    mount -t tmpfs -o mode=0755,size=1m printroute-lprng "$LPRNG/ns"
+    mkdir -p "$LPRNG/ns/upper/lprng" "$LPRNG/ns/work"
+    mount -t overlay -o "lowerdir=/etc,upperdir=$LPRNG/ns/upper,workdir=$LPRNG/ns/work" printroute-etc /etc
+fi
+mount --bind "$conf" /etc/lprng
+exec "$0" "$@""#;
+
+/// An LPRng program in a mount namespace of its own that shows it the
+/// tests' config as /etc/lprng, and a PID namespace of its own: LPRng
+/// signals pids it reads from lock files, which must never reach other
+/// processes.
+fn lprng_cmd(tool: &str) -> Command {
+    let mut c = Command::new(require("unshare"));
+    c.args(["--mount", "--pid", "--fork", "--kill-child"])
+        .arg(require("sh"))
+        .args(["-c", LPRNG_PRIVATE_ETC])
+        .arg(lprng(tool))
+        .env("LPRNG", LPRNG);
+    c
 }
 
 /// Two tenants with the same queue names: `office` forwards to the tenant's
@@ -189,14 +219,6 @@ fn run(cmd: &mut Command) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// An LPRng client command, in a PID namespace of its own: LPRng signals
-/// pids it reads from lock files, which must never reach other processes.
-fn lprng_cmd(tool: &str) -> Command {
-    let mut c = Command::new(require("unshare"));
-    c.args(["--pid", "--fork", "--kill-child"]).arg(lprng(tool));
-    c
 }
 
 fn lpr(args: &[&str]) -> Output {
@@ -423,7 +445,6 @@ struct LprngLpd {
 
 impl LprngLpd {
     fn start() -> LprngLpd {
-        let lpd = lprng("lpd");
         let spool = Path::new(LPRNG).join("spool/fwd");
         for e in std::fs::read_dir(&spool).unwrap() {
             let _ = std::fs::remove_file(e.unwrap().path());
@@ -441,9 +462,7 @@ impl LprngLpd {
         let log = std::env::temp_dir().join(format!("lprng-lpd-{}.log", std::process::id()));
         for attempt in 1..=3 {
             let port = free_port("127.0.0.1");
-            let mut child = Command::new(require("unshare"))
-                .args(["--pid", "--fork", "--kill-child"])
-                .arg(&lpd)
+            let mut child = lprng_cmd("lpd")
                 .args(["-F", "-p", &port.to_string()])
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
