@@ -55,6 +55,33 @@ pub use crate::wire::lpd::MAX_QUEUE_NAME_LEN;
 /// Default grace period in-flight receives get on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Default of `global.capabilities-refresh`: how often the IPP printers of
+/// printroute ask their `ipp://` devices what they can print.
+pub const DEFAULT_CAPABILITIES_REFRESH: Duration = Duration::from_secs(300);
+
+/// Shortest `global.capabilities-refresh`: a device is not asked more often.
+pub const MIN_CAPABILITIES_REFRESH: Duration = Duration::from_secs(5);
+
+/// What a `socket://` or `lpd://` device without `formats` is taken to print:
+/// it cannot be asked, and PostScript and PCL are what printers behind a
+/// raw or LPD port interpret nearly everywhere; `application/octet-stream`
+/// lets a client send bytes whose format printroute recognises as one of
+/// those (or does not recognise at all) unchanged.
+pub const DEFAULT_DEVICE_FORMATS: &[&str] = &[
+    "application/octet-stream",
+    "application/postscript",
+    "application/vnd.hp-pcl",
+];
+
+/// What a `socket://` or `lpd://` device without `media` is taken to print on.
+pub const DEFAULT_DEVICE_MEDIA: &[&str] = &["iso_a4_210x297mm", "na_letter_8.5x11in"];
+
+/// What a `socket://` or `lpd://` device without `sides` is taken to print.
+pub const DEFAULT_DEVICE_SIDES: &[&str] = &["one-sided"];
+
+/// `sides` values a device may list (RFC 8011 section 5.2.8).
+pub const SIDES: &[&str] = &["one-sided", "two-sided-long-edge", "two-sided-short-edge"];
+
 /// Default sled page cache size (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
 
@@ -125,6 +152,7 @@ struct RawGlobal {
     cache_capacity: Option<SizeText>,
     spool_sync: Option<SpoolSync>,
     min_free_space: Option<SizeText>,
+    capabilities_refresh: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -220,6 +248,11 @@ struct RawAdmins {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawDevice {
     uri: String,
+    make_and_model: Option<String>,
+    formats: Option<Vec<String>>,
+    media: Option<Vec<String>>,
+    sides: Option<Vec<String>>,
+    color: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +331,10 @@ pub struct Global {
     pub spool_sync: SpoolSync,
     /// Bytes of the spool's file system documents may not take (`min-free-space`).
     pub min_free_space: u64,
+    /// How often the capabilities of `ipp://` devices are fetched again
+    /// (`capabilities-refresh`, default [`DEFAULT_CAPABILITIES_REFRESH`]);
+    /// they are also fetched at start and on every reload.
+    pub capabilities_refresh: Duration,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -438,6 +475,61 @@ pub struct Device {
     pub name: String,
     /// Where and how to reach it.
     pub uri: DeviceUri,
+    /// What IPP clients are told it is (`make-and-model`); none: what the
+    /// device says (IPP), or a generic name.
+    pub make_and_model: Option<String>,
+    /// What a device that cannot be asked (socket, lpd) prints; IPP devices
+    /// are asked instead (the keys are refused on them).
+    pub declared: Declared,
+}
+
+/// The capabilities a `socket://` or `lpd://` device is configured with;
+/// each key's default is the conservative [`DEFAULT_DEVICE_FORMATS`],
+/// [`DEFAULT_DEVICE_MEDIA`], [`DEFAULT_DEVICE_SIDES`], monochrome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// MIME types (`formats`).
+    pub formats: Vec<String>,
+    /// PWG 5101.1 self-describing media names (`media`).
+    pub media: Vec<String>,
+    /// `sides` keywords.
+    pub sides: Vec<String>,
+    /// Prints in colour (`color`).
+    pub color: bool,
+}
+
+impl Default for Declared {
+    fn default() -> Declared {
+        let own = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        Declared {
+            formats: own(DEFAULT_DEVICE_FORMATS),
+            media: own(DEFAULT_DEVICE_MEDIA),
+            sides: own(DEFAULT_DEVICE_SIDES),
+            color: false,
+        }
+    }
+}
+
+/// Width and height, in hundredths of millimetres, of a PWG 5101.1
+/// self-describing media name (`iso_a4_210x297mm`, `na_letter_8.5x11in`).
+pub fn media_dimensions(name: &str) -> Option<(i32, i32)> {
+    let size = name.rsplit('_').next()?;
+    let (dims, per_unit) = if let Some(d) = size.strip_suffix("mm") {
+        (d, 100.0)
+    } else if let Some(d) = size.strip_suffix("in") {
+        (d, 2540.0)
+    } else {
+        return None;
+    };
+    let (w, h) = dims.split_once('x')?;
+    let dim = |t: &str| -> Option<i32> {
+        let v: f64 = t.parse().ok()?;
+        let v = (v * per_unit).round();
+        (v > 0.0 && v < f64::from(i32::MAX)).then_some(v as i32)
+    };
+    // Two underscores at least: class_name_size.
+    (name.split('_').count() >= 3).then_some(())?;
+    Some((dim(w)?, dim(h)?))
 }
 
 /// A device address, parsed from its URI.
@@ -1039,7 +1131,83 @@ impl Validator {
             min_free_space: self
                 .size("global.min-free-space", g.min_free_space.as_ref())
                 .unwrap_or(DEFAULT_MIN_FREE_SPACE),
+            capabilities_refresh: match self.duration(
+                "global.capabilities-refresh",
+                g.capabilities_refresh.as_deref(),
+            ) {
+                Some(d) if d < MIN_CAPABILITIES_REFRESH => {
+                    self.err(
+                        "global.capabilities-refresh",
+                        format!("must be at least {}s", MIN_CAPABILITIES_REFRESH.as_secs()),
+                    );
+                    DEFAULT_CAPABILITIES_REFRESH
+                }
+                Some(d) => d,
+                None => DEFAULT_CAPABILITIES_REFRESH,
+            },
         }
+    }
+
+    /// A device's `formats`, `media`, `sides` and `color`, with defaults.
+    fn declared(&mut self, key: &str, uri: &DeviceUri, d: &RawDevice) -> Declared {
+        let mut out = Declared::default();
+        let given =
+            d.formats.is_some() || d.media.is_some() || d.sides.is_some() || d.color.is_some();
+        if given && matches!(uri, DeviceUri::Ipp { .. }) {
+            self.err(
+                key,
+                "formats, media, sides and color are for socket and lpd devices; an IPP device is asked what it prints",
+            );
+            return out;
+        }
+        if let Some(f) = &d.formats {
+            let bad: Vec<&String> = f
+                .iter()
+                .filter(|m| {
+                    let ok = m.len() <= crate::wire::ipp::MAX_MIME_LEN
+                        && m.split_once('/').is_some_and(|(a, b)| {
+                            !a.is_empty()
+                                && !b.is_empty()
+                                && m.bytes().all(|c| c.is_ascii_graphic())
+                        });
+                    !ok
+                })
+                .collect();
+            if f.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.formats"),
+                    format!("needs one or more MIME types like \"application/pdf\"; not {bad:?}"),
+                );
+            } else {
+                out.formats = f.clone();
+            }
+        }
+        if let Some(m) = &d.media {
+            let bad: Vec<&String> = m.iter().filter(|n| media_dimensions(n).is_none()).collect();
+            if m.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.media"),
+                    format!("needs PWG media names like \"iso_a4_210x297mm\"; not {bad:?}"),
+                );
+            } else {
+                out.media = m.clone();
+            }
+        }
+        if let Some(s) = &d.sides {
+            let bad: Vec<&String> = s.iter().filter(|v| !SIDES.contains(&v.as_str())).collect();
+            if s.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.sides"),
+                    format!("takes {}; not {bad:?}", SIDES.join(", ")),
+                );
+            } else {
+                out.sides = s.clone();
+            }
+        }
+        if let Some(c) = d.color {
+            out.color = c;
+        }
+        out
     }
 
     fn size(&mut self, key: &str, v: Option<&SizeText>) -> Option<u64> {
@@ -1217,7 +1385,26 @@ impl Validator {
         for (name, d) in t.device {
             match DeviceUri::parse(&d.uri) {
                 Ok(uri) => {
-                    devices.insert(name.clone(), Device { name, uri });
+                    let declared = self.declared(&format!("{key}.device.{name}"), &uri, &d);
+                    let make_and_model = d.make_and_model.clone();
+                    if make_and_model
+                        .as_ref()
+                        .is_some_and(|m| m.is_empty() || m.len() > crate::wire::ipp::MAX_NAME_LEN)
+                    {
+                        self.err(
+                            format!("{key}.device.{name}.make-and-model"),
+                            "must be 1 to 255 bytes",
+                        );
+                    }
+                    devices.insert(
+                        name.clone(),
+                        Device {
+                            name,
+                            uri,
+                            make_and_model,
+                            declared,
+                        },
+                    );
                 }
                 Err(e) => self.err(format!("{key}.device.{name}.uri"), e),
             }

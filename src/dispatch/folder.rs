@@ -75,6 +75,7 @@ mod tests {
             step_started_ms: 0,
             delivering: None,
             history: vec![],
+            ipp_job_attributes: None,
         }
     }
 

@@ -216,6 +216,7 @@ async fn print_and_follow(
         "document-format",
         Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
     ));
+    req.groups.push(super::mirror::outbound_job_group(job));
     let (mut resp, mut sent) =
         exchange(sender, authority, resource, codec::encode(&req), Some(path)).await?;
     let mut remote_id = job_int(&resp, "job-id");
@@ -303,6 +304,7 @@ async fn create_and_send(
         "job-name",
         Value::name(truncate(name, codec::MAX_NAME_LEN)),
     ));
+    create.groups.push(super::mirror::outbound_job_group(job));
     let (resp, _) = exchange(sender, authority, resource, codec::encode(&create), None).await?;
     check(&resp)?;
     let Some(id) = job_int(&resp, "job-id") else {

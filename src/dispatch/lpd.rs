@@ -240,6 +240,7 @@ mod tests {
             step_started_ms: 0,
             delivering: None,
             history: Vec::new(),
+            ipp_job_attributes: None,
         }
     }
 

@@ -1111,6 +1111,7 @@ impl TenantStore {
                 state: JobState::Pending,
                 note: "received".into(),
             }],
+            ipp_job_attributes: new.ipp_job_attributes,
         };
         // A tenant's first job creates its tree; sled makes the new tree
         // durable with the flush of this job's group.
@@ -1232,6 +1233,7 @@ mod tests {
             name: "report".into(),
             format: None,
             workflow: "direct".into(),
+            ipp_job_attributes: None,
         }
     }
 

@@ -44,6 +44,9 @@ pub const MAX_HTTP_HEADERS: usize = 64;
 /// included); more gets `client-error-request-entity-too-large`.
 pub const MAX_REQUEST_HEAD: usize = 256 << 10;
 
+/// The printer icon every `printer-icons` URI serves.
+const ICON_PNG: &[u8] = include_bytes!("icon.png");
+
 /// Read buffer of hyper per connection: bounds the memory of a body frame.
 pub const HTTP_READ_BUFFER: usize = 64 << 10;
 
@@ -120,6 +123,17 @@ fn client_host(req: &Request<Incoming>, local: SocketAddr) -> String {
 
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() == Method::GET {
+        let path = req.uri().path();
+        if [ops::ICON_SMALL, ops::ICON, ops::ICON_LARGE]
+            .iter()
+            .any(|i| path.strip_prefix('/') == Some(*i))
+        {
+            // `printer-icons` (PWG 5100.13) point here.
+            let mut r = Response::new(Full::new(Bytes::from_static(ICON_PNG)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("image/png"));
+            return r;
+        }
         // `printer-more-info` points here; a short page says what this is.
         return http_reply(StatusCode::OK, "printroute IPP printer\n");
     }
