@@ -1891,7 +1891,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         })
         .collect();
     assert_eq!(cli_rows, commands, "CLI rows vs the CLI's subcommands");
-    let requests = enum_variants("src/control.rs", "pub enum Request {");
+    let requests = enum_variants("src/admin/control.rs", "pub enum Request {");
     assert!(
         requests.len() >= 8 && requests.is_subset(&cli_rows),
         "every control request {requests:?} has a CLI row"

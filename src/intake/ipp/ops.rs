@@ -316,9 +316,10 @@ pub(crate) async fn handle(
         op::CANCEL_JOB => cancel_job(&req, &mut resp).await,
         op::CANCEL_MY_JOBS => cancel_my_jobs(&req, &mut resp).await,
         op::GET_JOB_ATTRIBUTES => get_job_attributes(&req, &mut resp),
-        // These read every record of the tenant's queue: with a large
-        // backlog that is long blocking work, kept off the runtime threads
-        // that every tenant's connections share (the daemon's runtime is
+        // These read records (Get-Jobs up to its limit; the first
+        // Get-Printer-Attributes of a tenant its unfinished ones, to count
+        // them): blocking work, kept off the runtime threads that every
+        // tenant's connections share (the daemon's runtime is
         // multi-threaded, which `block_in_place` needs).
         op::GET_JOBS => tokio::task::block_in_place(|| get_jobs(&req, &mut resp)),
         op::GET_PRINTER_ATTRIBUTES => {
@@ -1249,28 +1250,11 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     );
     let user = req.user();
     let want = wanted(req, &["job-id", "job-uri"]);
-    let mut jobs = req
-        .store()
-        .jobs()
-        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
-    jobs.retain(|j| {
-        on_printer(req, j)
-            && (!my_jobs || j.user == user)
-            && if j.state.is_final() { done } else { open }
-    });
-    // RFC 8011 section 4.2.6.2: not-completed jobs in processing order,
-    // completed ones most recent first.
-    jobs.sort_by_key(|j| {
-        (
-            j.state.is_final(),
-            if j.state.is_final() {
-                u32::MAX - j.id.0
-            } else {
-                j.id.0
-            },
-        )
-    });
+    let mine = |j: &Job| on_printer(req, j) && (!my_jobs || j.user == user);
     let mut groups = Vec::new();
+    // RFC 8011 section 4.2.6.2: not-completed jobs in processing order,
+    // completed ones most recent first. Records are read only until the
+    // limit is reached: the cost follows `limit`, not the backlog.
     if open {
         let tenant = req.tenant_id();
         let map = open_jobs();
@@ -1290,12 +1274,27 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
                 groups.push(job_group(req, &JobView::Open(*id, o), None, &want));
             }
         }
-    }
-    for j in &jobs {
-        if groups.len() >= limit {
-            break;
+        drop(map);
+        for j in req.store().unfinished_jobs() {
+            if groups.len() >= limit {
+                break;
+            }
+            let j = j.map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+            if !j.state.is_final() && mine(&j) {
+                groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+            }
         }
-        groups.push(job_group(req, &JobView::Committed(j), None, &want));
+    }
+    if done {
+        for j in req.store().finished_jobs_newest_first() {
+            if groups.len() >= limit {
+                break;
+            }
+            let j = j.map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+            if j.state.is_final() && mine(&j) {
+                groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+            }
+        }
     }
     for g in groups {
         resp.group(g);
@@ -1458,12 +1457,8 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let tenant = req.routed.tenant();
     let queued = req
         .store()
-        .active_jobs()
-        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?
-        .into_iter()
-        .filter_map(|id| req.store().job(id).ok().flatten())
-        .filter(|j| on_printer(req, j))
-        .count();
+        .queued_on(&req.ctx.listener, req.queue.as_deref())
+        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
     let name = req.queue.clone().unwrap_or_else(|| "print".to_owned());
     let kw = |v: &[&str]| v.iter().map(|s| Value::keyword(s)).collect::<Vec<_>>();
     let max_k = i32::try_from(tenant.limits.max_job_size.div_ceil(1024)).unwrap_or(i32::MAX);
