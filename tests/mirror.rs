@@ -9,7 +9,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -82,14 +82,37 @@ fn ipp(from: &str, to: SocketAddr, path: &str, body: &[u8]) -> Message {
     .into_bytes();
     req.extend_from_slice(body);
     s.write_all(&req).unwrap();
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).unwrap();
-    let split = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    assert!(all.starts_with(b"HTTP/1.1 200"), "HTTP status");
-    codec::decode(&all[split + 4..], codec::RESPONSE_LIMITS)
+    // Read the head, then Content-Length bytes (ippeveprinter keeps the
+    // connection open whatever the request says).
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "HTTP status: {line:?}");
+    let mut len = None;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body).unwrap();
+        }
+        None => {
+            r.read_to_end(&mut body).unwrap();
+        }
+    }
+    codec::decode(&body, codec::RESPONSE_LIMITS)
         .expect("a well-formed IPP response")
         .0
 }
