@@ -186,6 +186,19 @@ struct RawListener {
     proxy_protocol: bool,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    tls_required: bool,
+}
+
+/// A certificate chain and its private key, PEM files (`tls = { cert, key }`).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFiles {
+    /// The certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -399,6 +412,11 @@ pub struct Listener {
     /// header (v1 or v2) from one of these balancer ranges
     /// (`trusted-proxies`), and is routed by the client address it carries.
     pub proxy: Option<Vec<IpNet>>,
+    /// IPP only: serve `ipps` with this certificate (read again on reload),
+    /// on the same port as plain `ipp` unless `tls_required`.
+    pub tls: Option<TlsFiles>,
+    /// With `tls`: refuse connections that do not open with TLS.
+    pub tls_required: bool,
 }
 
 impl Listener {
@@ -1348,11 +1366,35 @@ impl Validator {
                 }
                 None
             };
+            let tls = l.tls.map(|t| TlsFiles {
+                cert: self.path(t.cert),
+                key: self.path(t.key),
+            });
+            if let Some(t) = &tls {
+                if l.protocol != Protocol::Ipp {
+                    self.err(format!("{key}.tls"), "only IPP listeners speak TLS (ipps)");
+                }
+                for (k, f) in [("cert", &t.cert), ("key", &t.key)] {
+                    if let Err(e) = std::fs::metadata(f) {
+                        self.err(
+                            format!("{key}.tls.{k}"),
+                            format!("cannot read {}: {e}", f.display()),
+                        );
+                    }
+                }
+            } else if l.tls_required {
+                self.err(
+                    format!("{key}.tls-required"),
+                    "needs tls = { cert = \"FILE\", key = \"FILE\" }",
+                );
+            }
             out.push(Listener {
                 name: ListenerName(l.name),
                 protocol: l.protocol,
                 bind: addrs,
                 proxy,
+                tls,
+                tls_required: l.tls_required,
             });
         }
         out

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod lpd;
 pub mod proxy;
 pub mod raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +42,8 @@ pub struct Intake {
     pub connections: TaskTracker,
     /// What each tenant's devices print: the IPP printers mirror it.
     pub capabilities: Arc<Capabilities>,
+    /// TLS acceptors of the IPP listeners with `tls`.
+    pub tls: tls::Acceptors,
     refusals_last_ms: AtomicU64,
     refusals_suppressed: AtomicU64,
 }
@@ -62,6 +65,7 @@ impl Intake {
             dispatcher,
             connections: TaskTracker::new(),
             capabilities,
+            tls: tls::Acceptors::default(),
             refusals_last_ms: AtomicU64::new(0),
             refusals_suppressed: AtomicU64::new(0),
         }

@@ -157,11 +157,18 @@ impl Req<'_> {
         let user = self.user();
         user == owner || self.routed.tenant().admins.unix_users.contains(&user)
     }
+    fn scheme(&self) -> &'static str {
+        if self.ctx.secure {
+            "ipps"
+        } else {
+            "ipp"
+        }
+    }
     fn printer_uri(&self) -> String {
-        format!("ipp://{}{}", self.host, self.path)
+        format!("{}://{}{}", self.scheme(), self.host, self.path)
     }
     fn job_uri(&self, id: JobId) -> String {
-        format!("ipp://{}/jobs/{}", self.host, id)
+        format!("{}://{}/jobs/{}", self.scheme(), self.host, id)
     }
     fn store(&self) -> &std::sync::Arc<TenantStore> {
         self.routed.store()
@@ -1504,11 +1511,32 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         .loaded_at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let http_base = format!("http://{}", req.host);
+    let http_base = format!(
+        "{}://{}",
+        if req.ctx.secure { "https" } else { "http" },
+        req.host
+    );
+    // RFC 8011 section 5.4.1-5.4.3: one URI per way in, aligned lists.
+    let ways: Vec<(&str, &str)> = match req.ctx.tls {
+        None => vec![("ipp", "none")],
+        Some(true) => vec![("ipps", "tls")],
+        Some(false) => vec![("ipps", "tls"), ("ipp", "none")],
+    };
     let mut attrs = vec![
-        Attribute::new("printer-uri-supported", Value::uri(&req.printer_uri())),
-        Attribute::new("uri-security-supported", Value::keyword("none")),
-        Attribute::new("uri-authentication-supported", Value::keyword("none")),
+        Attribute::many(
+            "printer-uri-supported",
+            ways.iter()
+                .map(|(s, _)| Value::uri(&format!("{s}://{}{}", req.host, req.path)))
+                .collect(),
+        ),
+        Attribute::many(
+            "uri-security-supported",
+            ways.iter().map(|(_, t)| Value::keyword(t)).collect(),
+        ),
+        Attribute::many(
+            "uri-authentication-supported",
+            ways.iter().map(|_| Value::keyword("none")).collect(),
+        ),
         Attribute::new(
             "printer-name",
             Value::name(truncate(&name, codec::MAX_NAME_LEN)),
