@@ -261,6 +261,9 @@ struct RawAdmins {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawDevice {
     uri: String,
+    tls_fingerprint: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_verify: Option<bool>,
     make_and_model: Option<String>,
     formats: Option<Vec<String>>,
     media: Option<Vec<String>>,
@@ -499,6 +502,40 @@ pub struct Device {
     /// What a device that cannot be asked (socket, lpd) prints; IPP devices
     /// are asked instead (the keys are refused on them).
     pub declared: Declared,
+    /// How an `ipps://` device's certificate is checked.
+    pub tls_verify: TlsVerify,
+}
+
+/// How the certificate of an `ipps://` device is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsVerify {
+    /// Against the system's trusted roots (the default).
+    #[default]
+    SystemRoots,
+    /// Against the CA certificates of this PEM file (`tls-ca`).
+    Ca(PathBuf),
+    /// The device's own certificate has this SHA-256 (`tls-fingerprint =
+    /// "sha256:…"`): for printers with self-signed certificates.
+    Fingerprint([u8; 32]),
+    /// Not checked (`tls-verify = false`).
+    Off,
+}
+
+/// Parses `sha256:` and 64 hex digits (colons between bytes allowed).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s
+        .strip_prefix("sha256:")?
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The capabilities a `socket://` or `lpd://` device is configured with;
@@ -1166,6 +1203,53 @@ impl Validator {
         }
     }
 
+    /// A device's `tls-fingerprint`, `tls-ca` or `tls-verify` (one at most, ipps only).
+    fn tls_verify(&mut self, key: &str, uri: &DeviceUri, d: &RawDevice) -> TlsVerify {
+        let given = usize::from(d.tls_fingerprint.is_some())
+            + usize::from(d.tls_ca.is_some())
+            + usize::from(d.tls_verify.is_some());
+        if given == 0 {
+            return TlsVerify::SystemRoots;
+        }
+        if !matches!(uri, DeviceUri::Ipp { tls: true, .. }) {
+            self.err(
+                key,
+                "tls-fingerprint, tls-ca and tls-verify are for ipps:// devices",
+            );
+            return TlsVerify::SystemRoots;
+        }
+        if given > 1 {
+            self.err(key, "give one of tls-fingerprint, tls-ca and tls-verify");
+            return TlsVerify::SystemRoots;
+        }
+        if let Some(f) = &d.tls_fingerprint {
+            return match parse_fingerprint(f) {
+                Some(fp) => TlsVerify::Fingerprint(fp),
+                None => {
+                    self.err(
+                        format!("{key}.tls-fingerprint"),
+                        "write \"sha256:\" and the 64 hex digits of the certificate's SHA-256",
+                    );
+                    TlsVerify::SystemRoots
+                }
+            };
+        }
+        if let Some(ca) = &d.tls_ca {
+            let ca = self.path(ca.clone());
+            if let Err(e) = std::fs::metadata(&ca) {
+                self.err(
+                    format!("{key}.tls-ca"),
+                    format!("cannot read {}: {e}", ca.display()),
+                );
+            }
+            return TlsVerify::Ca(ca);
+        }
+        match d.tls_verify {
+            Some(false) => TlsVerify::Off,
+            _ => TlsVerify::SystemRoots,
+        }
+    }
+
     /// A device's `formats`, `media`, `sides` and `color`, with defaults.
     fn declared(&mut self, key: &str, uri: &DeviceUri, d: &RawDevice) -> Declared {
         let mut out = Declared::default();
@@ -1438,6 +1522,7 @@ impl Validator {
                             "must be 1 to 255 bytes",
                         );
                     }
+                    let tls_verify = self.tls_verify(&format!("{key}.device.{name}"), &uri, &d);
                     devices.insert(
                         name.clone(),
                         Device {
@@ -1445,6 +1530,7 @@ impl Validator {
                             uri,
                             make_and_model,
                             declared,
+                            tls_verify,
                         },
                     );
                 }
@@ -2093,6 +2179,35 @@ mod tests {
         assert!(p[0].message.contains("line 5"), "{p:?}");
         let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a.workflow.w]\nsteps = [{ step = \"forward\", devices = [], colour = 1 }]\n");
         assert!(p[0].message.contains("colour"), "{p:?}");
+    }
+
+    #[test]
+    fn device_capability_and_tls_keys_are_validated() {
+        let p = problems(
+            "[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = [\"10.1.0.0/16\"]\n\
+             device.s = { uri = \"socket://10.1.0.5\", formats = [\"pdf\"], sides = [\"both\"], media = [\"a4\"], tls-verify = false }\n\
+             device.i = { uri = \"ipp://10.1.0.6/ipp/print\", formats = [\"application/pdf\"] }\n\
+             device.t = { uri = \"ipps://10.1.0.7/ipp/print\", tls-fingerprint = \"sha256:12\" }\n",
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "tenant.a.device.s.formats",
+            "tenant.a.device.s.sides",
+            "tenant.a.device.s.media",
+            "tenant.a.device.s",
+            "tenant.a.device.i",
+            "tenant.a.device.t.tls-fingerprint",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+        let fp = format!("sha256:{}", "ab:".repeat(31) + "cd");
+        assert_eq!(
+            parse_fingerprint(&fp).map(|f| (f[0], f[31])),
+            Some((0xab, 0xcd))
+        );
+        assert_eq!(media_dimensions("na_letter_8.5x11in"), Some((21590, 27940)));
+        assert_eq!(media_dimensions("iso_a4_210x297mm"), Some((21000, 29700)));
+        assert_eq!(media_dimensions("a4"), None);
     }
 
     #[test]

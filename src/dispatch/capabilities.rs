@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::device::connect;
 use super::mirror;
 use crate::config::ids::TenantId;
-use crate::config::{Device, DeviceUri, Step, Tenant};
+use crate::config::{Device, DeviceUri, Step, Tenant, TlsVerify};
 use crate::snapshot::Snapshot;
 use crate::wire::ipp::{self as codec, group, op, Attribute, Group, Message, Value};
 
@@ -60,7 +60,7 @@ pub struct Printer {
     /// `printer-state` and `printer-state-reasons` of the pool, as the devices last said.
     pub state: (i32, Vec<String>),
     /// The one IPP device behind the printer (Identify-Printer goes there).
-    pub single_ipp: Option<DeviceUri>,
+    pub single_ipp: Option<(DeviceUri, TlsVerify)>,
 }
 
 /// Printers computed since the last change, by tenant and workflow (none:
@@ -169,7 +169,9 @@ impl Capabilities {
                 let (tenant, device, gate) = (t.id.clone(), d.clone(), gate.clone());
                 tasks.spawn(async move {
                     let _permit = gate.acquire_owned().await;
-                    let r = tokio::time::timeout(FETCH_TIMEOUT, fetch(&device.uri)).await;
+                    let r =
+                        tokio::time::timeout(FETCH_TIMEOUT, fetch(&device.uri, &device.tls_verify))
+                            .await;
                     (tenant, device, r)
                 });
             }
@@ -301,7 +303,7 @@ impl Capabilities {
                 .devices
                 .get(*n)
                 .filter(|d| is_ipp(d))
-                .map(|d| d.uri.clone()),
+                .map(|d| (d.uri.clone(), d.tls_verify.clone())),
             _ => None,
         };
         Some(Printer {
@@ -314,7 +316,7 @@ impl Capabilities {
 }
 
 fn is_ipp(d: &Device) -> bool {
-    matches!(d.uri, DeviceUri::Ipp { tls: false, .. })
+    matches!(d.uri, DeviceUri::Ipp { .. })
 }
 
 /// The file of a device's answer: named from its name and URI, so that a
@@ -367,6 +369,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Where an `ipp://` device is reached, and how it is named.
 struct Address {
+    tls: bool,
     host: String,
     port: u16,
     /// The Host header.
@@ -379,7 +382,7 @@ struct Address {
 
 fn address(uri: &DeviceUri) -> Option<Address> {
     let DeviceUri::Ipp {
-        tls: false,
+        tls,
         host,
         port,
         path,
@@ -398,17 +401,24 @@ fn address(uri: &DeviceUri) -> Option<Address> {
         format!("{host}:{port}")
     };
     Some(Address {
+        tls: *tls,
         host: host.clone(),
         port: *port,
-        printer_uri: format!("ipp://{authority}{path}"),
+        printer_uri: format!("ipp{}://{authority}{path}", if *tls { "s" } else { "" }),
         authority,
         path,
     })
 }
 
 /// One IPP request to a device, its answer decoded.
-async fn ask(uri: &DeviceUri, code: u16, extra: Vec<Attribute>) -> std::io::Result<Message> {
+async fn ask(
+    uri: &DeviceUri,
+    verify: &TlsVerify,
+    code: u16,
+    extra: Vec<Attribute>,
+) -> std::io::Result<Message> {
     let Address {
+        tls,
         host,
         port,
         authority,
@@ -439,10 +449,20 @@ async fn ask(uri: &DeviceUri, code: u16, extra: Vec<Attribute>) -> std::io::Resu
     let stream = connect(&host, port)
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(std::io::Error::other)?;
-    let conn_task = tokio::spawn(conn);
+    let (mut sender, conn_task) = if tls {
+        let stream = super::tls::handshake(stream, &host, verify)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        (sender, tokio::spawn(async move { drop(conn.await) }))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        (sender, tokio::spawn(async move { drop(conn.await) }))
+    };
     let result = async {
         let req = Request::post(path.as_str())
             .header(HOST, authority)
@@ -471,9 +491,10 @@ async fn ask(uri: &DeviceUri, code: u16, extra: Vec<Attribute>) -> std::io::Resu
 }
 
 /// Get-Printer-Attributes (`all`, `media-col-database`) of a device: its printer group.
-pub async fn fetch(uri: &DeviceUri) -> std::io::Result<Vec<Attribute>> {
+pub async fn fetch(uri: &DeviceUri, verify: &TlsVerify) -> std::io::Result<Vec<Attribute>> {
     let m = ask(
         uri,
+        verify,
         op::GET_PRINTER_ATTRIBUTES,
         vec![Attribute::many(
             "requested-attributes",
@@ -496,8 +517,12 @@ pub async fn fetch(uri: &DeviceUri) -> std::io::Result<Vec<Attribute>> {
 
 /// Identify-Printer (PWG 5100.13 section 5.2) passed on to a device with
 /// the client's `identify-actions` and `message`; returns the device's status.
-pub async fn identify(uri: &DeviceUri, extra: Vec<Attribute>) -> std::io::Result<u16> {
-    let m = tokio::time::timeout(FETCH_TIMEOUT, ask(uri, op::IDENTIFY_PRINTER, extra))
+pub async fn identify(
+    uri: &DeviceUri,
+    verify: &TlsVerify,
+    extra: Vec<Attribute>,
+) -> std::io::Result<u16> {
+    let m = tokio::time::timeout(FETCH_TIMEOUT, ask(uri, verify, op::IDENTIFY_PRINTER, extra))
         .await
         .map_err(|_| std::io::Error::other("Identify-Printer timed out"))??;
     Ok(m.code)

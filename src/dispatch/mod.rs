@@ -18,6 +18,7 @@ pub mod ipp;
 pub mod lpd;
 pub mod mirror;
 pub mod socket;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

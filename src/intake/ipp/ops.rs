@@ -1313,14 +1313,14 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
 /// device behind the printer; for a pool, or a device that cannot be
 /// asked, there is no one device to identify and the request is a no-op.
 async fn identify_printer(req: &Req<'_>) -> OpResult {
-    let Some(uri) = printer(req).and_then(|p| p.single_ipp.clone()) else {
+    let Some((uri, verify)) = printer(req).and_then(|p| p.single_ipp.clone()) else {
         return Ok(());
     };
     let extra: Vec<Attribute> = ["identify-actions", "message"]
         .iter()
         .filter_map(|n| req.op_attr(n).cloned())
         .collect();
-    match capabilities::identify(&uri, extra).await {
+    match capabilities::identify(&uri, &verify, extra).await {
         Ok(code) if code < 0x0100 => Ok(()),
         Ok(_) => Err((
             status::NOT_POSSIBLE,
