@@ -250,6 +250,7 @@ fn config(a_workflow: &str, a_extra: &str) -> String {
         r#"
 [global]
 data-dir = "{{data}}"
+control-socket = "{{dir}}/control.sock"
 shutdown-grace = "2s"
 [[listener]]
 name = "ipp"
@@ -611,6 +612,14 @@ fn a_device_down_at_start_keeps_its_last_known_capabilities() {
             "{name}"
         );
     }
+    // Purging the tenant deletes what its devices said.
+    let out = Command::new(bin())
+        .args(["purge", "a", "--force", "--socket"])
+        .arg(d.dir.path().join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!d.data_dir().join("capabilities").join("a").exists());
 }
 
 /// The tests of an ipptool run, by state: names of PASS, FAIL and SKIP.

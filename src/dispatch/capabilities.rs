@@ -315,6 +315,18 @@ impl Capabilities {
     }
 }
 
+/// Deletes the kept capabilities of a purged tenant's devices.
+pub fn forget_tenant(data_dir: &Path, tenant: &TenantId) {
+    let dir = data_dir.join(CACHE_DIR).join(tenant.to_string());
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(%tenant, dir = %dir.display(), error = %e, "cannot delete the tenant's kept device capabilities")
+        }
+    }
+}
+
 fn is_ipp(d: &Device) -> bool {
     matches!(d.uri, DeviceUri::Ipp { .. })
 }
