@@ -618,7 +618,11 @@ fn a_device_down_at_start_keeps_its_last_known_capabilities() {
         .arg(d.dir.path().join("control.sock"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!d.data_dir().join("capabilities").join("a").exists());
 }
 
