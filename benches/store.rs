@@ -120,5 +120,6 @@ fn new_job() -> NewJob {
         name: "bench".into(),
         format: None,
         workflow: "w".into(),
+        ipp_job_attributes: None,
     }
 }

@@ -98,6 +98,7 @@ const HOLD_JOB: u16 = 0x000c;
 const RELEASE_JOB: u16 = 0x000d;
 const CANCEL_MY_JOBS: u16 = 0x0039;
 const CLOSE_JOB: u16 = 0x003b;
+const IDENTIFY_PRINTER: u16 = 0x003c;
 
 // ---------------------------------------------------------------------------
 // The daemon and its accounts.
@@ -436,7 +437,7 @@ const NEW_JOB: &[&str] = &["job-id", "job-uri"];
 
 /// Blanked in a printer's attributes: its up-time in seconds, which the
 /// two variants' answers may straddle.
-const UP_TIME: &[&str] = &["printer-up-time"];
+const UP_TIME: &[&str] = &["printer-up-time", "printer-current-time"];
 
 fn job_id_of(m: &Message) -> u32 {
     match m.attr(2, "job-id").and_then(|a| a.values.first()) {
@@ -1349,6 +1350,33 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                 let p = format!("/printers/{NO_QUEUE}");
                 ipp_answer(
                     post(&p, on_printer(GET_PRINTER_ATTRIBUTES, &p, NO_USER).end()),
+                    &[],
+                )
+            },
+        ),
+        ipp_printer_row(
+            "ipp-identify-printer-at-alpha-printer",
+            IDENTIFY_PRINTER,
+            none,
+        ),
+        row(
+            "ipp-identify-printer-at-beta-path-naming-alpha-printer-uri",
+            Op::Ipp(IDENTIFY_PRINTER),
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        on_printer(IDENTIFY_PRINTER, &a_printer, A_USER).end(),
+                    ),
+                    &[],
+                )
+            },
+            || {
+                ipp_answer(
+                    post(
+                        &b_printer,
+                        on_printer(IDENTIFY_PRINTER, &no_printer, NO_USER).end(),
+                    ),
                     &[],
                 )
             },

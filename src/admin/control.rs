@@ -645,6 +645,9 @@ async fn handle(
             admin.dispatcher.stop_tenant(&tid).await;
             match admin.store.purge(&tid) {
                 Ok(r) => {
+                    // What its devices said they print goes with it.
+                    let data_dir = admin.snapshot.load().config.global.data_dir.clone();
+                    crate::dispatch::capabilities::forget_tenant(&data_dir, &tid);
                     if configured {
                         // Its routing stays; give it a fresh, empty collection.
                         let (tx, rx) = oneshot::channel();

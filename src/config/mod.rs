@@ -60,6 +60,33 @@ pub use crate::wire::lpd::MAX_QUEUE_NAME_LEN;
 /// Default grace period in-flight receives get on shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Default of `global.capabilities-refresh`: how often the IPP printers of
+/// printroute ask their `ipp://` devices what they can print.
+pub const DEFAULT_CAPABILITIES_REFRESH: Duration = Duration::from_secs(300);
+
+/// Shortest `global.capabilities-refresh`: a device is not asked more often.
+pub const MIN_CAPABILITIES_REFRESH: Duration = Duration::from_secs(5);
+
+/// What a `socket://` or `lpd://` device without `formats` is taken to print:
+/// it cannot be asked, and PostScript and PCL are what printers behind a
+/// raw or LPD port interpret nearly everywhere; `application/octet-stream`
+/// lets a client send bytes whose format printroute recognises as one of
+/// those (or does not recognise at all) unchanged.
+pub const DEFAULT_DEVICE_FORMATS: &[&str] = &[
+    "application/octet-stream",
+    "application/postscript",
+    "application/vnd.hp-pcl",
+];
+
+/// What a `socket://` or `lpd://` device without `media` is taken to print on.
+pub const DEFAULT_DEVICE_MEDIA: &[&str] = &["iso_a4_210x297mm", "na_letter_8.5x11in"];
+
+/// What a `socket://` or `lpd://` device without `sides` is taken to print.
+pub const DEFAULT_DEVICE_SIDES: &[&str] = &["one-sided"];
+
+/// `sides` values a device may list (RFC 8011 section 5.2.8).
+pub const SIDES: &[&str] = &["one-sided", "two-sided-long-edge", "two-sided-short-edge"];
+
 /// Default sled page cache size (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
 
@@ -132,6 +159,7 @@ struct RawGlobal {
     min_free_space: Option<SizeText>,
     store_failure_restart_after: Option<String>,
     group_readable: Option<bool>,
+    capabilities_refresh: Option<String>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -165,6 +193,19 @@ struct RawListener {
     proxy_protocol: bool,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    tls: Option<TlsFiles>,
+    #[serde(default)]
+    tls_required: bool,
+}
+
+/// A certificate chain and its private key, PEM files (`tls = { cert, key }`).
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFiles {
+    /// The certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +268,14 @@ struct RawAdmins {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawDevice {
     uri: String,
+    tls_fingerprint: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_verify: Option<bool>,
+    make_and_model: Option<String>,
+    formats: Option<Vec<String>>,
+    media: Option<Vec<String>>,
+    sides: Option<Vec<String>>,
+    color: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -315,6 +364,10 @@ pub struct Global {
     /// (0750/0640) rather than by its user only (0700/0600, the default),
     /// whatever the umask (`group-readable`).
     pub group_readable: bool,
+    /// How often the capabilities of `ipp://` devices are fetched again
+    /// (`capabilities-refresh`, default [`DEFAULT_CAPABILITIES_REFRESH`]);
+    /// they are also fetched at start and on every reload.
+    pub capabilities_refresh: Duration,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -379,6 +432,11 @@ pub struct Listener {
     /// header (v1 or v2) from one of these balancer ranges
     /// (`trusted-proxies`), and is routed by the client address it carries.
     pub proxy: Option<Vec<IpNet>>,
+    /// IPP only: serve `ipps` with this certificate (read again on reload),
+    /// on the same port as plain `ipp` unless `tls_required`.
+    pub tls: Option<TlsFiles>,
+    /// With `tls`: refuse connections that do not open with TLS.
+    pub tls_required: bool,
 }
 
 impl Listener {
@@ -455,6 +513,95 @@ pub struct Device {
     pub name: String,
     /// Where and how to reach it.
     pub uri: DeviceUri,
+    /// What IPP clients are told it is (`make-and-model`); none: what the
+    /// device says (IPP), or a generic name.
+    pub make_and_model: Option<String>,
+    /// What a device that cannot be asked (socket, lpd) prints; IPP devices
+    /// are asked instead (the keys are refused on them).
+    pub declared: Declared,
+    /// How an `ipps://` device's certificate is checked.
+    pub tls_verify: TlsVerify,
+}
+
+/// How the certificate of an `ipps://` device is checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TlsVerify {
+    /// Against the system's trusted roots (the default).
+    #[default]
+    SystemRoots,
+    /// Against the CA certificates of this PEM file (`tls-ca`).
+    Ca(PathBuf),
+    /// The device's own certificate has this SHA-256 (`tls-fingerprint =
+    /// "sha256:…"`): for printers with self-signed certificates.
+    Fingerprint([u8; 32]),
+    /// Not checked (`tls-verify = false`).
+    Off,
+}
+
+/// Parses `sha256:` and 64 hex digits (colons between bytes allowed).
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s
+        .strip_prefix("sha256:")?
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The capabilities a `socket://` or `lpd://` device is configured with;
+/// each key's default is the conservative [`DEFAULT_DEVICE_FORMATS`],
+/// [`DEFAULT_DEVICE_MEDIA`], [`DEFAULT_DEVICE_SIDES`], monochrome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    /// MIME types (`formats`).
+    pub formats: Vec<String>,
+    /// PWG 5101.1 self-describing media names (`media`).
+    pub media: Vec<String>,
+    /// `sides` keywords.
+    pub sides: Vec<String>,
+    /// Prints in colour (`color`).
+    pub color: bool,
+}
+
+impl Default for Declared {
+    fn default() -> Declared {
+        let own = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        Declared {
+            formats: own(DEFAULT_DEVICE_FORMATS),
+            media: own(DEFAULT_DEVICE_MEDIA),
+            sides: own(DEFAULT_DEVICE_SIDES),
+            color: false,
+        }
+    }
+}
+
+/// Width and height, in hundredths of millimetres, of a PWG 5101.1
+/// self-describing media name (`iso_a4_210x297mm`, `na_letter_8.5x11in`).
+pub fn media_dimensions(name: &str) -> Option<(i32, i32)> {
+    let size = name.rsplit('_').next()?;
+    let (dims, per_unit) = if let Some(d) = size.strip_suffix("mm") {
+        (d, 100.0)
+    } else if let Some(d) = size.strip_suffix("in") {
+        (d, 2540.0)
+    } else {
+        return None;
+    };
+    let (w, h) = dims.split_once('x')?;
+    let dim = |t: &str| -> Option<i32> {
+        let v: f64 = t.parse().ok()?;
+        let v = (v * per_unit).round();
+        (v > 0.0 && v < f64::from(i32::MAX)).then_some(v as i32)
+    };
+    // Two underscores at least: class_name_size.
+    (name.split('_').count() >= 3).then_some(())?;
+    Some((dim(w)?, dim(h)?))
 }
 
 /// A device address, parsed from its URI.
@@ -1066,7 +1213,130 @@ impl Validator {
                 )
                 .unwrap_or(DEFAULT_STORE_FAILURE_RESTART_AFTER),
             group_readable: g.group_readable.unwrap_or(false),
+            capabilities_refresh: match self.duration(
+                "global.capabilities-refresh",
+                g.capabilities_refresh.as_deref(),
+            ) {
+                Some(d) if d < MIN_CAPABILITIES_REFRESH => {
+                    self.err(
+                        "global.capabilities-refresh",
+                        format!("must be at least {}s", MIN_CAPABILITIES_REFRESH.as_secs()),
+                    );
+                    DEFAULT_CAPABILITIES_REFRESH
+                }
+                Some(d) => d,
+                None => DEFAULT_CAPABILITIES_REFRESH,
+            },
         }
+    }
+
+    /// A device's `tls-fingerprint`, `tls-ca` or `tls-verify` (one at most, ipps only).
+    fn tls_verify(&mut self, key: &str, uri: &DeviceUri, d: &RawDevice) -> TlsVerify {
+        let given = usize::from(d.tls_fingerprint.is_some())
+            + usize::from(d.tls_ca.is_some())
+            + usize::from(d.tls_verify.is_some());
+        if given == 0 {
+            return TlsVerify::SystemRoots;
+        }
+        if !matches!(uri, DeviceUri::Ipp { tls: true, .. }) {
+            self.err(
+                key,
+                "tls-fingerprint, tls-ca and tls-verify are for ipps:// devices",
+            );
+            return TlsVerify::SystemRoots;
+        }
+        if given > 1 {
+            self.err(key, "give one of tls-fingerprint, tls-ca and tls-verify");
+            return TlsVerify::SystemRoots;
+        }
+        if let Some(f) = &d.tls_fingerprint {
+            return match parse_fingerprint(f) {
+                Some(fp) => TlsVerify::Fingerprint(fp),
+                None => {
+                    self.err(
+                        format!("{key}.tls-fingerprint"),
+                        "write \"sha256:\" and the 64 hex digits of the certificate's SHA-256",
+                    );
+                    TlsVerify::SystemRoots
+                }
+            };
+        }
+        if let Some(ca) = &d.tls_ca {
+            let ca = self.path(ca.clone());
+            if let Err(e) = std::fs::metadata(&ca) {
+                self.err(
+                    format!("{key}.tls-ca"),
+                    format!("cannot read {}: {e}", ca.display()),
+                );
+            }
+            return TlsVerify::Ca(ca);
+        }
+        match d.tls_verify {
+            Some(false) => TlsVerify::Off,
+            _ => TlsVerify::SystemRoots,
+        }
+    }
+
+    /// A device's `formats`, `media`, `sides` and `color`, with defaults.
+    fn declared(&mut self, key: &str, uri: &DeviceUri, d: &RawDevice) -> Declared {
+        let mut out = Declared::default();
+        let given =
+            d.formats.is_some() || d.media.is_some() || d.sides.is_some() || d.color.is_some();
+        if given && matches!(uri, DeviceUri::Ipp { .. }) {
+            self.err(
+                key,
+                "formats, media, sides and color are for socket and lpd devices; an IPP device is asked what it prints",
+            );
+            return out;
+        }
+        if let Some(f) = &d.formats {
+            let bad: Vec<&String> = f
+                .iter()
+                .filter(|m| {
+                    let ok = m.len() <= crate::wire::ipp::MAX_MIME_LEN
+                        && m.split_once('/').is_some_and(|(a, b)| {
+                            !a.is_empty()
+                                && !b.is_empty()
+                                && m.bytes().all(|c| c.is_ascii_graphic())
+                        });
+                    !ok
+                })
+                .collect();
+            if f.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.formats"),
+                    format!("needs one or more MIME types like \"application/pdf\"; not {bad:?}"),
+                );
+            } else {
+                out.formats = f.clone();
+            }
+        }
+        if let Some(m) = &d.media {
+            let bad: Vec<&String> = m.iter().filter(|n| media_dimensions(n).is_none()).collect();
+            if m.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.media"),
+                    format!("needs PWG media names like \"iso_a4_210x297mm\"; not {bad:?}"),
+                );
+            } else {
+                out.media = m.clone();
+            }
+        }
+        if let Some(s) = &d.sides {
+            let bad: Vec<&String> = s.iter().filter(|v| !SIDES.contains(&v.as_str())).collect();
+            if s.is_empty() || !bad.is_empty() {
+                self.err(
+                    format!("{key}.sides"),
+                    format!("takes {}; not {bad:?}", SIDES.join(", ")),
+                );
+            } else {
+                out.sides = s.clone();
+            }
+        }
+        if let Some(c) = d.color {
+            out.color = c;
+        }
+        out
     }
 
     fn size(&mut self, key: &str, v: Option<&SizeText>) -> Option<u64> {
@@ -1207,11 +1477,35 @@ impl Validator {
                 }
                 None
             };
+            let tls = l.tls.map(|t| TlsFiles {
+                cert: self.path(t.cert),
+                key: self.path(t.key),
+            });
+            if let Some(t) = &tls {
+                if l.protocol != Protocol::Ipp {
+                    self.err(format!("{key}.tls"), "only IPP listeners speak TLS (ipps)");
+                }
+                for (k, f) in [("cert", &t.cert), ("key", &t.key)] {
+                    if let Err(e) = std::fs::metadata(f) {
+                        self.err(
+                            format!("{key}.tls.{k}"),
+                            format!("cannot read {}: {e}", f.display()),
+                        );
+                    }
+                }
+            } else if l.tls_required {
+                self.err(
+                    format!("{key}.tls-required"),
+                    "needs tls = { cert = \"FILE\", key = \"FILE\" }",
+                );
+            }
             out.push(Listener {
                 name: ListenerName(l.name),
                 protocol: l.protocol,
                 bind: addrs,
                 proxy,
+                tls,
+                tls_required: l.tls_required,
             });
         }
         out
@@ -1244,7 +1538,28 @@ impl Validator {
         for (name, d) in t.device {
             match DeviceUri::parse(&d.uri) {
                 Ok(uri) => {
-                    devices.insert(name.clone(), Device { name, uri });
+                    let declared = self.declared(&format!("{key}.device.{name}"), &uri, &d);
+                    let make_and_model = d.make_and_model.clone();
+                    if make_and_model
+                        .as_ref()
+                        .is_some_and(|m| m.is_empty() || m.len() > crate::wire::ipp::MAX_NAME_LEN)
+                    {
+                        self.err(
+                            format!("{key}.device.{name}.make-and-model"),
+                            "must be 1 to 255 bytes",
+                        );
+                    }
+                    let tls_verify = self.tls_verify(&format!("{key}.device.{name}"), &uri, &d);
+                    devices.insert(
+                        name.clone(),
+                        Device {
+                            name,
+                            uri,
+                            make_and_model,
+                            declared,
+                            tls_verify,
+                        },
+                    );
                 }
                 Err(e) => self.err(format!("{key}.device.{name}.uri"), e),
             }
@@ -1993,6 +2308,35 @@ mod tests {
         assert!(p[0].message.contains("line 5"), "{p:?}");
         let p = problems("[global]\ndata-dir = \"/x\"\n[tenant.a.workflow.w]\nsteps = [{ step = \"forward\", devices = [], colour = 1 }]\n");
         assert!(p[0].message.contains("colour"), "{p:?}");
+    }
+
+    #[test]
+    fn device_capability_and_tls_keys_are_validated() {
+        let p = problems(
+            "[global]\ndata-dir = \"/x\"\n[tenant.a]\nranges = [\"10.1.0.0/16\"]\n\
+             device.s = { uri = \"socket://10.1.0.5\", formats = [\"pdf\"], sides = [\"both\"], media = [\"a4\"], tls-verify = false }\n\
+             device.i = { uri = \"ipp://10.1.0.6/ipp/print\", formats = [\"application/pdf\"] }\n\
+             device.t = { uri = \"ipps://10.1.0.7/ipp/print\", tls-fingerprint = \"sha256:12\" }\n",
+        );
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        for k in [
+            "tenant.a.device.s.formats",
+            "tenant.a.device.s.sides",
+            "tenant.a.device.s.media",
+            "tenant.a.device.s",
+            "tenant.a.device.i",
+            "tenant.a.device.t.tls-fingerprint",
+        ] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+        let fp = format!("sha256:{}", "ab:".repeat(31) + "cd");
+        assert_eq!(
+            parse_fingerprint(&fp).map(|f| (f[0], f[31])),
+            Some((0xab, 0xcd))
+        );
+        assert_eq!(media_dimensions("na_letter_8.5x11in"), Some((21590, 27940)));
+        assert_eq!(media_dimensions("iso_a4_210x297mm"), Some((21000, 29700)));
+        assert_eq!(media_dimensions("a4"), None);
     }
 
     #[test]

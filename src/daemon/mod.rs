@@ -22,6 +22,7 @@ use self::notify::{monotonic_usec, notify};
 use crate::admin::{Admin, Listening};
 use crate::config::ids::{ListenerName, TenantId};
 use crate::config::{Config, Protocol};
+use crate::dispatch::capabilities::Capabilities;
 use crate::dispatch::Dispatcher;
 use crate::intake::Intake;
 use crate::snapshot::Snapshot;
@@ -144,7 +145,21 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     for s in &stores {
         resumed += dispatcher.resume(s)?;
     }
-    let intake = Arc::new(Intake::new(snapshot.clone(), dispatcher.clone()));
+    let capabilities = Arc::new(Capabilities::new(Some(
+        &snapshot.load().config.global.data_dir,
+    )));
+    capabilities.load(&snapshot.load());
+    let capabilities_stop = CancellationToken::new();
+    let capabilities_task = tokio::spawn(
+        capabilities
+            .clone()
+            .run(snapshot.clone(), capabilities_stop.clone()),
+    );
+    let intake = Arc::new(Intake::with_capabilities(
+        snapshot.clone(),
+        dispatcher.clone(),
+        capabilities,
+    ));
     let listening = Arc::new(Mutex::new(Vec::new()));
     let admin = Arc::new(Admin {
         snapshot: snapshot.clone(),
@@ -286,6 +301,8 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     }
     pruner_stop.cancel();
     let _ = pruner.await;
+    capabilities_stop.cancel();
+    let _ = capabilities_task.await;
     dispatcher.shutdown().await;
     blocking(move || store.close()).await?;
     tracing::info!("stopped");
@@ -487,6 +504,7 @@ impl Daemon {
         let summary = config.summary();
         let snapshot = Arc::new(Snapshot::build(config, stores, Some(&old)));
         self.intake.snapshot.store(snapshot.clone());
+        self.intake.capabilities.reloaded();
         tracing::info!(
             load_ms = loaded.as_millis() as u64,
             stores_ms = (provisioned - loaded).as_millis() as u64,

@@ -216,6 +216,7 @@ mod tests {
             delivering: None,
             history: vec![],
             history_dropped: 0,
+            ipp_job_attributes: None,
         }
     }
 

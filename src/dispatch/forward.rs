@@ -214,6 +214,6 @@ pub async fn send(
     match &device.uri {
         DeviceUri::Socket { host, port } => super::socket::send(host, *port, path, stall).await,
         DeviceUri::Lpd { .. } => super::lpd::send(&device.uri, job, path).await,
-        DeviceUri::Ipp { .. } => super::ipp::send(&device.uri, job, path).await,
+        DeviceUri::Ipp { .. } => super::ipp::send(&device.uri, &device.tls_verify, job, path).await,
     }
 }

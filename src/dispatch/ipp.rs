@@ -172,8 +172,13 @@ fn job_int(m: &Message, name: &str) -> Option<i32> {
     m.attr(group::JOB, name)?.values.first()?.as_int()
 }
 
-/// Sends a job's document to an IPP device.
-pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendError> {
+/// Sends a job's document to an IPP device (over TLS for `ipps`, checked as `verify` says).
+pub async fn send(
+    uri: &DeviceUri,
+    verify: &crate::config::TlsVerify,
+    job: &Job,
+    path: &Path,
+) -> Result<u64, SendError> {
     let DeviceUri::Ipp {
         tls,
         host,
@@ -183,16 +188,16 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
     else {
         return Err(SendError::Unsupported("non-IPP URI"));
     };
-    if *tls {
-        return Err(SendError::Unsupported("ipps"));
-    }
     let resource = if resource.is_empty() { "/" } else { resource };
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
-    let printer_uri = format!("ipp://{authority}{resource}");
+    let printer_uri = format!(
+        "{}://{authority}{resource}",
+        if *tls { "ipps" } else { "ipp" }
+    );
     let stream = connect(host, *port).await?;
     // hyper owns the stream; a second handle on the same socket lifts the
     // reset-on-close once the printer has answered.
@@ -200,10 +205,19 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
         .as_fd()
         .try_clone_to_owned()
         .map(socket2::Socket::from)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| SendError::Io(std::io::Error::other(e)))?;
-    let conn_task = tokio::spawn(conn);
+    let hyper_err = |e| SendError::Io(std::io::Error::other(e));
+    let (mut sender, conn_task) = if *tls {
+        let stream = super::tls::handshake(stream, host, verify).await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(hyper_err)?;
+        (sender, tokio::spawn(async move { drop(conn.await) }))
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(hyper_err)?;
+        (sender, tokio::spawn(async move { drop(conn.await) }))
+    };
     let result = print_and_follow(&mut sender, &authority, resource, &printer_uri, job, path).await;
     if result.is_ok() {
         let _ = handle.set_linger(None);
@@ -235,6 +249,7 @@ async fn print_and_follow(
         "document-format",
         Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
     ));
+    req.groups.push(super::mirror::outbound_job_group(job));
     let (mut resp, mut sent) =
         exchange(sender, authority, resource, codec::encode(&req), Some(path)).await?;
     let mut remote_id = job_int(&resp, "job-id");
@@ -325,6 +340,7 @@ async fn create_and_send(
         "job-name",
         Value::name(truncate(name, codec::MAX_NAME_LEN)),
     ));
+    create.groups.push(super::mirror::outbound_job_group(job));
     let (resp, _) = exchange(sender, authority, resource, codec::encode(&create), None).await?;
     check(&resp)?;
     let Some(id) = job_int(&resp, "job-id") else {

@@ -268,6 +268,7 @@ mod tests {
             delivering: None,
             history: Vec::new(),
             history_dropped: 0,
+            ipp_job_attributes: None,
         }
     }
 

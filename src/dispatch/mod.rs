@@ -10,12 +10,15 @@
 //! per device kind ([`socket`], [`lpd`], [`ipp`]; shared I/O in [`device`],
 //! pools in [`forward`]). Uses snapshot, store, config, wire and metrics.
 
+pub mod capabilities;
 pub mod device;
 pub mod folder;
 pub mod forward;
 pub mod ipp;
 pub mod lpd;
+pub mod mirror;
 pub mod socket;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -689,6 +689,7 @@ impl Session {
                 .or(sniffed.format)
                 .map(str::to_owned),
             workflow: self.input.workflow.clone(),
+            ipp_job_attributes: None,
         };
         match store.commit_new(document, new).await {
             Ok(job) => {

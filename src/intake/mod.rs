@@ -10,6 +10,7 @@ pub mod listener;
 pub mod lpd;
 pub mod proxy;
 pub mod raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ids::ListenerName;
+use crate::dispatch::capabilities::Capabilities;
 use crate::dispatch::Dispatcher;
 use crate::snapshot::{ConnectionSlot, Routed, Snapshot};
 use crate::store::job::now_ms;
@@ -38,6 +40,10 @@ pub struct Intake {
     pub dispatcher: Dispatcher,
     /// Every connection's task.
     pub connections: TaskTracker,
+    /// What each tenant's devices print: the IPP printers mirror it.
+    pub capabilities: Arc<Capabilities>,
+    /// TLS acceptors of the IPP listeners with `tls`.
+    pub tls: tls::Acceptors,
     refusals_last_ms: AtomicU64,
     refusals_suppressed: AtomicU64,
 }
@@ -45,10 +51,21 @@ pub struct Intake {
 impl Intake {
     /// The intake's handle on the snapshot in force and the dispatcher.
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, dispatcher: Dispatcher) -> Intake {
+        Intake::with_capabilities(snapshot, dispatcher, Arc::new(Capabilities::new(None)))
+    }
+
+    /// The same, with the daemon's device capabilities for the IPP printers.
+    pub fn with_capabilities(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        dispatcher: Dispatcher,
+        capabilities: Arc<Capabilities>,
+    ) -> Intake {
         Intake {
             snapshot,
             dispatcher,
             connections: TaskTracker::new(),
+            capabilities,
+            tls: tls::Acceptors::default(),
             refusals_last_ms: AtomicU64::new(0),
             refusals_suppressed: AtomicU64::new(0),
         }

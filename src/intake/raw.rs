@@ -133,6 +133,7 @@ pub async fn serve(conn: Connection) {
         name: s.name.unwrap_or_default(),
         format: s.format.map(str::to_owned),
         workflow: input.workflow.clone(),
+        ipp_job_attributes: None,
     };
     match store.commit_new(writer, new).await {
         Ok(job) => {

@@ -106,6 +106,9 @@ pub struct NewJob {
     pub format: Option<String>,
     /// The workflow of the input it arrived on.
     pub workflow: String,
+    /// IPP only: the job template attributes the printer accepted, to pass on
+    /// to IPP devices (see [`Job::ipp_job_attributes`]).
+    pub ipp_job_attributes: Option<String>,
 }
 
 /// A committed job's record.
@@ -153,6 +156,13 @@ pub struct Job {
     /// History entries dropped to keep it within [`MAX_HISTORY`].
     #[serde(default, skip_serializing_if = "is_zero")]
     pub history_dropped: u32,
+    /// IPP only: the job template attributes of the request that printroute
+    /// accepted (`sides`, `media-col`, `copies`, ...), as the RFC 8010
+    /// encoding of a job attribute group in lower-case hex; the forward step
+    /// passes them on to IPP devices. Absent in records of other protocols
+    /// and of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipp_job_attributes: Option<String>,
 }
 
 impl Job {

@@ -16,6 +16,7 @@
 //! Holds the records (the only code that knows sled), the [`job`] model and
 //! the spool documents. Uses config and metrics.
 
+pub mod counts;
 pub mod crypt;
 pub mod job;
 pub mod private;
@@ -639,6 +640,8 @@ pub struct TenantStore {
     spool_dir_file: OnceLock<Arc<File>>,
     /// Emptied spool files ready for reuse (at most [`MAX_FREE_SPOOL_FILES`]).
     free: Mutex<Vec<PathBuf>>,
+    /// Unfinished jobs per queue.
+    queue_counts: counts::QueueCounts,
 }
 
 impl TenantStore {
@@ -676,6 +679,7 @@ impl TenantStore {
             spool_dir_file: OnceLock::new(),
             spool_dir,
             free: Mutex::new(Vec::new()),
+            queue_counts: counts::QueueCounts::default(),
         };
         if tree.is_none() && !has_spool {
             // Nothing of this tenant on disk: both come with its first job.
@@ -887,7 +891,25 @@ impl TenantStore {
         if job.state.is_final() {
             ops.push(Op::Remove(tree.clone(), keys::queue(job.id).to_vec()));
         }
-        self.committer.commit(ops, false, None).await
+        self.committer.commit(ops, false, None).await?;
+        self.queue_counts.saved(job);
+        Ok(())
+    }
+
+    /// Unfinished jobs that came in by `listener` and `queue`: a lookup,
+    /// after the first call reads the unfinished records once.
+    pub fn queued_on(
+        &self,
+        listener: &crate::config::ids::ListenerName,
+        queue: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        self.queue_counts.queued(listener, queue, || {
+            let mut out = Vec::new();
+            for id in self.active_jobs()? {
+                out.extend(self.job(id)?);
+            }
+            Ok(out)
+        })
     }
 
     /// A job's record.
@@ -937,6 +959,45 @@ impl TenantStore {
             ops = rest;
         }
         Ok(n)
+    }
+
+    /// Records of unfinished jobs, oldest first, read one at a time: a
+    /// caller that wants a few stops early, whatever the backlog.
+    pub fn unfinished_jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
+        self.existing_tree()
+            .into_iter()
+            .flat_map(|t| t.scan_prefix(keys::QUEUE_PREFIX).map(move |kv| (t, kv)))
+            .filter_map(|(t, kv)| {
+                let id = match kv {
+                    Ok((k, _)) => keys::id_of(&k)?,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                match t.get(keys::job(id)) {
+                    Ok(Some(v)) => Some(self.decode(&keys::job(id), &v)),
+                    Ok(None) => None,
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+    }
+
+    /// Records of finished jobs, most recent id first, read one at a time;
+    /// unfinished ones are passed over by their queue entry, unread.
+    pub fn finished_jobs_newest_first(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
+        self.existing_tree()
+            .into_iter()
+            .flat_map(|t| t.scan_prefix(keys::JOB_PREFIX).rev().map(move |kv| (t, kv)))
+            .filter_map(|(t, kv)| {
+                let (k, v) = match kv {
+                    Ok(kv) => kv,
+                    Err(e) => return Some(Err(e.into())),
+                };
+                let id = keys::id_of(&k)?;
+                match t.contains_key(keys::queue(id)) {
+                    Ok(true) => None,
+                    Ok(false) => Some(self.decode(&k, &v)),
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
     }
 
     /// Ids of unfinished jobs, oldest first.
@@ -1281,6 +1342,7 @@ impl TenantStore {
                 last_ms: None,
             }],
             history_dropped: 0,
+            ipp_job_attributes: new.ipp_job_attributes,
         };
         // A tenant's first job creates its tree; sled makes the new tree
         // durable with the flush of this job's group.
@@ -1302,6 +1364,7 @@ impl TenantStore {
         };
         self.committer.commit(ops, fs_sync, dir).await?;
         writer.committed = true;
+        self.queue_counts.added(&job);
         let m = crate::metrics::get();
         let labels = crate::metrics::TenantListener {
             tenant: self.id.to_string(),
@@ -1427,6 +1490,7 @@ mod tests {
             name: "report".into(),
             format: None,
             workflow: "direct".into(),
+            ipp_job_attributes: None,
         }
     }
 

@@ -88,6 +88,8 @@ pub mod op {
     pub const CANCEL_MY_JOBS: u16 = 0x0039;
     /// Close-Job.
     pub const CLOSE_JOB: u16 = 0x003b;
+    /// Identify-Printer (PWG 5100.13 section 5.2).
+    pub const IDENTIFY_PRINTER: u16 = 0x003c;
 }
 
 /// Delimiter tags (RFC 8010 section 3.5.1).

@@ -28,7 +28,7 @@ use hyper::header::{HeaderValue, CONNECTION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
-use super::{Admission, Connection};
+use super::{tls, Admission, Connection};
 use crate::wire::ipp::{self as codec, status};
 use request::{Access, ConnCtx, Document, Reply};
 pub use request::{HEADER_READ_TIMEOUT, MAX_IGNORED_TRAILER};
@@ -43,6 +43,9 @@ pub const MAX_HTTP_HEADERS: usize = 64;
 /// Most bytes of IPP message before the document (`end-of-attributes-tag`
 /// included); more gets `client-error-request-entity-too-large`.
 pub const MAX_REQUEST_HEAD: usize = 256 << 10;
+
+/// The printer icon every `printer-icons` URI serves.
+const ICON_PNG: &[u8] = include_bytes!("icon.png");
 
 /// Read buffer of hyper per connection: bounds the memory of a body frame.
 pub const HTTP_READ_BUFFER: usize = 64 << 10;
@@ -71,12 +74,59 @@ pub async fn serve(conn: Connection) {
         Access::Tenant(r) => r.tenant().limits.idle_timeout.min(HEADER_READ_TIMEOUT),
         _ => HEADER_READ_TIMEOUT,
     };
+    // TLS and plain HTTP on one port, told apart by the first byte.
+    let offered = shared
+        .snapshot
+        .load()
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.name == listener)
+        .and_then(|l| l.tls.clone().map(|t| (t, l.tls_required)));
+    let mut tls_stream = None;
+    let mut plain = Some(stream);
+    if let Some((files, required)) = &offered {
+        let mut first = [0u8; 1];
+        let s = plain.as_ref().expect("not taken yet");
+        match tokio::time::timeout(header_timeout, s.peek(&mut first)).await {
+            Ok(Ok(1)) => {}
+            _ => return,
+        }
+        if first[0] == tls::TLS_HANDSHAKE {
+            let loaded_at = shared.snapshot.load().loaded_at;
+            let acceptor = match shared.tls.get(&listener, files, loaded_at) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(%listener, error = %e, "cannot serve TLS on the listener");
+                    return;
+                }
+            };
+            let s = plain.take().expect("not taken yet");
+            match tokio::time::timeout(header_timeout, acceptor.accept(s)).await {
+                Ok(Ok(t)) => tls_stream = Some(t),
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    shared.refused(&listener, peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.refused(&listener, peer, "TLS handshake timed out");
+                    return;
+                }
+            }
+        } else if *required {
+            shared.refused(&listener, peer, "plain HTTP on a tls-required listener");
+            return;
+        }
+    }
     let ctx = Arc::new(ConnCtx {
         peer,
         local,
         listener,
         access,
         shared,
+        secure: tls_stream.is_some(),
+        tls: offered.map(|(_, required)| required),
     });
     let svc = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
@@ -90,7 +140,12 @@ pub async fn serve(conn: Connection) {
         .max_buf_size(HTTP_READ_BUFFER)
         .max_header_size(MAX_HTTP_HEADER_SIZE)
         .max_headers(MAX_HTTP_HEADERS);
-    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+    let served = match (tls_stream, plain) {
+        (Some(t), _) => builder.serve_connection(TokioIo::new(t), svc).await,
+        (None, Some(p)) => builder.serve_connection(TokioIo::new(p), svc).await,
+        (None, None) => return,
+    };
+    if let Err(e) = served {
         tracing::debug!(%peer, error = %e, "IPP connection ended");
     }
 }
@@ -120,6 +175,17 @@ fn client_host(req: &Request<Incoming>, local: SocketAddr) -> String {
 
 async fn handle(ctx: &ConnCtx, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() == Method::GET {
+        let path = req.uri().path();
+        if [ops::ICON_SMALL, ops::ICON, ops::ICON_LARGE]
+            .iter()
+            .any(|i| path.strip_prefix('/') == Some(*i))
+        {
+            // `printer-icons` (PWG 5100.13) point here.
+            let mut r = Response::new(Full::new(Bytes::from_static(ICON_PNG)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("image/png"));
+            return r;
+        }
         // `printer-more-info` points here; a short page says what this is.
         return http_reply(StatusCode::OK, "printroute IPP printer\n");
     }

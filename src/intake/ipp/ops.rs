@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use http_body_util::BodyExt;
 
 use super::request::{Access, ConnCtx, Document, Reply};
+use std::sync::Arc;
+
 use crate::config::ids::{JobId, TenantId};
+use crate::dispatch::capabilities::{self, Printer, GENERIC_MAKE_AND_MODEL};
+use crate::dispatch::mirror;
 use crate::snapshot::{ReceiveSlot, Routed};
 use crate::store::job::{now_ms, Job, JobState, NewJob};
 use crate::store::{SpoolWriter, StoreError, TenantStore};
@@ -33,6 +37,7 @@ pub const OPERATIONS: &[u16] = &[
     op::RELEASE_JOB,
     op::CANCEL_MY_JOBS,
     op::CLOSE_JOB,
+    op::IDENTIFY_PRINTER,
 ];
 
 /// Document formats accepted. printroute routes documents unchanged, so
@@ -152,11 +157,18 @@ impl Req<'_> {
         let user = self.user();
         user == owner || self.routed.tenant().admins.unix_users.contains(&user)
     }
+    fn scheme(&self) -> &'static str {
+        if self.ctx.secure {
+            "ipps"
+        } else {
+            "ipp"
+        }
+    }
     fn printer_uri(&self) -> String {
-        format!("ipp://{}{}", self.host, self.path)
+        format!("{}://{}{}", self.scheme(), self.host, self.path)
     }
     fn job_uri(&self, id: JobId) -> String {
-        format!("ipp://{}/jobs/{}", self.host, id)
+        format!("{}://{}/jobs/{}", self.scheme(), self.host, id)
     }
     fn store(&self) -> &std::sync::Arc<TenantStore> {
         self.routed.store()
@@ -311,9 +323,10 @@ pub(crate) async fn handle(
         op::CANCEL_JOB => cancel_job(&req, &mut resp).await,
         op::CANCEL_MY_JOBS => cancel_my_jobs(&req, &mut resp).await,
         op::GET_JOB_ATTRIBUTES => get_job_attributes(&req, &mut resp),
-        // These read every record of the tenant's queue: with a large
-        // backlog that is long blocking work, kept off the runtime threads
-        // that every tenant's connections share (the daemon's runtime is
+        // These read records (Get-Jobs up to its limit; the first
+        // Get-Printer-Attributes of a tenant its unfinished ones, to count
+        // them): blocking work, kept off the runtime threads that every
+        // tenant's connections share (the daemon's runtime is
         // multi-threaded, which `block_in_place` needs).
         op::GET_JOBS => tokio::task::block_in_place(|| get_jobs(&req, &mut resp)),
         op::GET_PRINTER_ATTRIBUTES => {
@@ -321,6 +334,7 @@ pub(crate) async fn handle(
         }
         op::HOLD_JOB => hold_job(&req, &mut resp),
         op::RELEASE_JOB => release_job(&req, &mut resp),
+        op::IDENTIFY_PRINTER => identify_printer(&req).await,
         _ => Err((status::OPERATION_NOT_SUPPORTED, "operation not supported")),
     };
     if let Err((code, text)) = result {
@@ -432,12 +446,58 @@ fn target_job(req: &Req<'_>) -> Result<JobId, (u16, &'static str)> {
         .ok_or((status::NOT_FOUND, "no such job"))
 }
 
-/// Job creation checks shared by Print-Job, Validate-Job and Create-Job.
-/// Returns the document format and whether the job is to be held.
-fn validate_job(
-    req: &Req<'_>,
-    resp: &mut Resp,
-) -> Result<(Option<String>, bool), (u16, &'static str)> {
+/// What the job creation checks let through.
+struct Validated {
+    /// The document format the client named.
+    format: Option<String>,
+    /// Held until released (`job-hold-until`).
+    hold: bool,
+    /// The supported job template attributes, as the job record keeps them.
+    job_attributes: Option<String>,
+}
+
+/// What the printer of the request's input presents: its devices'
+/// capabilities (none: the workflow forwards nowhere, or no device is known yet).
+fn printer(req: &Req<'_>) -> Option<Arc<Printer>> {
+    let input = req.routed.input(&req.ctx.listener, req.queue.as_deref())?;
+    req.ctx
+        .shared
+        .capabilities
+        .printer(req.routed.tenant(), &input.workflow)
+}
+
+fn is_octet_stream(f: &str) -> bool {
+    f.eq_ignore_ascii_case("application/octet-stream")
+}
+
+/// Refuses a document whose format (as named, or as sniffed from an
+/// octet-stream) no device of the printer prints: RFC 8011 section
+/// 4.1.7 and 13.1.4.11 `client-error-document-format-not-supported`.
+fn check_format(req: &Req<'_>, resp: &mut Resp, format: Option<&str>) -> OpResult {
+    let Some(p) = printer(req) else {
+        return Ok(());
+    };
+    let f = format.unwrap_or("application/octet-stream");
+    if mirror::format_supported(&p.attributes, f) {
+        return Ok(());
+    }
+    req.ctx.shared.refused(
+        &req.ctx.listener,
+        req.ctx.peer,
+        "document format no device prints",
+    );
+    resp.unsupported
+        .push(Attribute::new("document-format", Value::mime(f)));
+    Err((
+        status::DOCUMENT_FORMAT_NOT_SUPPORTED,
+        "no device of this printer prints this document format",
+    ))
+}
+
+/// Job creation checks shared by Print-Job, Validate-Job and Create-Job:
+/// compression, the document format and the job template attributes
+/// against what the printer's devices print (RFC 8011 section 4.2.1.2).
+fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'static str)> {
     let fidelity = matches!(
         req.op_attr("ipp-attribute-fidelity")
             .and_then(|a| a.values.first()),
@@ -453,10 +513,16 @@ fn validate_job(
             ));
         }
     }
+    let printer = printer(req);
     let format = match req.op_attr("document-format") {
         Some(a) => {
             let f = a.values.first().and_then(Value::as_str).unwrap_or("");
-            if !DOCUMENT_FORMATS.iter().any(|s| s.eq_ignore_ascii_case(f)) {
+            let supported = match &printer {
+                // An octet-stream is checked once its bytes are sniffed.
+                Some(p) => is_octet_stream(f) || mirror::format_supported(&p.attributes, f),
+                None => DOCUMENT_FORMATS.iter().any(|s| s.eq_ignore_ascii_case(f)),
+            };
+            if !supported {
                 resp.unsupported.push(a.clone());
                 return Err((
                     status::DOCUMENT_FORMAT_NOT_SUPPORTED,
@@ -490,10 +556,44 @@ fn validate_job(
             }
         }
     }
-    Ok((format, hold))
+    let template: Vec<Attribute> = req
+        .msg
+        .group(group::JOB)
+        .map(|g| g.attributes.clone())
+        .unwrap_or_default();
+    let accepted = match &printer {
+        Some(p) => {
+            let checked = mirror::check_template(&p.attributes, &template);
+            if !checked.unsupported.is_empty() {
+                resp.unsupported.attributes.extend(checked.unsupported);
+                // RFC 8011 section 4.2.1.2: refused under fidelity, else
+                // the job goes on without them.
+                if fidelity {
+                    return Err((
+                        status::ATTRIBUTES_NOT_SUPPORTED,
+                        "job template attributes or values no device of this printer supports",
+                    ));
+                }
+                resp.status(
+                    status::OK_IGNORED,
+                    "unsupported job template attributes ignored",
+                );
+            }
+            checked.accepted
+        }
+        None => template
+            .into_iter()
+            .filter(|a| !mirror::is_own_template(&a.name))
+            .collect(),
+    };
+    Ok(Validated {
+        format,
+        hold,
+        job_attributes: mirror::encode_job_attributes(&accepted),
+    })
 }
 
-fn new_job(req: &Req<'_>, format: Option<String>) -> NewJob {
+fn new_job(req: &Req<'_>, format: Option<String>, job_attributes: Option<String>) -> NewJob {
     let name = req
         .op_str("job-name")
         .or_else(|| req.op_str("document-name"))
@@ -513,6 +613,7 @@ fn new_job(req: &Req<'_>, format: Option<String>) -> NewJob {
         name,
         format,
         workflow,
+        ipp_job_attributes: job_attributes,
     }
 }
 
@@ -665,13 +766,20 @@ async fn receive_slot(req: &Req<'_>) -> Result<ReceiveSlot, (u16, &'static str)>
 }
 
 async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResult {
-    let (format, hold) = validate_job(req, resp)?;
+    let Validated {
+        format,
+        hold,
+        job_attributes,
+    } = validate_job(req, resp)?;
     let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
     if writer.size() == 0 {
         return Err((status::BAD_REQUEST, "Print-Job without document data"));
     }
-    let new = new_job(req, record_format(format, &head));
+    let format = record_format(format, &head);
+    // Refused: the writer is dropped with its spool file, nothing is stored.
+    check_format(req, resp, format.as_deref())?;
+    let new = new_job(req, format, job_attributes);
     let job = commit(req, writer, new, None, hold).await?;
     let state = if hold { JobState::Held } else { job.state };
     resp.group(job_group(
@@ -684,7 +792,11 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
 }
 
 fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
-    let (format, hold) = validate_job(req, resp)?;
+    let Validated {
+        format,
+        hold,
+        job_attributes,
+    } = validate_job(req, resp)?;
     let tenant = req.tenant_id().clone();
     let mut open = open_jobs();
     if open.keys().filter(|(t, _)| *t == tenant).count() >= MAX_OPEN_JOBS_PER_TENANT {
@@ -695,7 +807,7 @@ fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         .reserve_job_id()
         .map_err(|_| (status::INTERNAL_ERROR, "no job id left"))?;
     let job = OpenJob {
-        new: new_job(req, format),
+        new: new_job(req, format, job_attributes),
         hold,
         writer: None,
         created_ms: now_ms(),
@@ -721,8 +833,8 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             _ => (status::NOT_FOUND, "no such job"),
         });
     };
-    let (format, _) = match validate_job(req, resp) {
-        Ok(v) => v,
+    let format = match validate_job(req, resp) {
+        Ok(v) => v.format,
         Err(e) => {
             open_jobs().insert(key, job);
             return Err(e);
@@ -743,7 +855,15 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
                 "a job takes one document",
             ));
         }
-        job.new.format = record_format(format.or(job.new.format.take()), &head);
+        let named = job.new.format.clone();
+        let format = record_format(format.or(job.new.format.take()), &head);
+        if let Err(e) = check_format(req, resp, format.as_deref()) {
+            // The document is dropped; the job stays open for another.
+            job.new.format = named;
+            open_jobs().insert(key, job);
+            return Err(e);
+        }
+        job.new.format = format;
         job.writer = Some(writer);
     }
     if !last {
@@ -1145,28 +1265,11 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     );
     let user = req.user();
     let want = wanted(req, &["job-id", "job-uri"]);
-    let mut jobs = req
-        .store()
-        .jobs()
-        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
-    jobs.retain(|j| {
-        on_printer(req, j)
-            && (!my_jobs || j.user == user)
-            && if j.state.is_final() { done } else { open }
-    });
-    // RFC 8011 section 4.2.6.2: not-completed jobs in processing order,
-    // completed ones most recent first.
-    jobs.sort_by_key(|j| {
-        (
-            j.state.is_final(),
-            if j.state.is_final() {
-                u32::MAX - j.id.0
-            } else {
-                j.id.0
-            },
-        )
-    });
+    let mine = |j: &Job| on_printer(req, j) && (!my_jobs || j.user == user);
     let mut groups = Vec::new();
+    // RFC 8011 section 4.2.6.2: not-completed jobs in processing order,
+    // completed ones most recent first. Records are read only until the
+    // limit is reached: the cost follows `limit`, not the backlog.
     if open {
         let tenant = req.tenant_id();
         let map = open_jobs();
@@ -1186,17 +1289,53 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
                 groups.push(job_group(req, &JobView::Open(*id, o), None, &want));
             }
         }
-    }
-    for j in &jobs {
-        if groups.len() >= limit {
-            break;
+        drop(map);
+        for j in req.store().unfinished_jobs() {
+            if groups.len() >= limit {
+                break;
+            }
+            let j = j.map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+            if !j.state.is_final() && mine(&j) {
+                groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+            }
         }
-        groups.push(job_group(req, &JobView::Committed(j), None, &want));
+    }
+    if done {
+        for j in req.store().finished_jobs_newest_first() {
+            if groups.len() >= limit {
+                break;
+            }
+            let j = j.map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+            if j.state.is_final() && mine(&j) {
+                groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+            }
+        }
     }
     for g in groups {
         resp.group(g);
     }
     Ok(())
+}
+
+/// Identify-Printer (PWG 5100.13 section 5.2): passed on to the one IPP
+/// device behind the printer; for a pool, or a device that cannot be
+/// asked, there is no one device to identify and the request is a no-op.
+async fn identify_printer(req: &Req<'_>) -> OpResult {
+    let Some((uri, verify)) = printer(req).and_then(|p| p.single_ipp.clone()) else {
+        return Ok(());
+    };
+    let extra: Vec<Attribute> = ["identify-actions", "message"]
+        .iter()
+        .filter_map(|n| req.op_attr(n).cloned())
+        .collect();
+    match capabilities::identify(&uri, &verify, extra).await {
+        Ok(code) if code < 0x0100 => Ok(()),
+        Ok(_) => Err((
+            status::NOT_POSSIBLE,
+            "the device refused to identify itself",
+        )),
+        Err(_) => Err((status::SERVICE_UNAVAILABLE, "the device cannot be reached")),
+    }
 }
 
 fn media_size(x: i32, y: i32) -> Value {
@@ -1206,69 +1345,44 @@ fn media_size(x: i32, y: i32) -> Value {
     ])
 }
 
-fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
-    let want = wanted(req, &["all"]);
-    let tenant = req.routed.tenant();
-    let queued = req
-        .store()
-        .active_jobs()
-        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?
-        .into_iter()
-        .filter_map(|id| req.store().job(id).ok().flatten())
-        .filter(|j| on_printer(req, j))
-        .count();
-    let name = req.queue.clone().unwrap_or_else(|| "print".to_owned());
+/// RFC 2579 DateAndTime (RFC 8010 section 3.9 `dateTime`) of a Unix time, in UTC.
+fn date_time(unix_secs: u64) -> Value {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + i64::from(month <= 2)) as u16;
+    let [y0, y1] = year.to_be_bytes();
+    Value::DateTime([
+        y0,
+        y1,
+        month,
+        day,
+        (rem / 3600) as u8,
+        (rem / 60 % 60) as u8,
+        (rem % 60) as u8,
+        0,
+        b'+',
+        0,
+        0,
+    ])
+}
+
+/// The capabilities a printer presents when it mirrors no device: a
+/// workflow that only holds or stores, or devices never reached yet. The
+/// documents pass unchanged; this is what tenants' printers commonly take.
+fn generic_capabilities() -> Vec<Attribute> {
     let kw = |v: &[&str]| v.iter().map(|s| Value::keyword(s)).collect::<Vec<_>>();
     let a4 = "iso_a4_210x297mm";
     let letter = "na_letter_8.5x11in";
-    let max_k = i32::try_from(tenant.limits.max_job_size.div_ceil(1024)).unwrap_or(i32::MAX);
-    let attrs = vec![
-        Attribute::new("printer-uri-supported", Value::uri(&req.printer_uri())),
-        Attribute::new("uri-security-supported", Value::keyword("none")),
-        Attribute::new("uri-authentication-supported", Value::keyword("none")),
-        Attribute::new(
-            "printer-name",
-            Value::name(truncate(&name, codec::MAX_NAME_LEN)),
-        ),
-        Attribute::new("printer-location", Value::text("")),
-        Attribute::new(
-            "printer-info",
-            Value::text(truncate(&format!("{} ({name})", tenant.name), 127)),
-        ),
-        Attribute::new(
-            "printer-more-info",
-            Value::uri(&format!("http://{}{}", req.host, req.path)),
-        ),
-        Attribute::new(
-            "printer-make-and-model",
-            Value::text("printroute routing queue"),
-        ),
-        Attribute::new("printer-state", Value::Enum(if queued > 0 { 4 } else { 3 })),
-        Attribute::new("printer-state-reasons", Value::keyword("none")),
-        Attribute::new("printer-state-message", Value::text("accepting jobs")),
-        Attribute::new("printer-is-accepting-jobs", Value::Boolean(true)),
-        Attribute::new(
-            "queued-job-count",
-            Value::Integer(i32::try_from(queued).unwrap_or(i32::MAX)),
-        ),
-        Attribute::new("printer-up-time", Value::Integer(secs(now_ms()))),
-        Attribute::many(
-            "operations-supported",
-            OPERATIONS
-                .iter()
-                .map(|o| Value::Enum(i32::from(*o)))
-                .collect(),
-        ),
-        Attribute::new("charset-configured", Value::charset("utf-8")),
-        Attribute::many(
-            "charset-supported",
-            vec![Value::charset("utf-8"), Value::charset("us-ascii")],
-        ),
-        Attribute::new("natural-language-configured", Value::language("en")),
-        Attribute::new(
-            "generated-natural-language-supported",
-            Value::language("en"),
-        ),
+    vec![
         Attribute::new(
             "document-format-default",
             Value::mime("application/octet-stream"),
@@ -1276,22 +1390,6 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         Attribute::many(
             "document-format-supported",
             DOCUMENT_FORMATS.iter().map(|f| Value::mime(f)).collect(),
-        ),
-        Attribute::new("compression-supported", Value::keyword("none")),
-        Attribute::many("ipp-versions-supported", kw(&["1.1", "2.0"])),
-        // Documents pass unchanged: no PDL override is attempted.
-        Attribute::new("pdl-override-supported", Value::keyword("not-attempted")),
-        Attribute::new("multiple-document-jobs-supported", Value::Boolean(false)),
-        Attribute::new(
-            "multiple-operation-time-out",
-            Value::Integer(MULTIPLE_OPERATION_TIMEOUT.as_secs() as i32),
-        ),
-        Attribute::new("job-k-octets-supported", Value::Range(0, max_k)),
-        Attribute::new("job-hold-until-default", Value::keyword("no-hold")),
-        Attribute::many("job-hold-until-supported", kw(&["no-hold", "indefinite"])),
-        Attribute::many(
-            "which-jobs-supported",
-            kw(&["completed", "not-completed", "all"]),
         ),
         // A router renders nothing: no colour engine, no page speed, one
         // copy, the document's own media, sides, quality and resolution.
@@ -1337,7 +1435,252 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         Attribute::new("sides-supported", Value::keyword("one-sided")),
         Attribute::new("number-up-default", Value::Integer(1)),
         Attribute::new("number-up-supported", Value::Integer(1)),
+    ]
+}
+
+/// `printer-device-id` (IEEE 1284) of a printer whose devices give none.
+fn device_id(make_and_model: &str, caps: &[Attribute]) -> String {
+    let clean = |s: &str| s.replace([';', ':'], " ");
+    let cmd: Vec<&str> = caps
+        .iter()
+        .find(|a| a.name == "document-format-supported")
+        .map(|a| {
+            a.values
+                .iter()
+                .filter_map(|v| match v.as_str()? {
+                    "application/pdf" => Some("PDF"),
+                    "application/postscript" => Some("PS"),
+                    "application/vnd.hp-pcl" => Some("PCL"),
+                    "application/vnd.hp-pclxl" => Some("PCLXL"),
+                    "image/pwg-raster" => Some("PWG"),
+                    "image/urf" => Some("URF"),
+                    "image/jpeg" => Some("JPEG"),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "MFG:printroute;MDL:{};CMD:{};",
+        clean(make_and_model),
+        cmd.join(",")
+    )
+}
+
+fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
+    let want = wanted(req, &["all"]);
+    let tenant = req.routed.tenant();
+    let queued = req
+        .store()
+        .queued_on(&req.ctx.listener, req.queue.as_deref())
+        .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+    let name = req.queue.clone().unwrap_or_else(|| "print".to_owned());
+    let kw = |v: &[&str]| v.iter().map(|s| Value::keyword(s)).collect::<Vec<_>>();
+    let max_k = i32::try_from(tenant.limits.max_job_size.div_ceil(1024)).unwrap_or(i32::MAX);
+    let mirrored = printer(req);
+    let mut caps = match &mirrored {
+        Some(p) => p.attributes.clone(),
+        None => generic_capabilities(),
+    };
+    // printroute sniffs an octet-stream: it always takes one, and checks
+    // what the bytes are against the devices.
+    if let Some(f) = caps
+        .iter_mut()
+        .find(|a| a.name == "document-format-supported")
+    {
+        if !f
+            .values
+            .iter()
+            .any(|v| v.as_str().is_some_and(is_octet_stream))
+        {
+            f.values.insert(0, Value::mime("application/octet-stream"));
+        }
+    }
+    let make_and_model = mirrored
+        .as_ref()
+        .map_or(GENERIC_MAKE_AND_MODEL, |p| p.make_and_model.as_str())
+        .to_owned();
+    let (pool_state, mut reasons) = mirrored
+        .as_ref()
+        .map_or((3, vec!["none".to_owned()]), |p| p.state.clone());
+    let state = if pool_state == 5 {
+        5
+    } else if queued > 0 {
+        4
+    } else {
+        3
+    };
+    if reasons.is_empty() {
+        reasons.push("none".to_owned());
+    }
+    let loaded = req
+        .routed
+        .snapshot
+        .loaded_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let http_base = format!(
+        "{}://{}",
+        if req.ctx.secure { "https" } else { "http" },
+        req.host
+    );
+    // RFC 8011 section 5.4.1-5.4.3: one URI per way in, aligned lists.
+    let ways: Vec<(&str, &str)> = match req.ctx.tls {
+        None => vec![("ipp", "none")],
+        Some(true) => vec![("ipps", "tls")],
+        Some(false) => vec![("ipps", "tls"), ("ipp", "none")],
+    };
+    let mut attrs = vec![
+        Attribute::many(
+            "printer-uri-supported",
+            ways.iter()
+                .map(|(s, _)| Value::uri(&format!("{s}://{}{}", req.host, req.path)))
+                .collect(),
+        ),
+        Attribute::many(
+            "uri-security-supported",
+            ways.iter().map(|(_, t)| Value::keyword(t)).collect(),
+        ),
+        Attribute::many(
+            "uri-authentication-supported",
+            ways.iter().map(|_| Value::keyword("none")).collect(),
+        ),
+        Attribute::new(
+            "printer-name",
+            Value::name(truncate(&name, codec::MAX_NAME_LEN)),
+        ),
+        Attribute::new(
+            "printer-uuid",
+            Value::uri(&mirror::printer_uuid(
+                &tenant.id.to_string(),
+                &req.ctx.listener.0,
+                req.queue.as_deref(),
+            )),
+        ),
+        Attribute::new("printer-location", Value::text("")),
+        Attribute::new(
+            "printer-info",
+            Value::text(truncate(&format!("{} ({name})", tenant.name), 127)),
+        ),
+        Attribute::new(
+            "printer-organization",
+            Value::text(truncate(&tenant.name, codec::MAX_TEXT_LEN)),
+        ),
+        Attribute::new("printer-organizational-unit", Value::text("")),
+        Attribute::new("printer-geo-location", Value::OutOfBand(tag::UNKNOWN)),
+        Attribute::new(
+            "printer-more-info",
+            Value::uri(&format!("{http_base}{}", req.path)),
+        ),
+        Attribute::new(
+            "printer-supply-info-uri",
+            Value::uri(&format!("{http_base}{}", req.path)),
+        ),
+        Attribute::many(
+            "printer-icons",
+            vec![
+                Value::uri(&format!("{http_base}/{ICON_SMALL}")),
+                Value::uri(&format!("{http_base}/{ICON}")),
+                Value::uri(&format!("{http_base}/{ICON_LARGE}")),
+            ],
+        ),
+        Attribute::new(
+            "printer-make-and-model",
+            Value::text(truncate(&make_and_model, 127)),
+        ),
+        Attribute::new("printer-state", Value::Enum(state)),
+        Attribute::many(
+            "printer-state-reasons",
+            reasons.iter().map(|r| Value::keyword(r)).collect(),
+        ),
+        Attribute::new(
+            "printer-state-message",
+            Value::text(if state == 5 {
+                "the printer's devices are stopped"
+            } else {
+                "accepting jobs"
+            }),
+        ),
+        Attribute::new("printer-is-accepting-jobs", Value::Boolean(true)),
+        Attribute::new(
+            "queued-job-count",
+            Value::Integer(i32::try_from(queued).unwrap_or(i32::MAX)),
+        ),
+        Attribute::new("printer-up-time", Value::Integer(secs(now_ms()))),
+        Attribute::new("printer-current-time", date_time(now_ms() / 1000)),
+        Attribute::new(
+            "printer-config-change-time",
+            Value::Integer(secs(loaded * 1000)),
+        ),
+        Attribute::new("printer-config-change-date-time", date_time(loaded)),
+        Attribute::new(
+            "printer-state-change-time",
+            Value::Integer(secs(loaded * 1000)),
+        ),
+        Attribute::new("printer-state-change-date-time", date_time(loaded)),
+        Attribute::many(
+            "operations-supported",
+            OPERATIONS
+                .iter()
+                .map(|o| Value::Enum(i32::from(*o)))
+                .collect(),
+        ),
+        Attribute::new("charset-configured", Value::charset("utf-8")),
+        Attribute::many(
+            "charset-supported",
+            vec![Value::charset("utf-8"), Value::charset("us-ascii")],
+        ),
+        Attribute::new("natural-language-configured", Value::language("en")),
+        Attribute::new(
+            "generated-natural-language-supported",
+            Value::language("en"),
+        ),
+        Attribute::new("compression-supported", Value::keyword("none")),
+        Attribute::many("ipp-versions-supported", kw(&["1.1", "2.0"])),
+        Attribute::many("ipp-features-supported", kw(&["ipp-everywhere"])),
+        Attribute::new("job-ids-supported", Value::Boolean(true)),
+        Attribute::new("preferred-attributes-supported", Value::Boolean(false)),
+        Attribute::new(
+            "printer-get-attributes-supported",
+            Value::keyword("document-format"),
+        ),
+        // Documents pass unchanged: no PDL override is attempted.
+        Attribute::new("pdl-override-supported", Value::keyword("not-attempted")),
+        Attribute::new("multiple-document-jobs-supported", Value::Boolean(false)),
+        Attribute::new(
+            "multiple-operation-time-out",
+            Value::Integer(MULTIPLE_OPERATION_TIMEOUT.as_secs() as i32),
+        ),
+        Attribute::new(
+            "multiple-operation-time-out-action",
+            Value::keyword("abort-job"),
+        ),
+        Attribute::new("job-k-octets-supported", Value::Range(0, max_k)),
+        Attribute::new("job-hold-until-default", Value::keyword("no-hold")),
+        Attribute::many("job-hold-until-supported", kw(&["no-hold", "indefinite"])),
+        Attribute::many(
+            "which-jobs-supported",
+            kw(&["completed", "not-completed", "all"]),
+        ),
     ];
+    if !caps.iter().any(|a| a.name == "printer-device-id") {
+        attrs.push(Attribute::new(
+            "printer-device-id",
+            Value::text(&device_id(&make_and_model, &caps)),
+        ));
+    }
+    if !caps.iter().any(|a| a.name == "identify-actions-supported") {
+        // No one device to identify (a pool, a socket device): a no-op display.
+        attrs.push(Attribute::new(
+            "identify-actions-supported",
+            Value::keyword("display"),
+        ));
+        attrs.push(Attribute::new(
+            "identify-actions-default",
+            Value::keyword("display"),
+        ));
+    }
+    attrs.append(&mut caps);
     let mut g = Group::new(group::PRINTER);
     for a in attrs {
         if want.has(&a.name) {
@@ -1347,6 +1690,13 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     resp.group(g);
     Ok(())
 }
+
+/// Paths of the printer icons (PWG 5100.13 `printer-icons`), served by GET.
+pub(crate) const ICON_SMALL: &str = "icon-sm.png";
+/// See [`ICON_SMALL`].
+pub(crate) const ICON: &str = "icon.png";
+/// See [`ICON_SMALL`].
+pub(crate) const ICON_LARGE: &str = "icon-lg.png";
 
 #[cfg(test)]
 mod tests {

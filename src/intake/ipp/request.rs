@@ -42,6 +42,10 @@ pub(crate) struct ConnCtx {
     pub listener: ListenerName,
     pub access: Access,
     pub shared: Arc<Intake>,
+    /// The connection speaks TLS (`ipps`).
+    pub secure: bool,
+    /// The listener offers TLS: `Some(required)`.
+    pub tls: Option<bool>,
 }
 
 impl ConnCtx {

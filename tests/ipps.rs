@@ -1,0 +1,383 @@
+//! IPPS: an IPP listener with `tls = { cert, key }` speaks TLS and plain
+//! HTTP on one port (told apart by the first byte), or only TLS with
+//! `tls-required`; real clients: curl (OpenSSL) and CUPS's ipptool (GnuTLS,
+//! which needs a server that sends no TLS 1.3 session tickets).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use printroute::wire::ipp::{self as codec, Message};
+
+/// A self-signed certificate for localhost and 127.0.0.1, made by the
+/// openssl command (the daemon itself links no OpenSSL).
+fn certificate(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("ipp.pem"), dir.join("ipp.key"));
+    let out = Command::new(require("openssl"))
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        cert.to_str().unwrap().to_owned(),
+        key.to_str().unwrap().to_owned(),
+    )
+}
+
+fn config(cert: &str, key: &str, required: bool) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+shutdown-grace = "2s"
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+tls = {{ cert = "{cert}", key = "{key}" }}
+tls-required = {required}
+
+[tenant.a]
+name = "Tenant A"
+ranges = ["127.0.0.1/32"]
+workflow.archive = {{ steps = [{{ step = "store", folder = "{{dir}}/out" }}] }}
+input = [{{ listener = "ipp", workflow = "archive" }}]
+"#
+    )
+}
+
+/// A Get-Printer-Attributes request for `uri`.
+fn gpa_request(uri: &str) -> Vec<u8> {
+    let mut b = vec![2, 0, 0, 0x0b, 0, 0, 0, 1, 1];
+    ipp_attr(&mut b, 0x47, "attributes-charset", b"utf-8");
+    ipp_attr(&mut b, 0x48, "attributes-natural-language", b"en");
+    ipp_attr(&mut b, 0x45, "printer-uri", uri.as_bytes());
+    ipp_attr(
+        &mut b,
+        0x44,
+        "requested-attributes",
+        b"printer-uri-supported",
+    );
+    ipp_attr(&mut b, 0x44, "", b"uri-security-supported");
+    b.push(3);
+    b
+}
+
+/// POSTs an IPP request with curl; the decoded answer, or none when curl failed.
+fn curl(url: &str, body: &[u8], cacert: &str, dir: &Path) -> Option<Message> {
+    let req = dir.join("request.ipp");
+    std::fs::write(&req, body).unwrap();
+    let out = Command::new(require("curl"))
+        .args(["-s", "-f", "--max-time", "10", "--cacert", cacert])
+        .args(["-H", "Content-Type: application/ipp", "--data-binary"])
+        .arg(format!("@{}", req.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        codec::decode(&out.stdout, codec::RESPONSE_LIMITS)
+            .expect("a well-formed IPP answer")
+            .0,
+    )
+}
+
+fn values(m: &Message, name: &str) -> Vec<String> {
+    m.attr(4, name)
+        .map(|a| {
+            a.values
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn ipps_and_ipp_share_a_port_and_tls_required_refuses_plain_http() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(certs.path());
+    let d = TestDaemon::start(&config(&cert, &key, false));
+    let port = d.addr("ipp").port();
+    let https = format!("https://localhost:{port}/ipp/print");
+    let http = format!("http://localhost:{port}/ipp/print");
+    let uri = format!("ipps://localhost:{port}/ipp/print");
+
+    let m = curl(&https, &gpa_request(&uri), &cert, certs.path()).expect("GPA over TLS");
+    assert_eq!(m.code, 0);
+    assert_eq!(
+        values(&m, "printer-uri-supported"),
+        [
+            format!("ipps://localhost:{port}/ipp/print"),
+            format!("ipp://localhost:{port}/ipp/print")
+        ]
+    );
+    assert_eq!(values(&m, "uri-security-supported"), ["tls", "none"]);
+    let m = curl(&http, &gpa_request(&uri), &cert, certs.path()).expect("GPA over plain HTTP");
+    assert_eq!(m.code, 0);
+
+    // CUPS's ipptool (GnuTLS) prints over ipps to the same port.
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ipp/document-a4.pdf");
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(require("ipptool"))
+        .env("HOME", home.path())
+        .args(["-T", "10", "-t", "-f"])
+        .arg(&doc)
+        .arg(&uri)
+        .args(["print-job.test", "get-printer-attributes.test"])
+        .current_dir("/usr/share/cups/ipptool")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("[FAIL]"),
+        "ipptool over ipps:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the ipps job stored", || {
+        std::fs::read_dir(d.dir.path().join("out"))
+            .ok()
+            .and_then(|mut r| r.next())
+            .map(|_| ())
+    });
+
+    // tls-required: TLS only.
+    let d = TestDaemon::start(&config(&cert, &key, true));
+    let port = d.addr("ipp").port();
+    let uri = format!("ipps://localhost:{port}/ipp/print");
+    let m = curl(
+        &format!("https://localhost:{port}/ipp/print"),
+        &gpa_request(&uri),
+        &cert,
+        certs.path(),
+    )
+    .expect("GPA over TLS");
+    assert_eq!(values(&m, "uri-security-supported"), ["tls"]);
+    assert!(
+        curl(
+            &format!("http://localhost:{port}/ipp/print"),
+            &gpa_request(&uri),
+            &cert,
+            certs.path()
+        )
+        .is_none(),
+        "plain HTTP refused"
+    );
+}
+
+/// An `ippeveprinter` with TLS (`-K`: its own self-signed certificate),
+/// keeping documents; its D-Bus and DNS-SD traps as in PEERS.md.
+struct TlsEve {
+    port: u16,
+    dir: tempfile::TempDir,
+    children: Vec<std::process::Child>,
+}
+
+impl TlsEve {
+    fn start() -> TlsEve {
+        use std::process::Stdio;
+        let dir = tempfile::tempdir().unwrap();
+        let bus = dir.path().join("bus");
+        let dbus = Command::new(require("dbus-daemon"))
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address=unix:path={}", bus.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("private D-Bus", || bus.exists().then_some(()));
+        for d in ["spool", "keys"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        let port = free_port("127.0.0.1");
+        let eve = Command::new(require("ippeveprinter"))
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", bus.display()),
+            )
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}", bus.display()),
+            )
+            .args(["-r", "off", "-k", "-n", "localhost", "-c", "/bin/true"])
+            .args(["-f", "application/pdf"])
+            .arg("-K")
+            .arg(dir.path().join("keys"))
+            .arg("-d")
+            .arg(dir.path().join("spool"))
+            .args(["-p", &port.to_string(), "tls"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_until("ippeveprinter to listen", || {
+            std::net::TcpStream::connect(addr).ok().map(|_| ())
+        });
+        TlsEve {
+            port,
+            dir,
+            children: vec![eve, dbus],
+        }
+    }
+
+    /// `sha256:` and the SHA-256 of the certificate the printer presents
+    /// (asked with openssl s_client, as an admin would).
+    fn fingerprint(&self) -> String {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect 127.0.0.1:{} 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+                self.port
+            ))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let hex = text.trim().rsplit('=').next().unwrap().to_ascii_lowercase();
+        assert_eq!(hex.len(), 95, "a SHA-256 fingerprint: {text:?}");
+        format!("sha256:{hex}")
+    }
+
+    fn documents(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("spool"))
+            .unwrap()
+            .filter(|e| {
+                let e = e.as_ref().unwrap();
+                !e.file_name().to_string_lossy().ends_with(".prn")
+                    && e.metadata().unwrap().len() > 0
+            })
+            .count()
+    }
+}
+
+impl Drop for TlsEve {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn forward_config(port: u16, fingerprint: &str) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+shutdown-grace = "2s"
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+
+[tenant.a]
+name = "Tenant A"
+ranges = ["127.0.0.1/32"]
+device.eve = {{ uri = "ipps://localhost:{port}/ipp/print", tls-fingerprint = "{fingerprint}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["eve"] }}] }}
+input = [{{ listener = "ipp", workflow = "direct" }}]
+"#
+    )
+}
+
+fn job_state_message(d: &TestDaemon) -> String {
+    let to = d.addr("ipp");
+    let mut b = vec![2, 0, 0, 0x09, 0, 0, 0, 1, 1];
+    ipp_attr(&mut b, 0x47, "attributes-charset", b"utf-8");
+    ipp_attr(&mut b, 0x48, "attributes-natural-language", b"en");
+    ipp_attr(
+        &mut b,
+        0x45,
+        "printer-uri",
+        format!("ipp://{to}/ipp/print").as_bytes(),
+    );
+    ipp_attr(&mut b, 0x21, "job-id", &1i32.to_be_bytes());
+    b.push(3);
+    let m = curl(
+        &format!("http://{to}/ipp/print"),
+        &b,
+        "/dev/null",
+        d.dir.path(),
+    )
+    .expect("GJA");
+    m.attr(2, "job-state-message")
+        .and_then(|a| a.values.first()?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn printroute_forwards_over_ipps_to_a_printer_pinned_by_fingerprint() {
+    let eve = TlsEve::start();
+    let fp = eve.fingerprint();
+    let d = TestDaemon::start(&forward_config(eve.port, &fp));
+    let pdf = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
+    assert_eq!(
+        ipp_print("127.0.0.1", d.addr("ipp"), pdf, Some("application/pdf")),
+        0
+    );
+    wait_until("the document at the TLS printer", || {
+        (eve.documents() == 1).then_some(())
+    });
+    // Its capabilities came over ipps too: printroute's printer mirrors it.
+    let to = d.addr("ipp");
+    let mut b = vec![2, 0, 0, 0x0b, 0, 0, 0, 1, 1];
+    ipp_attr(&mut b, 0x47, "attributes-charset", b"utf-8");
+    ipp_attr(&mut b, 0x48, "attributes-natural-language", b"en");
+    ipp_attr(
+        &mut b,
+        0x45,
+        "printer-uri",
+        format!("ipp://{to}/ipp/print").as_bytes(),
+    );
+    ipp_attr(
+        &mut b,
+        0x44,
+        "requested-attributes",
+        b"printer-make-and-model",
+    );
+    b.push(3);
+    wait_until("the printer to mirror the TLS printer", || {
+        let m = curl(
+            &format!("http://{to}/ipp/print"),
+            &b,
+            "/dev/null",
+            d.dir.path(),
+        )?;
+        (values(&m, "printer-make-and-model") == ["Example Printer"]).then_some(())
+    });
+
+    // A wrong fingerprint: the job does not go, and says why.
+    let wrong = format!("sha256:{}", "00:".repeat(31) + "00");
+    let d = TestDaemon::start(&forward_config(eve.port, &wrong));
+    assert_eq!(
+        ipp_print("127.0.0.1", d.addr("ipp"), pdf, Some("application/pdf")),
+        0
+    );
+    let msg = wait_until("the job to say why it did not go", || {
+        let m = job_state_message(&d);
+        m.contains("certificate").then_some(m)
+    });
+    assert!(msg.contains("tls-fingerprint"), "{msg}");
+    assert_eq!(eve.documents(), 1, "nothing more reached the printer");
+}

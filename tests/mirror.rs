@@ -1,0 +1,697 @@
+//! Each IPP printer of printroute mirrors the devices behind it, with real
+//! `ippeveprinter` devices: what driverless clients make of it (CUPS's
+//! `driverless cat`), pools, configured socket devices, jobs refused up
+//! front, job template attributes passed on, capabilities kept across a
+//! restart, and CUPS's IPP Everywhere suites side by side with the device.
+//!
+//! Requests are built by a small encoder of this file (not printroute's).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use printroute::wire::ipp::{self as codec, Message, Value};
+
+const PRINT_JOB: u16 = 0x0002;
+const VALIDATE_JOB: u16 = 0x0004;
+const GET_JOBS: u16 = 0x000a;
+const GET_PRINTER_ATTRIBUTES: u16 = 0x000b;
+
+const OK: u16 = 0x0000;
+const OK_IGNORED: u16 = 0x0001;
+const FORMAT_NOT_SUPPORTED: u16 = 0x040a;
+const ATTRIBUTES_NOT_SUPPORTED: u16 = 0x040b;
+
+/// Tenant a's clients (ipptool and driverless cannot bind a source address,
+/// so 127.0.0.1 is a's too) and tenant b's.
+const A_IP: &str = "127.0.1.7";
+const B_IP: &str = "127.0.2.7";
+
+// ---------------------------------------------------------------------------
+// A small IPP client.
+
+/// An IPP request under construction, as raw bytes (RFC 8010 section 3).
+struct Enc(Vec<u8>);
+
+impl Enc {
+    /// The usual operation group: charset, language, printer-uri, user.
+    fn op(op: u16, printer_uri: &str) -> Enc {
+        let mut b = vec![2, 0];
+        b.extend_from_slice(&op.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        Enc(b)
+            .group(1)
+            .s(0x47, "attributes-charset", "utf-8")
+            .s(0x48, "attributes-natural-language", "en")
+            .s(0x45, "printer-uri", printer_uri)
+            .s(0x42, "requesting-user-name", "alice")
+    }
+    fn group(mut self, tag: u8) -> Enc {
+        self.0.push(tag);
+        self
+    }
+    fn raw(mut self, tag: u8, name: &str, value: &[u8]) -> Enc {
+        ipp_attr(&mut self.0, tag, name, value);
+        self
+    }
+    fn s(self, tag: u8, name: &str, v: &str) -> Enc {
+        self.raw(tag, name, v.as_bytes())
+    }
+    fn boolean(self, name: &str, v: bool) -> Enc {
+        self.raw(0x22, name, &[u8::from(v)])
+    }
+    fn end(mut self) -> Vec<u8> {
+        self.0.push(3);
+        self.0
+    }
+}
+
+/// One IPP request from `from`; the decoded response.
+fn ipp(from: &str, to: SocketAddr, path: &str, body: &[u8]) -> Message {
+    let mut s = connect_from(from, to).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nContent-Type: application/ipp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    s.write_all(&req).unwrap();
+    // Read the head, then Content-Length bytes (ippeveprinter keeps the
+    // connection open whatever the request says).
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "HTTP status: {line:?}");
+    let mut len = None;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            r.read_exact(&mut body).unwrap();
+        }
+        None => {
+            r.read_to_end(&mut body).unwrap();
+        }
+    }
+    codec::decode(&body, codec::RESPONSE_LIMITS)
+        .expect("a well-formed IPP response")
+        .0
+}
+
+/// The values of a printer attribute, as text (strings, or the debug form).
+fn printer_values(m: &Message, name: &str) -> BTreeSet<String> {
+    m.attr(4, name)
+        .map(|a| {
+            a.values
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| format!("{v:?}"), str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn gpa(from: &str, to: SocketAddr, path: &str) -> Message {
+    let uri = format!("ipp://{to}{path}");
+    ipp(
+        from,
+        to,
+        path,
+        &Enc::op(GET_PRINTER_ATTRIBUTES, &uri)
+            .s(0x44, "requested-attributes", "all")
+            .s(0x44, "", "media-col-database")
+            .end(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Real IPP printers.
+
+/// An `ippeveprinter` keeping every document, with a private D-Bus and
+/// DNS-SD off (see PEERS.md), taking `formats`, duplex with `-2`.
+struct Eve {
+    port: u16,
+    dir: tempfile::TempDir,
+    eve: Option<Child>,
+    dbus: Child,
+}
+
+impl Eve {
+    fn start(name: &str, formats: &str, duplex: bool) -> Eve {
+        let dir = tempfile::tempdir().unwrap();
+        let bus = dir.path().join("bus");
+        let dbus = Command::new(require("dbus-daemon"))
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address=unix:path={}", bus.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("private D-Bus", || bus.exists().then_some(()));
+        let spool = dir.path().join("spool");
+        std::fs::create_dir(&spool).unwrap();
+        let port = free_port("127.0.0.1");
+        let mut cmd = Command::new(require("ippeveprinter"));
+        cmd.env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", bus.display()),
+        )
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}", bus.display()),
+        )
+        .args(["-r", "off", "-k", "-n", "localhost", "-c", "/bin/true"])
+        .args(["-f", formats]);
+        if duplex {
+            cmd.arg("-2");
+        }
+        let eve = cmd
+            .arg("-d")
+            .arg(&spool)
+            .args(["-p", &port.to_string(), name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_until("ippeveprinter to listen", || {
+            TcpStream::connect(addr).ok().map(|_| ())
+        });
+        Eve {
+            port,
+            dir,
+            eve: Some(eve),
+            dbus,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn uri(&self) -> String {
+        format!("ipp://127.0.0.1:{}/ipp/print", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut e) = self.eve.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
+    }
+
+    /// Documents kept, as (file name, bytes).
+    fn documents(&self) -> Vec<(String, Vec<u8>)> {
+        std::fs::read_dir(self.dir.path().join("spool"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".prn"))
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap_or_default(),
+                )
+            })
+            .filter(|(_, d)| !d.is_empty())
+            .collect()
+    }
+}
+
+impl Drop for Eve {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = self.dbus.kill();
+        let _ = self.dbus.wait();
+    }
+}
+
+/// A config: tenant a (127.0.0.1, 127.0.1.0/24) prints through `a_workflow`
+/// of `a_extra`; tenant b (127.0.2.0/24) stores.
+fn config(a_workflow: &str, a_extra: &str) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+control-socket = "{{dir}}/control.sock"
+shutdown-grace = "2s"
+[[listener]]
+name = "ipp"
+protocol = "ipp"
+bind = ["127.0.0.1:0"]
+
+[tenant.a]
+name = "Tenant A"
+ranges = ["127.0.0.1/32", "127.0.1.0/24"]
+input = [{{ listener = "ipp", workflow = "{a_workflow}" }}]
+{a_extra}
+
+[tenant.b]
+name = "Tenant B"
+ranges = ["127.0.2.0/24"]
+device.lobby = {{ uri = "socket://127.0.2.50:9100", formats = ["application/pdf", "image/urf"], sides = ["one-sided", "two-sided-long-edge"], color = true, media = ["iso_a5_148x210mm"] }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["lobby"] }}] }}
+input = [{{ listener = "ipp", workflow = "direct" }}]
+"#
+    )
+}
+
+/// Waits until printroute's printer shows the device's make and model
+/// (its capabilities were fetched).
+fn wait_mirrored(d: &TestDaemon, from: &str, make: &str) -> Message {
+    wait_until("the printer to mirror its device", || {
+        let m = gpa(from, d.addr("ipp"), "/ipp/print");
+        printer_values(&m, "printer-make-and-model")
+            .contains(make)
+            .then_some(m)
+    })
+}
+
+/// `driverless cat URI`: the PPD CUPS builds from the printer's attributes,
+/// with what must differ (addresses, ports, the supplies page) normalised.
+fn driverless_ppd(uri: &str, port: u16) -> String {
+    let out = Command::new(require("driverless"))
+        .args(["cat", uri])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "driverless cat {uri}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("*APSupplies:"))
+        .map(|l| l.replace(&port.to_string(), "<port>"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
+
+// ---------------------------------------------------------------------------
+// Tests.
+
+#[test]
+fn driverless_builds_the_same_ppd_for_printroute_as_for_the_device() {
+    let eve = Eve::start(
+        "downstream",
+        "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+        true,
+    );
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let d = TestDaemon::start(&config("direct", &extra));
+    wait_mirrored(&d, "127.0.0.1", "Example Printer");
+    let ours = driverless_ppd(
+        &format!("ipp://localhost:{}/ipp/print", d.addr("ipp").port()),
+        d.addr("ipp").port(),
+    );
+    let theirs = driverless_ppd(&format!("ipp://localhost:{}/ipp/print", eve.port), eve.port);
+    // Media sizes, margins, duplex, colour and the format filters: the same.
+    for needle in [
+        "*cupsFilter2: \"image/urf image/urf",
+        "*cupsFilter2: \"image/jpeg image/jpeg",
+        "*cupsFilter2: \"application/vnd.cups-pdf application/pdf",
+        "*Duplex DuplexNoTumble",
+        "*PageSize A4",
+        "*PageSize Legal",
+        "*ImageableArea Env10",
+    ] {
+        assert!(
+            theirs.contains(needle),
+            "device PPD has {needle}:\n{theirs}"
+        );
+    }
+    assert_eq!(ours, theirs, "PPD of printroute's printer vs the device's");
+
+    // Tenant b's printer shows b's socket device, nothing of a's.
+    let b = gpa(B_IP, d.addr("ipp"), "/ipp/print");
+    assert!(!printer_values(&b, "printer-make-and-model").contains("Example Printer"));
+    assert!(!printer_values(&b, "media-supported").contains("na_legal_8.5x14in"));
+}
+
+#[test]
+fn a_pool_of_two_printers_shows_what_both_print() {
+    let duplex = Eve::start(
+        "duplex",
+        "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+        true,
+    );
+    let simplex = Eve::start("simplex", "application/pdf,application/postscript", false);
+    let extra = format!(
+        "device.duplex = {{ uri = \"{}\" }}\ndevice.simplex = {{ uri = \"{}\" }}\nworkflow.pool = {{ steps = [{{ step = \"forward\", devices = [\"duplex\", \"simplex\"] }}] }}",
+        duplex.uri(),
+        simplex.uri()
+    );
+    let d = TestDaemon::start(&config("pool", &extra));
+    // Until both are known the pool shows what the known one prints:
+    // wait for both (PDF only, one-sided).
+    let ours = wait_until("both devices mirrored", || {
+        let m = wait_mirrored(&d, A_IP, "Example Printer");
+        (printer_values(&m, "sides-supported").len() == 1
+            && printer_values(&m, "document-format-supported").len() == 2)
+            .then_some(m)
+    });
+    let a = gpa(A_IP, duplex.addr(), "/ipp/print");
+    let b = gpa(A_IP, simplex.addr(), "/ipp/print");
+    for name in [
+        "document-format-supported",
+        "sides-supported",
+        "media-supported",
+        "print-color-mode-supported",
+        "pwg-raster-document-type-supported",
+    ] {
+        let both: BTreeSet<String> = printer_values(&a, name)
+            .intersection(&printer_values(&b, name))
+            .cloned()
+            .collect();
+        assert_eq!(printer_values(&ours, name), both, "{name}");
+    }
+    assert_eq!(
+        printer_values(&ours, "document-format-supported"),
+        BTreeSet::from([
+            "application/octet-stream".to_owned(),
+            "application/pdf".to_owned()
+        ])
+    );
+    assert_eq!(
+        printer_values(&ours, "sides-supported"),
+        BTreeSet::from(["one-sided".to_owned()])
+    );
+    // A pool has no one device's supplies.
+    assert!(printer_values(&ours, "printer-supply").is_empty());
+    assert!(!printer_values(&a, "printer-supply").is_empty());
+
+    // Two-sided to the pool, under fidelity: refused, nothing stored.
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let m = ipp(
+        A_IP,
+        d.addr("ipp"),
+        "/ipp/print",
+        &Enc::op(PRINT_JOB, &uri)
+            .s(0x49, "document-format", "application/pdf")
+            .boolean("ipp-attribute-fidelity", true)
+            .group(2)
+            .s(0x44, "sides", "two-sided-long-edge")
+            .end()
+            .into_iter()
+            .chain(PDF.iter().copied())
+            .collect::<Vec<u8>>(),
+    );
+    assert_eq!(m.code, ATTRIBUTES_NOT_SUPPORTED);
+    assert_eq!(
+        m.attr(5, "sides").map(|a| a.values.clone()),
+        Some(vec![Value::keyword("two-sided-long-edge")]),
+        "the unsupported group names it"
+    );
+    // Without fidelity: accepted, the attribute ignored (RFC 8011 4.2.1.2).
+    let m = ipp(
+        A_IP,
+        d.addr("ipp"),
+        "/ipp/print",
+        &Enc::op(VALIDATE_JOB, &uri)
+            .s(0x49, "document-format", "application/pdf")
+            .group(2)
+            .s(0x44, "sides", "two-sided-long-edge")
+            .end(),
+    );
+    assert_eq!(m.code, OK_IGNORED);
+    let mut d = d;
+    d.stop();
+    assert!(
+        d.stored_jobs().get("a").is_none_or(Vec::is_empty),
+        "nothing stored"
+    );
+}
+
+#[test]
+fn a_socket_device_shows_its_configured_formats() {
+    let d = TestDaemon::start(&config(
+        "direct",
+        "workflow.direct = { steps = [{ step = \"store\", folder = \"{dir}/out\" }] }",
+    ));
+    let m = gpa(B_IP, d.addr("ipp"), "/ipp/print");
+    assert_eq!(
+        printer_values(&m, "document-format-supported"),
+        BTreeSet::from([
+            "application/octet-stream".to_owned(),
+            "application/pdf".to_owned(),
+            "image/urf".to_owned()
+        ])
+    );
+    assert_eq!(
+        printer_values(&m, "sides-supported"),
+        BTreeSet::from(["one-sided".to_owned(), "two-sided-long-edge".to_owned()])
+    );
+    assert_eq!(
+        printer_values(&m, "media-supported"),
+        BTreeSet::from(["iso_a5_148x210mm".to_owned()])
+    );
+    assert_eq!(
+        printer_values(&m, "color-supported"),
+        BTreeSet::from(["Boolean(true)".to_owned()])
+    );
+    // A PostScript job to it is refused; tenant a (storing) still takes one.
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let ps = Enc::op(PRINT_JOB, &uri)
+        .s(0x49, "document-format", "application/postscript")
+        .end()
+        .into_iter()
+        .chain(b"%!PS-Adobe-3.0\nshowpage\n".iter().copied())
+        .collect::<Vec<u8>>();
+    assert_eq!(
+        ipp(B_IP, d.addr("ipp"), "/ipp/print", &ps).code,
+        FORMAT_NOT_SUPPORTED
+    );
+    assert_eq!(ipp(A_IP, d.addr("ipp"), "/ipp/print", &ps).code, OK);
+}
+
+#[test]
+fn postscript_to_a_pdf_only_printer_is_refused_and_nothing_is_stored() {
+    let eve = Eve::start("pdfonly", "application/pdf", false);
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let mut d = TestDaemon::start(&config("direct", &extra));
+    wait_mirrored(&d, A_IP, "Example Printer");
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let ps_bytes = b"%!PS-Adobe-3.0\n%%Pages: 1\nshowpage\n%%EOF\n";
+    for (op, format) in [
+        (PRINT_JOB, "application/postscript"),
+        // An octet-stream is sniffed: PostScript all the same.
+        (PRINT_JOB, "application/octet-stream"),
+        (VALIDATE_JOB, "application/postscript"),
+    ] {
+        let body: Vec<u8> = Enc::op(op, &uri)
+            .s(0x49, "document-format", format)
+            .end()
+            .into_iter()
+            .chain(
+                if op == PRINT_JOB { &ps_bytes[..] } else { &[] }
+                    .iter()
+                    .copied(),
+            )
+            .collect();
+        let m = ipp(A_IP, d.addr("ipp"), "/ipp/print", &body);
+        assert_eq!(m.code, FORMAT_NOT_SUPPORTED, "{format}");
+        assert_eq!(
+            m.attr(5, "document-format")
+                .and_then(|a| a.values[0].as_str().map(str::to_owned)),
+            Some("application/postscript".to_owned()),
+        );
+    }
+    d.stop();
+    assert!(
+        d.stored_jobs().get("a").is_none_or(Vec::is_empty),
+        "no job stored"
+    );
+    assert!(d.spool_files("a").is_empty(), "no document spooled");
+    assert!(eve.documents().is_empty(), "nothing reached the device");
+}
+
+#[test]
+fn a_two_sided_pdf_arrives_at_a_duplex_printer_with_its_sides() {
+    let eve = Eve::start("duplex", "application/pdf", true);
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let d = TestDaemon::start(&config("direct", &extra));
+    wait_mirrored(&d, A_IP, "Example Printer");
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let body: Vec<u8> = Enc::op(PRINT_JOB, &uri)
+        .s(0x42, "job-name", "two-sided report")
+        .s(0x49, "document-format", "application/pdf")
+        .group(2)
+        .s(0x44, "sides", "two-sided-long-edge")
+        .end()
+        .into_iter()
+        .chain(PDF.iter().copied())
+        .collect();
+    assert_eq!(ipp(A_IP, d.addr("ipp"), "/ipp/print", &body).code, OK);
+    wait_until("the document at ippeveprinter", || {
+        (!eve.documents().is_empty()).then_some(())
+    });
+    let m = ipp(
+        "127.0.0.1",
+        eve.addr(),
+        "/ipp/print",
+        &Enc::op(GET_JOBS, &eve.uri())
+            .s(0x44, "which-jobs", "all")
+            .s(0x44, "requested-attributes", "sides")
+            .s(0x44, "", "job-name")
+            .s(0x44, "", "job-originating-user-name")
+            .s(0x44, "", "job-originating-host-name")
+            .end(),
+    );
+    let job = |n: &str| {
+        m.attr(2, n)
+            .and_then(|a| a.values.first()?.as_str().map(str::to_owned))
+    };
+    assert_eq!(job("sides").as_deref(), Some("two-sided-long-edge"));
+    assert_eq!(job("job-name").as_deref(), Some("two-sided report"));
+    assert_eq!(job("job-originating-user-name").as_deref(), Some("alice"));
+    // The client's address, not printroute's own.
+    assert_eq!(job("job-originating-host-name").as_deref(), Some(A_IP));
+}
+
+#[test]
+fn a_device_down_at_start_keeps_its_last_known_capabilities() {
+    let mut eve = Eve::start("kept", "application/pdf,image/urf", true);
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let mut d = TestDaemon::start(&config("direct", &extra));
+    let before = wait_mirrored(&d, A_IP, "Example Printer");
+    let files: Vec<_> = std::fs::read_dir(d.data_dir().join("capabilities").join("a"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file for the one IPP device: {files:?}");
+    let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "kept capabilities are private");
+    assert!(
+        !Path::new(&d.data_dir().join("capabilities").join("b")).exists(),
+        "tenant b has no IPP device to ask"
+    );
+    d.stop();
+    eve.stop();
+    d.spawn();
+    let after = gpa(A_IP, d.addr("ipp"), "/ipp/print");
+    for name in [
+        "printer-make-and-model",
+        "document-format-supported",
+        "sides-supported",
+        "media-col-database",
+    ] {
+        assert_eq!(
+            printer_values(&after, name),
+            printer_values(&before, name),
+            "{name}"
+        );
+    }
+    // Purging the tenant deletes what its devices said.
+    let out = Command::new(bin())
+        .args(["purge", "a", "--force", "--socket"])
+        .arg(d.dir.path().join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.data_dir().join("capabilities").join("a").exists());
+}
+
+/// The tests of an ipptool run, by state: names of PASS, FAIL and SKIP.
+fn ipptool_results(uri: &str, suite: &str, doc: &Path) -> [BTreeSet<String>; 3] {
+    let out = Command::new(require("ipptool"))
+        .args(["-R", "-t", "-f"])
+        .arg(doc)
+        .args([uri, suite])
+        .current_dir("/usr/share/cups/ipptool")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let of = |tag: &str| {
+        text.lines()
+            .filter(|l| l.trim_end().ends_with(tag))
+            .map(|l| l.trim_end().trim_end_matches(tag).trim().to_owned())
+            .collect::<BTreeSet<String>>()
+    };
+    [of("[PASS]"), of("[FAIL]"), of("[SKIP]")]
+}
+
+/// Tests printroute skips because it does not offer what they try:
+/// Send-URI and Print-URI (printroute takes documents, never fetches them).
+const NOT_OFFERED: &[&str] = &[
+    "Send-URI with bad URI: Create-Job Operation",
+    "Send-URI with bad URI: Cancel-Job Operation",
+];
+
+#[test]
+fn ipp_everywhere_suites_pass_in_front_of_ippeveprinter_as_they_pass_for_it() {
+    let eve = Eve::start(
+        "everywhere",
+        "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+        true,
+    );
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let d = TestDaemon::start(&config("direct", &extra));
+    wait_mirrored(&d, "127.0.0.1", "Example Printer");
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ipp/document-a4.pdf");
+    let ours_uri = format!("ipp://localhost:{}/ipp/print", d.addr("ipp").port());
+    for suite in [
+        "ipp-everywhere.test",
+        "ipp-2.1.test",
+        "ipp-2.2.test",
+        "print-job-media-col.test",
+    ] {
+        let [eve_pass, eve_fail, _] = ipptool_results(&eve.uri(), suite, &doc);
+        let [pass, fail, skip] = ipptool_results(&ours_uri, suite, &doc);
+        eprintln!(
+            "{suite}: ippeveprinter {} passed / {} failed; printroute {} passed / {} failed / {} skipped",
+            eve_pass.len(),
+            eve_fail.len(),
+            pass.len(),
+            fail.len(),
+            skip.len()
+        );
+        for t in &eve_pass {
+            assert!(
+                pass.contains(t) || (NOT_OFFERED.contains(&t.as_str()) && skip.contains(t)),
+                "{suite}: {t:?} passes for ippeveprinter, not for printroute (failed: {fail:?})"
+            );
+        }
+        assert!(
+            fail.is_subset(&eve_fail),
+            "{suite}: printroute fails {fail:?}, ippeveprinter only {eve_fail:?}"
+        );
+    }
+}
