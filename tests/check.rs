@@ -37,7 +37,7 @@ fn shipped_config_passes_check() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("ok"), "{stdout}");
     assert!(
-        stdout.contains("2 tenants, 3 ranges, 3 listeners"),
+        stdout.contains("2 tenants, 4 ranges, 3 listeners"),
         "{stdout}"
     );
 }

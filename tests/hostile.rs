@@ -98,6 +98,10 @@ const HOLD_JOB: u16 = 0x000c;
 const RELEASE_JOB: u16 = 0x000d;
 const CANCEL_MY_JOBS: u16 = 0x0039;
 const CLOSE_JOB: u16 = 0x003b;
+// Server operations (PWG 5100.22 Get-Printers; CUPS's own extensions).
+const GET_PRINTERS: u16 = 0x004f;
+const CUPS_GET_DEFAULT: u16 = 0x4001;
+const CUPS_GET_PRINTERS: u16 = 0x4002;
 
 // ---------------------------------------------------------------------------
 // The daemon and its accounts.
@@ -1576,6 +1580,82 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                 )
             },
         ),
+        // CUPS's clients post to `/` and name the printer in printer-uri.
+        row(
+            "ipp-print-job-at-root-naming-alpha-printer-uri",
+            Op::Ipp(PRINT_JOB),
+            || {
+                let body = on_printer(PRINT_JOB, &a_printer, A_USER).with_document(b"%!PS\n");
+                ipp_answer(post("/", body), &[])
+            },
+            || {
+                let body =
+                    on_printer(PRINT_JOB, &no_printer, NO_USER).with_document(b"%!PS\n");
+                ipp_answer(post("/", body), &[])
+            },
+        ),
+        // The server operations list the asking tenant's printers only,
+        // wherever they are posted and whatever printer-uri they carry.
+        row(
+            "ipp-cups-get-printers-at-alpha-printer",
+            Op::Ipp(CUPS_GET_PRINTERS),
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post(&a_printer, body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post(&no_printer, body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-cups-get-printers-at-root-naming-alpha-printer-uri",
+            Op::Ipp(CUPS_GET_PRINTERS),
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-get-printers-at-root-naming-alpha-printer-uri",
+            Op::Ipp(GET_PRINTERS),
+            || {
+                let body = on_printer(GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+            || {
+                let body = on_printer(GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-cups-get-default-at-alpha-printer",
+            Op::Ipp(CUPS_GET_DEFAULT),
+            || {
+                let body = on_printer(CUPS_GET_DEFAULT, &a_printer, A_USER).end();
+                ipp_answer(post(&a_printer, body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_DEFAULT, &no_printer, NO_USER).end();
+                ipp_answer(post(&no_printer, body), UP_TIME)
+            },
+        ),
         row(
             "ipp-get-jobs-at-beta-path-naming-alpha-printer-uri",
             Op::Ipp(GET_JOBS),
@@ -1863,7 +1943,7 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
         })
         .collect();
     assert_eq!(cli_rows, commands, "CLI rows vs the CLI's subcommands");
-    let requests = enum_variants("src/control.rs", "pub enum Request {");
+    let requests = enum_variants("src/admin/control.rs", "pub enum Request {");
     assert!(
         requests.len() >= 8 && requests.is_subset(&cli_rows),
         "every control request {requests:?} has a CLI row"

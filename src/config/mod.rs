@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::ids::{ListenerName, TenantId};
-use crate::config::units::{parse_duration, parse_size};
+use crate::config::units::{parse_duration, parse_rate, parse_size, Rate, RateUnit};
 use crate::routing::{canonical, find_overlaps, RoutingTable};
 
 /// Default of `global.min-free-space`: bytes of the spool's file system that
@@ -57,6 +57,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Default sled page cache size (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
+
+/// Default `max-connection-rate`: new connections per second and tenant.
+/// A print server opens one or a few per job; a thousand jobs a minute fit.
+pub const DEFAULT_MAX_CONNECTION_RATE: Rate = Rate {
+    count: 50,
+    per: RateUnit::Second,
+};
 
 /// Smallest `max-bytes-in-flight`: one read of a receive (the RAW read
 /// buffer), so that a receive that holds nothing can always take a read.
@@ -142,6 +149,7 @@ struct RawLimits {
     max_connections: Option<u32>,
     max_receives: Option<u32>,
     max_bytes_in_flight: Option<SizeText>,
+    max_connection_rate: Option<String>,
     idle_timeout: Option<String>,
     delivery_timeout: Option<String>,
     retention: Option<String>,
@@ -271,6 +279,9 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// The node this config was narrowed to, if any.
     pub node: Option<String>,
+    /// The data folder given on the command line in place of the file's
+    /// (see [`Config::with_data_dir`]); reload applies it again.
+    pub data_dir_override: Option<PathBuf>,
     /// Things worth an admin's look that do not stop the config.
     pub warnings: Vec<String>,
     /// The routing table of the tenants' ranges, built once by validation.
@@ -321,6 +332,11 @@ pub struct Limits {
     /// before it reads on, so one tenant's unsynced data, which every
     /// commit of every tenant may have to wait for, stays bounded.
     pub max_bytes_in_flight: u64,
+    /// New connections a tenant may open (`max-connection-rate`, e.g.
+    /// "20/s"): enforced in the kernel by the nftables ruleset that
+    /// `printroute export nftables` writes (a meter per tenant over its
+    /// ranges), before a flood reaches the listeners' shared accept queue.
+    pub max_connection_rate: Rate,
     /// A peer silent this long is dropped.
     pub idle_timeout: Duration,
     /// A job no device took by then is aborted (or held, with `fallback = "hold"`).
@@ -341,6 +357,7 @@ impl Default for Limits {
             max_connections: 256,
             max_receives: 64,
             max_bytes_in_flight: 64 << 20,
+            max_connection_rate: DEFAULT_MAX_CONNECTION_RATE,
             idle_timeout: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86400),
@@ -786,6 +803,35 @@ impl Config {
         }
     }
 
+    /// The config with `dir` as its data folder (`serve --data-dir`,
+    /// `PRINTROUTE_DATA_DIR`): every path of the file inside the file's
+    /// `global.data-dir` (the control socket, `store` folders) moves along,
+    /// so that one config (the shipped example, say) runs beside another
+    /// copy of itself, or in a test, without sharing a byte of state.
+    pub fn with_data_dir(mut self, dir: &Path) -> Config {
+        let old = self.global.data_dir.clone();
+        let moved = |p: &mut PathBuf| {
+            if let Ok(rest) = p.strip_prefix(&old) {
+                *p = dir.join(rest);
+            }
+        };
+        if let Some(c) = &mut self.global.control_socket {
+            moved(c);
+        }
+        for t in &mut self.tenants {
+            for w in t.workflows.values_mut() {
+                for step in &mut w.steps {
+                    if let Step::Store { folder } = step {
+                        moved(folder);
+                    }
+                }
+            }
+        }
+        self.global.data_dir = dir.to_owned();
+        self.data_dir_override = Some(dir.to_owned());
+        self
+    }
+
     /// The config one node of a scale-out installation runs: only the
     /// tenants that name the node, each listener bound on the node's
     /// address at the listener's port(s), and the node's own data folder,
@@ -1007,6 +1053,7 @@ impl Validator {
             tenants,
             nodes,
             node: None,
+            data_dir_override: None,
             warnings: std::mem::take(&mut self.warnings),
             routing,
         }
@@ -1081,6 +1128,14 @@ impl Validator {
                     l.max_bytes_in_flight.as_ref(),
                 )
                 .unwrap_or(base.max_bytes_in_flight),
+            max_connection_rate: match l.max_connection_rate.as_deref().map(parse_rate) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.err(format!("{key}.max-connection-rate"), e);
+                    base.max_connection_rate
+                }
+                None => base.max_connection_rate,
+            },
             idle_timeout: self
                 .duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref())
                 .unwrap_or(base.idle_timeout),

@@ -128,7 +128,7 @@ impl TestDaemon {
             .open(self.dir.path().join("daemon.log"))
             .unwrap();
         let mut child = Command::new(bin())
-            .args(["serve", "--config"])
+            .args(["serve", "--announce", "--config"])
             .arg(&self.config_path)
             .env("PRINTROUTE_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
