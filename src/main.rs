@@ -128,6 +128,21 @@ haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
         #[arg(long, default_value_t = printroute::admin::export::DEFAULT_HAPROXY_MAXCONN)]
         maxconn: u32,
     },
+    /// An nftables ruleset (table inet printroute) that resets connections
+    /// to the listeners from addresses of no tenant before the handshake,
+    /// and drops each tenant's new connections over its max-connection-rate.
+    #[command(after_help = "Examples:\n  printroute export nftables | nft -f -\n  \
+printroute export nftables --out /run/printroute/nftables.conf && nft -f /run/printroute/nftables.conf\n\n\
+Loading it again replaces the table. Listeners with proxy-protocol are left out \
+(their peers are the balancers).")]
+    Nftables {
+        /// The config file.
+        #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Write the ruleset into this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -337,6 +352,25 @@ fn main() -> ExitCode {
                     ExitCode::from(EX_OSERR)
                 }
             },
+            Err(e) => config_error(&e),
+        },
+        Command::Export(Export::Nftables { config, out }) => match Config::load(&config) {
+            Ok(c) => {
+                let ruleset = printroute::admin::export::nftables(&c);
+                match out {
+                    None => {
+                        print!("{ruleset}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(out) => match printroute::admin::export::write_file(&out, &ruleset) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("cannot write {}: {e}", out.display());
+                            ExitCode::from(EX_OSERR)
+                        }
+                    },
+                }
+            }
             Err(e) => config_error(&e),
         },
         Command::Status { control } => admin(&control, Request::Status),
@@ -743,17 +777,11 @@ fn human(req: &Request, d: &Value, now: u64) -> String {
                 ],
             ]);
             out = table(&rows);
-            let mut history = vec![vec![
-                "WHEN".into(),
-                "".into(),
-                "STATE".into(),
-                "NOTE".into(),
-            ]];
+            let mut history = vec![vec!["WHEN".into(), "STATE".into(), "NOTE".into()]];
             for e in d["history"].as_array().into_iter().flatten() {
                 let at = n(&e["at_ms"]);
                 history.push(vec![
-                    rfc3339_utc(at),
-                    human_ago(at, now),
+                    format!("{} ({})", rfc3339_utc(at), human_ago(at, now)),
                     s(&e["state"]),
                     s(&e["note"]),
                 ]);

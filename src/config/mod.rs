@@ -753,13 +753,23 @@ impl Config {
     /// Parses and validates config text; `path` names it in errors and
     /// anchors relative paths (to the file's folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = parse_toml(text).map_err(|e| ConfigError {
+        let one = |e: toml::de::Error| ConfigError {
             file: path.to_owned(),
             problems: vec![Problem {
                 key: String::new(),
                 message: e.to_string().trim_end().to_owned(),
             }],
-        })?;
+        };
+        // Unknown keys are collected with their paths (the slow way, only
+        // when there are some), so that they are reported together with
+        // every other problem of the file.
+        let (raw, unknown): (RawConfig, Vec<Problem>) = match parse_toml(text) {
+            Ok(raw) => (raw, Vec::new()),
+            Err(e) if e.message().starts_with("unknown field") => {
+                parse_collecting_unknown(text).map_err(one)?
+            }
+            Err(e) => return Err(one(e)),
+        };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut v = Validator {
             base,
@@ -767,12 +777,14 @@ impl Config {
             warnings: Vec::new(),
         };
         let config = v.config(path, raw);
-        if v.problems.is_empty() {
+        if v.problems.is_empty() && unknown.is_empty() {
             Ok(config)
         } else {
+            let mut problems = unknown;
+            problems.append(&mut v.problems);
             Err(ConfigError {
                 file: path.to_owned(),
-                problems: v.problems,
+                problems,
             })
         }
     }
@@ -947,6 +959,90 @@ fn parse_toml(text: &str) -> Result<RawConfig, toml::de::Error> {
         }
     }
     toml::from_str(text)
+}
+
+/// Most unknown keys one `check` reports; past them it stops looking.
+pub const MAX_UNKNOWN_KEYS_REPORTED: usize = 50;
+
+/// Parses `text`, taking out each unknown key the deserializer stops at and
+/// trying again: returns the config without them and one problem per
+/// unknown key, named by its dotted path (`tenant.globex.printers`).
+fn parse_collecting_unknown(text: &str) -> Result<(RawConfig, Vec<Problem>), toml::de::Error> {
+    use serde::Deserialize as _;
+    let mut table = toml::de::DeTable::parse(text)?;
+    let mut unknown = Vec::new();
+    loop {
+        let de = toml::de::Deserializer::from(table.clone());
+        match RawConfig::deserialize(de) {
+            Ok(raw) => return Ok((raw, unknown)),
+            Err(e) if e.message().starts_with("unknown field") => {
+                let span = e.span().ok_or_else(|| e.clone())?;
+                let Some(key) = take_key(table.get_mut(), &span, "") else {
+                    return Err(e);
+                };
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let message = e.message().lines().next().unwrap_or("unknown field");
+                unknown.push(Problem {
+                    key,
+                    message: format!("{message} (line {line})"),
+                });
+                if unknown.len() >= MAX_UNKNOWN_KEYS_REPORTED {
+                    return Ok((
+                        RawConfig::deserialize(toml::de::Deserializer::from(table))
+                            .map_err(|_| e)?,
+                        unknown,
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes the key written at `span` from `table` (at any depth); returns
+/// its dotted path, with `[i]` for the i-th table of an array.
+fn take_key(
+    table: &mut toml::de::DeTable<'_>,
+    span: &std::ops::Range<usize>,
+    prefix: &str,
+) -> Option<String> {
+    use toml::de::DeValue;
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    if let Some(k) = table
+        .keys()
+        .find(|k| k.span() == *span)
+        .map(|k| k.get_ref().to_string())
+    {
+        table.remove(k.as_str());
+        return Some(join(&k));
+    }
+    for (k, v) in table.iter_mut() {
+        let name = join(k.get_ref());
+        match v.get_mut() {
+            DeValue::Table(t) => {
+                if let Some(p) = take_key(t, span, &name) {
+                    return Some(p);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let DeValue::Table(t) = item.get_mut() {
+                        if let Some(p) = take_key(t, span, &format!("{name}[{i}]")) {
+                            return Some(p);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Cuts `text` into pieces of at least `min` bytes, each cut just before a
