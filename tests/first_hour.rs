@@ -35,7 +35,7 @@ const DOC: &str = "/etc/hostname";
 /// changed), and a PID namespace (LPRng signals pids from lock files).
 const LPR_WRAPPER: &str = r#"#!/bin/sh
 set -e
-LPRNG=@LPRNG@
+export LPRNG=@LPRNG@
 lpr="$LPRNG/root/usr/bin/lpr"
 if [ -f "$LPRNG/etc/lprng/lpd.conf" ]; then
     exec unshare --mount --pid --fork --kill-child sh -c '
