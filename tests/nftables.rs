@@ -148,7 +148,7 @@ fn export(config: &std::path::Path, out: &std::path::Path) {
 fn counted(ns: &Netns, chain: &str, rule_has: &str) -> u64 {
     let out = ns
         .exec(&ns.srv, require("nft").to_str().unwrap())
-        .args(["list", "chain", "inet", "printroute", chain])
+        .args(["-t", "list", "chain", "inet", "printroute", chain])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
