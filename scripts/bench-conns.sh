@@ -60,7 +60,7 @@ workflow.keep = { steps = [{ step = "store", folder = "$work/out-c" }] }
 input = [{ listener = "raw", workflow = "keep" }]
 EOF
 $bin check "$work/conns.toml"
-$bin serve --config "$work/conns.toml" > "$work/out" 2> "$work/log" &
+$bin serve --announce --config "$work/conns.toml" > "$work/out" 2> "$work/log" &
 daemon=$!
 for _ in $(seq 500); do grep -q '^ready' "$work/out" 2>/dev/null && break; sleep 0.02; done
 grep -o 'open-file limit.*' "$work/log" | sed 's/\x1b\[[0-9;]*m//g' | head -1 || true

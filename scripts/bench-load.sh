@@ -50,7 +50,7 @@ $load --sink 127.0.2.250:19102 >/dev/null &
 
 start_daemon() {
     rm -rf "$work/data"
-    $bin serve --config "$work/bench.toml" > "$work/daemon.out" 2> "$work/daemon.log" &
+    $bin serve --announce --config "$work/bench.toml" > "$work/daemon.out" 2> "$work/daemon.log" &
     daemon=$!
     for _ in $(seq 100); do grep -q '^ready' "$work/daemon.out" 2>/dev/null && return; sleep 0.1; done
     echo "daemon did not start"; cat "$work/daemon.log"; exit 1

@@ -36,7 +36,7 @@ tick=$(getconf CLK_TCK)
 cpu() { awk -v t="$tick" '{printf "%.2f", ($14 + $15) / t}' /proc/$daemon/stat; }
 start() {
     local t0; t0=$(date +%s.%N)
-    $bin serve --config "$work/big.toml" > "$work/out" 2> "$work/log" &
+    $bin serve --announce --config "$work/big.toml" > "$work/out" 2> "$work/log" &
     daemon=$!
     for _ in $(seq 1200); do grep -q '^ready' "$work/out" 2>/dev/null && break; sleep 0.02; done
     echo "$1: ready after $(echo "$(date +%s.%N) - $t0" | bc) s (CPU $(cpu) s), RSS $(rss VmRSS), peak $(rss VmHWM)"

@@ -66,12 +66,17 @@ struct Cli {
 /// How the admin commands reach the daemon.
 #[derive(clap::Args)]
 struct Control {
-    /// The config file naming the control socket.
-    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    /// The config file naming the control socket (global.control-socket).
+    /// When it cannot be read, the packaged socket /run/printroute/control.sock is tried.
+    #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
     config: PathBuf,
     /// The control socket (overrides the config's global.control-socket).
-    #[arg(long)]
+    #[arg(long, env = "PRINTROUTE_SOCKET")]
     socket: Option<PathBuf>,
+    /// The data folder the daemon was started with (serve --data-dir): the
+    /// control socket moves with it when it lies inside the config's data-dir.
+    #[arg(long, env = "PRINTROUTE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Print the daemon's answer as JSON, for scripts.
     #[arg(long)]
     json: bool,
@@ -114,7 +119,7 @@ haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
     )]
     Haproxy {
         /// The config file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// The folder to write haproxy.cfg and the ACL files into.
         #[arg(long)]
@@ -122,6 +127,21 @@ haproxy -c -f /etc/haproxy/printroute/haproxy.cfg && systemctl reload haproxy"
         /// HAProxy's global maxconn (it needs twice as many file descriptors).
         #[arg(long, default_value_t = printroute::admin::export::DEFAULT_HAPROXY_MAXCONN)]
         maxconn: u32,
+    },
+    /// An nftables ruleset (table inet printroute) that resets connections
+    /// to the listeners from addresses of no tenant before the handshake,
+    /// and drops each tenant's new connections over its max-connection-rate.
+    #[command(after_help = "Examples:\n  printroute export nftables | nft -f -\n  \
+printroute export nftables --out /run/printroute/nftables.conf && nft -f /run/printroute/nftables.conf\n\n\
+Loading it again replaces the table. Listeners with proxy-protocol are left out \
+(their peers are the balancers).")]
+    Nftables {
+        /// The config file.
+        #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Write the ruleset into this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -131,11 +151,26 @@ enum Command {
     #[command(after_help = "Example:\n  printroute serve --config config/printroute.toml")]
     Serve {
         /// The config file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Log lines as text (journald adds its own time stamps) or as JSON objects.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Which log lines to write: error, warn, info, debug or trace, or
+        /// per module (`info,printroute::intake=debug`); RUST_LOG-style. The
+        /// environment's PRINTROUTE_LOG is used when this is not given.
+        #[arg(long, env = "PRINTROUTE_LOG", default_value = "info")]
+        log_level: String,
+        /// Use this data folder instead of the config's global.data-dir;
+        /// paths of the config inside that folder (the control socket,
+        /// store folders) move along. Runs a copy of a config, or the example
+        /// beside an earlier run, without sharing state.
+        #[arg(long, env = "PRINTROUTE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Also write `listening NAME PROTOCOL ADDRESS` for each bound
+        /// listener and `ready` on stdout (for scripts that bind port 0).
+        #[arg(long)]
+        announce: bool,
         /// In a scale-out installation ([[node]] in the config): the node this
         /// daemon is; it serves only the tenants that name it.
         #[arg(long, env = "PRINTROUTE_NODE")]
@@ -150,7 +185,7 @@ enum Command {
     )]
     Check {
         /// The config file.
-        #[arg(default_value = DEFAULT_CONFIG)]
+        #[arg(env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
         file: PathBuf,
     },
     /// Show which tenant and range an address routes to.
@@ -161,7 +196,7 @@ enum Command {
         /// An IPv4 or IPv6 address.
         address: IpAddr,
         /// The config file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Show uptime, config, listeners and job counts per tenant.
@@ -286,8 +321,16 @@ fn main() -> ExitCode {
         Command::Serve {
             config,
             log_format,
+            log_level,
+            data_dir,
+            announce,
             node,
-        } => serve(config, log_format, node),
+        } => {
+            if announce {
+                printroute::daemon::announce_on_stdout();
+            }
+            serve(config, log_format, &log_level, data_dir, node)
+        }
         Command::Export(Export::Haproxy {
             config,
             out,
@@ -309,6 +352,25 @@ fn main() -> ExitCode {
                     ExitCode::from(EX_OSERR)
                 }
             },
+            Err(e) => config_error(&e),
+        },
+        Command::Export(Export::Nftables { config, out }) => match Config::load(&config) {
+            Ok(c) => {
+                let ruleset = printroute::admin::export::nftables(&c);
+                match out {
+                    None => {
+                        print!("{ruleset}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(out) => match printroute::admin::export::write_file(&out, &ruleset) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("cannot write {}: {e}", out.display());
+                            ExitCode::from(EX_OSERR)
+                        }
+                    },
+                }
+            }
             Err(e) => config_error(&e),
         },
         Command::Status { control } => admin(&control, Request::Status),
@@ -418,30 +480,60 @@ fn generate_assets(dir: &std::path::Path) -> std::io::Result<()> {
 /// Exit code when the daemon cannot be reached (sysexits.h `EX_UNAVAILABLE`).
 const EX_UNAVAILABLE: u8 = 69;
 
-fn admin(control: &Control, req: Request) -> ExitCode {
-    let socket = match &control.socket {
-        Some(s) => s.clone(),
-        None => match match &control.node {
-            Some(n) => Config::load_as(&control.config, Some(n)),
-            None => Config::load(&control.config),
-        } {
-            Ok(c) => match c.global.control_socket {
-                Some(s) => s,
-                None => {
-                    eprintln!(
-                        "{}: global.control-socket is not set; pass --socket",
-                        control.config.display()
-                    );
-                    return ExitCode::from(EX_CONFIG as u8);
-                }
-            },
-            Err(e) => return config_error(&e),
+/// Where the packaged unit puts the control socket: admin commands try it
+/// when they cannot read the config (a tenant admin may not be allowed to).
+const DEFAULT_CONTROL_SOCKET: &str = "/run/printroute/control.sock";
+
+/// The control socket an admin command talks to, and how it was found (for
+/// the message when the daemon is not there).
+fn control_socket(control: &Control) -> Result<(PathBuf, String), ExitCode> {
+    if let Some(s) = &control.socket {
+        return Ok((s.clone(), "given with --socket".to_owned()));
+    }
+    let file = control.config.display();
+    if let Err(e) = std::fs::File::open(&control.config) {
+        return Ok((
+            PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            format!("the default socket; the config {file} could not be read: {e}"),
+        ));
+    }
+    let loaded = match &control.node {
+        Some(n) => Config::load_as(&control.config, Some(n)),
+        None => Config::load(&control.config),
+    };
+    let config = match loaded {
+        Ok(c) => match &control.data_dir {
+            Some(d) => c.with_data_dir(d),
+            None => c,
         },
+        Err(e) => return Err(config_error(&e)),
+    };
+    match config.global.control_socket {
+        Some(s) => Ok((s, format!("global.control-socket of {file}"))),
+        None => {
+            eprintln!(
+                "{file} sets no global.control-socket, so the daemon has no control socket. \
+Set one and reload, or pass --socket PATH."
+            );
+            Err(ExitCode::from(EX_CONFIG as u8))
+        }
+    }
+}
+
+fn admin(control: &Control, req: Request) -> ExitCode {
+    let (socket, found) = match control_socket(control) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let resp = match printroute::admin::control::call(&socket, &req) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot reach the daemon at {}: {e}", socket.display());
+            eprintln!(
+                "Cannot reach the printroute daemon at {} ({found}): {e}.\n\
+Is it running (systemctl status printroute)? Point at another daemon with \
+--config FILE (or PRINTROUTE_CONFIG=FILE) or --socket PATH.",
+                socket.display()
+            );
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
@@ -455,71 +547,197 @@ fn admin(control: &Control, req: Request) -> ExitCode {
             serde_json::to_string_pretty(&resp.data).unwrap_or_default()
         );
     } else {
-        print!("{}", human(&req, &resp.data));
+        print!("{}", human(&req, &resp.data, now_ms()));
     }
     ExitCode::SUCCESS
 }
 
-/// The daemon's answer as text for people.
-fn human(req: &Request, d: &Value) -> String {
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A byte count for people: `31 B`, `4.0 KiB`, `1.2 GiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A duration for people, in its two largest units: `45 s`, `3 min 20 s`,
+/// `2 h 5 min`, `3 d 4 h`.
+fn human_duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) if s == 0 => format!("{m} min"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, 0) => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (_, 0, _) => format!("{d} d"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// How long ago `at_ms` was, seen at `now_ms`: `just now`, `3 min ago`.
+fn human_ago(at_ms: u64, now_ms: u64) -> String {
+    if at_ms > now_ms {
+        return format!("in {}", human_duration((at_ms - now_ms) / 1000));
+    }
+    let secs = (now_ms - at_ms) / 1000;
+    if secs < 1 {
+        "just now".to_owned()
+    } else {
+        // One unit is enough for "when": 3 min ago, not 3 min 20 s ago.
+        let text = human_duration(secs);
+        let first: Vec<&str> = text.split(' ').take(2).collect();
+        format!("{} ago", first.join(" "))
+    }
+}
+
+/// A time as RFC 3339 in UTC, to the second: `2026-12-02T04:16:00Z`.
+fn rfc3339_utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Rows as columns padded to their widest cell (the last one unpadded).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 < r.len() {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[c]));
+            } else {
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `text` with its control characters escaped (`\u{1b}`), so that what a
+/// client or a device wrote can be shown on a terminal as it is.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The daemon's answer as text for people, seen at `now` (ms since the
+/// epoch): one short sentence, or aligned tables. `--json` has the exact values.
+fn human(req: &Request, d: &Value, now: u64) -> String {
     use std::fmt::Write;
+    // Every stored string is shown escaped: what a client or a device
+    // wrote (a job name, a printer's status text) never drives the terminal.
     let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_owned(),
+        Value::String(s) => printable(s),
+        Value::Null => String::new(),
         v => v.to_string(),
     };
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
     let mut out = String::new();
     match req {
         Request::Status => {
+            let loaded_ms = n(&d["config-loaded"]) * 1000;
             let _ = writeln!(
                 out,
-                "uptime {}s; config {} (loaded at {} s since the epoch)",
-                s(&d["uptime-seconds"]),
+                "printroute is up {}; config {} loaded {} ({}).",
+                human_duration(n(&d["uptime-seconds"])),
                 s(&d["config"]),
-                s(&d["config-loaded"])
+                human_ago(loaded_ms, now),
+                rfc3339_utc(loaded_ms)
             );
             if let Some(since) = d["store"]["failing-since-ms"].as_u64() {
                 let _ = writeln!(
                     out,
-                    "STORE FAILING: commits refused for {} s (failed groups: {}); last error: {}",
-                    printroute::store::job::now_ms().saturating_sub(since) / 1000,
+                    "The store is failing: jobs are refused since {} ({} failed commits; last error: {}).",
+                    human_ago(since, now),
                     s(&d["store"]["failed-groups"]),
                     s(&d["store"]["last-error"])
                 );
             }
             if let Some(ls) = d["listeners"].as_array() {
-                for l in ls {
-                    let _ = writeln!(
-                        out,
-                        "listener {:<12} {:<4} {}",
-                        s(&l["name"]),
-                        s(&l["protocol"]),
-                        s(&l["addr"])
-                    );
-                }
+                let mut rows = vec![vec!["LISTENER".into(), "PROTOCOL".into(), "ADDRESS".into()]];
+                rows.extend(
+                    ls.iter()
+                        .map(|l| vec![s(&l["name"]), s(&l["protocol"]), s(&l["addr"])]),
+                );
+                let _ = write!(out, "\n{}", table(&rows));
             }
+            let mut rows = vec![vec![
+                "TENANT".into(),
+                "NAME".into(),
+                "SPOOL".into(),
+                "JOBS".into(),
+            ]];
             for t in d["tenants"].as_array().into_iter().flatten() {
                 let counts: Vec<String> = t["jobs"]
                     .as_object()
                     .into_iter()
                     .flatten()
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .map(|(k, v)| format!("{v} {k}"))
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "tenant {:<16} spool {:>12} B  jobs: {}",
+                rows.push(vec![
                     s(&t["tenant"]),
-                    s(&t["spool-bytes"]),
+                    s(&t["name"]),
+                    human_size(n(&t["spool-bytes"])),
                     if counts.is_empty() {
                         "none".into()
                     } else {
-                        counts.join(" ")
-                    }
-                );
+                        counts.join(", ")
+                    },
+                ]);
             }
+            let _ = write!(out, "\n{}", table(&rows));
         }
         Request::Tenants => {
-            let _ = writeln!(out, "{:<16} {:<24} RANGES", "TENANT", "NAME");
+            let mut rows = vec![vec!["TENANT".into(), "NAME".into(), "RANGES".into()]];
             for t in d.as_array().into_iter().flatten() {
                 let ranges: Vec<String> = t["ranges"]
                     .as_array()
@@ -527,62 +745,101 @@ fn human(req: &Request, d: &Value) -> String {
                     .flatten()
                     .map(s)
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "{:<16} {:<24} {}",
-                    s(&t["tenant"]),
-                    s(&t["name"]),
-                    ranges.join(" ")
-                );
+                rows.push(vec![s(&t["tenant"]), s(&t["name"]), ranges.join(" ")]);
             }
+            out = table(&rows);
         }
         Request::Jobs { .. } => {
-            let _ = writeln!(
-                out,
-                "{:<20} {:<11} {:<16} {:>10}  NAME",
-                "JOB", "STATE", "USER", "SIZE"
-            );
-            for j in d.as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "{:<20} {:<11} {:<16} {:>10}  {}",
+            let jobs = d.as_array().map(Vec::as_slice).unwrap_or_default();
+            if jobs.is_empty() {
+                return "No jobs match.\n".to_owned();
+            }
+            let mut rows = vec![vec![
+                "JOB".into(),
+                "STATE".into(),
+                "USER".into(),
+                "SIZE".into(),
+                "CREATED".into(),
+                "NAME".into(),
+            ]];
+            for j in jobs {
+                rows.push(vec![
                     format!("{}/{}", s(&j["tenant"]), s(&j["id"])),
                     s(&j["state"]),
                     s(&j["user"]),
-                    s(&j["size"]),
-                    s(&j["name"])
-                );
+                    human_size(n(&j["size"])),
+                    human_ago(n(&j["created_ms"]), now),
+                    s(&j["name"]),
+                ]);
             }
+            out = table(&rows);
         }
         Request::Job { .. } => {
-            for k in [
-                "tenant", "id", "state", "user", "name", "queue", "listener", "peer", "format",
-                "size", "sha256", "workflow", "step",
-            ] {
-                let _ = writeln!(out, "{k:<9} {}", s(&d[k]));
+            let queue = match &d["queue"] {
+                Value::String(q) => format!("queue {q} of listener {}", s(&d["listener"])),
+                _ => format!("listener {} (its default queue)", s(&d["listener"])),
+            };
+            let mut rows: Vec<Vec<String>> = vec![
+                vec!["job".into(), format!("{}/{}", s(&d["tenant"]), s(&d["id"]))],
+                vec!["state".into(), s(&d["state"])],
+                vec!["user".into(), s(&d["user"])],
+                vec!["name".into(), s(&d["name"])],
+                vec!["came in on".into(), queue],
+                vec!["from".into(), s(&d["peer"])],
+            ];
+            if let Value::String(f) = &d["format"] {
+                rows.push(vec!["format".into(), f.clone()]);
             }
-            let _ = writeln!(out, "history:");
+            rows.extend([
+                vec![
+                    "size".into(),
+                    format!("{} ({} bytes)", human_size(n(&d["size"])), n(&d["size"])),
+                ],
+                vec!["sha256".into(), s(&d["sha256"])],
+                vec![
+                    "workflow".into(),
+                    format!("{}, step {}", s(&d["workflow"]), n(&d["step"]) + 1),
+                ],
+            ]);
+            out = table(&rows);
+            let mut history = vec![vec!["WHEN".into(), "STATE".into(), "NOTE".into()]];
             for e in d["history"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "  {} {:<10} {}",
-                    s(&e["at_ms"]),
+                let at = n(&e["at_ms"]);
+                history.push(vec![
+                    format!("{} ({})", rfc3339_utc(at), human_ago(at, now)),
                     s(&e["state"]),
-                    s(&e["note"])
-                );
+                    s(&e["note"]),
+                ]);
             }
+            let _ = write!(out, "\nhistory:\n{}", table(&history));
         }
-        Request::Release { .. }
-        | Request::Cancel { .. }
-        | Request::Reload
-        | Request::Purge { .. } => {
-            let parts: Vec<String> = d
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| format!("{k}: {}", s(v)))
-                .collect();
-            let _ = writeln!(out, "{}", parts.join(", "));
+        Request::Release { .. } => {
+            let _ = match &d["to"] {
+                Value::String(dev) => {
+                    writeln!(out, "Released {}: it goes to {dev}.", s(&d["released"]))
+                }
+                _ => writeln!(
+                    out,
+                    "Released {}: it goes on through its workflow.",
+                    s(&d["released"])
+                ),
+            };
+        }
+        Request::Cancel { .. } => {
+            let _ = writeln!(out, "Canceled {}.", s(&d["canceled"]));
+        }
+        Request::Reload => {
+            let _ = writeln!(out, "Reloaded: {}.", s(&d["reloaded"]));
+        }
+        Request::Purge { .. } => {
+            let _ = writeln!(
+                out,
+                "Purged tenant {}: {} job records and {} spool files ({}) deleted.",
+                s(&d["purged"]),
+                n(&d["records"]),
+                n(&d["spool-files"]),
+                human_size(n(&d["spool-bytes"]))
+            );
         }
     }
     out
@@ -593,12 +850,22 @@ fn config_error(e: &printroute::config::ConfigError) -> ExitCode {
     ExitCode::from(EX_CONFIG as u8)
 }
 
-fn serve(path: PathBuf, log_format: LogFormat, node: Option<String>) -> ExitCode {
-    init_logging(log_format);
+fn serve(
+    path: PathBuf,
+    log_format: LogFormat,
+    log_level: &str,
+    data_dir: Option<PathBuf>,
+    node: Option<String>,
+) -> ExitCode {
+    init_logging(log_format, log_level);
     raise_fd_limit();
     let t0 = std::time::Instant::now();
     let config = match Config::load_as(&path, node.as_deref()) {
         Ok(c) => {
+            let c = match &data_dir {
+                Some(d) => c.with_data_dir(d),
+                None => c,
+            };
             tracing::info!(load_ms = t0.elapsed().as_millis() as u64, "config loaded");
             c
         }
@@ -648,15 +915,32 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: &str) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PRINTROUTE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+        eprintln!("--log-level {level:?}: {e}; logging at info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn stored_text_is_shown_with_its_control_characters_escaped() {
+        assert_eq!(printable("report.pdf"), "report.pdf");
+        assert_eq!(
+            printable("\u{1b}[31mRED\u{7}\r\n"),
+            "\\u{1b}[31mRED\\u{7}\\u{d}\\u{a}"
+        );
+        assert_eq!(printable("Ünïcödé"), "Ünïcödé");
     }
 }

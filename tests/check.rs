@@ -37,7 +37,7 @@ fn shipped_config_passes_check() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("ok"), "{stdout}");
     assert!(
-        stdout.contains("2 tenants, 3 ranges, 3 listeners"),
+        stdout.contains("2 tenants, 4 ranges, 3 listeners"),
         "{stdout}"
     );
 }
@@ -59,6 +59,48 @@ fn unknown_key_fails_with_78_and_its_place() {
         err.contains("unknown field `listen`") && err.contains("line 3"),
         "{err}"
     );
+}
+
+/// Unknown keys are reported by their paths, together with the semantic
+/// problems of the same file, not one TOML error alone.
+#[test]
+fn unknown_keys_and_overlaps_are_reported_together() {
+    let (code, _, err) = check(
+        r#"
+[global]
+data-dir = "/tmp/x"
+listen = "x"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:9100"]
+tls-mode = "on"
+[tenant.acme]
+ranges = ["10.1.0.0/16"]
+limits = { max-connection-rate = "20/s", burst = 4 }
+[tenant.globex]
+ranges = ["10.1.7.0/24"]
+printers = ["lobby"]
+[tenant.globex.workflow.w]
+steps = [{ step = "hold" }]
+[[tenant.globex.input]]
+listener = "raw"
+workflow = "w"
+queue-name = "x"
+"#,
+    );
+    assert_eq!(code, 78);
+    for needle in [
+        "bad.toml: global.listen: unknown field `listen`",
+        "(line 4)",
+        "bad.toml: listener[0].tls-mode: unknown field `tls-mode`",
+        "bad.toml: tenant.acme.limits.burst: unknown field `burst`",
+        "bad.toml: tenant.globex.printers: unknown field `printers`",
+        "bad.toml: tenant.globex.input[0].queue-name: unknown field `queue-name`",
+        "tenant.globex.ranges: 10.1.7.0/24 (tenant globex) overlaps 10.1.0.0/16 (tenant acme)",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+    }
 }
 
 #[test]

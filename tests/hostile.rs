@@ -99,6 +99,10 @@ const RELEASE_JOB: u16 = 0x000d;
 const CANCEL_MY_JOBS: u16 = 0x0039;
 const CLOSE_JOB: u16 = 0x003b;
 const IDENTIFY_PRINTER: u16 = 0x003c;
+// Server operations (PWG 5100.22 Get-Printers; CUPS's own extensions).
+const GET_PRINTERS: u16 = 0x004f;
+const CUPS_GET_DEFAULT: u16 = 0x4001;
+const CUPS_GET_PRINTERS: u16 = 0x4002;
 
 // ---------------------------------------------------------------------------
 // The daemon and its accounts.
@@ -1602,6 +1606,82 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
                     ),
                     UP_TIME,
                 )
+            },
+        ),
+        // CUPS's clients post to `/` and name the printer in printer-uri.
+        row(
+            "ipp-print-job-at-root-naming-alpha-printer-uri",
+            Op::Ipp(PRINT_JOB),
+            || {
+                let body = on_printer(PRINT_JOB, &a_printer, A_USER).with_document(b"%!PS\n");
+                ipp_answer(post("/", body), &[])
+            },
+            || {
+                let body =
+                    on_printer(PRINT_JOB, &no_printer, NO_USER).with_document(b"%!PS\n");
+                ipp_answer(post("/", body), &[])
+            },
+        ),
+        // The server operations list the asking tenant's printers only,
+        // wherever they are posted and whatever printer-uri they carry.
+        row(
+            "ipp-cups-get-printers-at-alpha-printer",
+            Op::Ipp(CUPS_GET_PRINTERS),
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post(&a_printer, body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post(&no_printer, body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-cups-get-printers-at-root-naming-alpha-printer-uri",
+            Op::Ipp(CUPS_GET_PRINTERS),
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-get-printers-at-root-naming-alpha-printer-uri",
+            Op::Ipp(GET_PRINTERS),
+            || {
+                let body = on_printer(GET_PRINTERS, &a_printer, A_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+            || {
+                let body = on_printer(GET_PRINTERS, &no_printer, NO_USER)
+                    .s(0x44, "requested-attributes", "all")
+                    .end();
+                ipp_answer(post("/", body), UP_TIME)
+            },
+        ),
+        row(
+            "ipp-cups-get-default-at-alpha-printer",
+            Op::Ipp(CUPS_GET_DEFAULT),
+            || {
+                let body = on_printer(CUPS_GET_DEFAULT, &a_printer, A_USER).end();
+                ipp_answer(post(&a_printer, body), UP_TIME)
+            },
+            || {
+                let body = on_printer(CUPS_GET_DEFAULT, &no_printer, NO_USER).end();
+                ipp_answer(post(&no_printer, body), UP_TIME)
             },
         ),
         row(

@@ -151,6 +151,143 @@ pub fn haproxy_cfg(config: &Config, dir: &Path, maxconn: u32) -> String {
     s
 }
 
+/// Name of the nftables table `export nftables` writes; the ruleset
+/// replaces this table, and only it, each time it is loaded.
+pub const NFT_TABLE: &str = "printroute";
+
+/// Priority of the ruleset's input chain: before the `filter` priority (0)
+/// of an admin's own tables, so a refused SYN costs nothing further.
+pub const NFT_PRIORITY: i32 = -10;
+
+/// `printroute export nftables`: one `inet` table, `printroute`, that
+/// refuses and paces new connections to the listeners in the kernel,
+/// before the handshake completes and before a flood reaches the
+/// listeners' shared accept queue:
+///
+/// - a SYN to a listener's address and port from an address of no tenant
+///   is answered with a TCP reset, so the sender's connect fails (a RAW
+///   sender's spooler keeps the job instead of calling it printed);
+/// - a SYN from a tenant's range jumps (by an interval verdict map over
+///   every range, which scales to a million ranges) to the tenant's own
+///   chain, whose `limit` is the tenant's meter: new connections over its
+///   `max-connection-rate` (burst: one unit's worth) are dropped, and the
+///   client's TCP retries later.
+///
+/// Listeners with `proxy-protocol` are left out: their peers are the
+/// balancers, not the tenants (the balancer refuses; see `export haproxy`).
+/// Load it with `nft -f FILE`; loading it again replaces the table.
+pub fn nftables(config: &Config) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# printroute: refusals and per-tenant connection meters in the kernel.\n\
+         # Written by `printroute export nftables` from {}; load with `nft -f FILE`.\n\
+         # Loading it again replaces table inet {NFT_TABLE} (and nothing else) in one transaction.",
+        config.path.display()
+    );
+    let (mut listen4, mut listen6) = (Vec::new(), Vec::new());
+    for l in &config.listeners {
+        if l.proxy.is_some() {
+            let _ = writeln!(
+                s,
+                "# listener {}: behind a balancer (proxy-protocol), left out",
+                l.name
+            );
+            continue;
+        }
+        for a in &l.bind {
+            let port = a.port();
+            if port == 0 {
+                continue;
+            }
+            match a.ip() {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    listen4.push(format!("0.0.0.0/0 . {port}"))
+                }
+                std::net::IpAddr::V4(ip) => listen4.push(format!("{ip} . {port}")),
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    // A dual-stack socket on [::] takes IPv4 connections too.
+                    listen4.push(format!("0.0.0.0/0 . {port}"));
+                    listen6.push(format!("::/0 . {port}"));
+                }
+                std::net::IpAddr::V6(ip) => listen6.push(format!("{ip} . {port}")),
+            }
+        }
+    }
+    for v in [&mut listen4, &mut listen6] {
+        v.sort();
+        v.dedup();
+    }
+    let _ = writeln!(s, "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}");
+    let _ = writeln!(s, "table inet {NFT_TABLE} {{");
+    let elements = |s: &mut String, items: &mut dyn Iterator<Item = String>| {
+        let mut first = true;
+        for e in items {
+            s.push_str(if first { "\n      " } else { ",\n      " });
+            s.push_str(&e);
+            first = false;
+        }
+    };
+    for (family, addr, items) in [("4", "ipv4_addr", &listen4), ("6", "ipv6_addr", &listen6)] {
+        let _ = write!(
+            s,
+            "  set listen_v{family} {{\n    type {addr} . inet_service; flags interval;"
+        );
+        if !items.is_empty() {
+            s.push_str("\n    elements = {");
+            elements(&mut s, &mut items.iter().cloned());
+            s.push_str("\n    }");
+        }
+        s.push_str("\n  }\n");
+    }
+    let chain = |i: usize| format!("tenant_{i}");
+    for (family, addr, v6) in [("4", "ipv4_addr", false), ("6", "ipv6_addr", true)] {
+        let _ = write!(
+            s,
+            "  map tenant_v{family} {{\n    type {addr} : verdict; flags interval;"
+        );
+        let mut items = config.tenants.iter().enumerate().flat_map(|(i, t)| {
+            t.ranges
+                .iter()
+                .filter(move |r| matches!(r, ipnet::IpNet::V6(_)) == v6)
+                .map(move |r| format!("{} : goto {}", r.trunc(), chain(i)))
+        });
+        let mut peek = items.by_ref().peekable();
+        if peek.peek().is_some() {
+            s.push_str("\n    elements = {");
+            elements(&mut s, &mut peek);
+            s.push_str("\n    }");
+        }
+        s.push_str("\n  }\n");
+    }
+    for (i, t) in config.tenants.iter().enumerate() {
+        let rate = t.limits.max_connection_rate;
+        let _ = writeln!(
+            s,
+            "  chain {} {{\n    # tenant {}: max-connection-rate {rate}\n    limit rate over {rate} burst {} packets counter drop\n  }}",
+            chain(i),
+            t.id,
+            rate.count
+        );
+    }
+    let syn = "tcp flags & (fin | syn | rst | ack) == syn";
+    let _ = writeln!(
+        s,
+        "  chain input {{\n    type filter hook input priority {NFT_PRIORITY}; policy accept;\n\
+         \x20   {syn} ip daddr . tcp dport @listen_v4 ip saddr vmap @tenant_v4\n\
+         \x20   {syn} ip daddr . tcp dport @listen_v4 counter reject with tcp reset\n\
+         \x20   {syn} ip6 daddr . tcp dport @listen_v6 ip6 saddr vmap @tenant_v6\n\
+         \x20   {syn} ip6 daddr . tcp dport @listen_v6 counter reject with tcp reset\n  }}\n}}"
+    );
+    s
+}
+
+/// Writes `text` to `path` through a temporary file beside it, so a reader
+/// never sees half a file.
+pub fn write_file(path: &Path, text: &str) -> io::Result<()> {
+    write_atomically(path, text.as_bytes())
+}
+
 fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, data)?;

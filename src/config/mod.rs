@@ -20,7 +20,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::config::ids::{ListenerName, TenantId};
-use crate::config::units::{parse_duration, parse_size};
+use crate::config::units::{parse_duration, parse_rate, parse_size, Rate, RateUnit};
 use crate::routing::{canonical, find_overlaps, RoutingTable};
 
 /// Default of `global.min-free-space`: bytes of the spool's file system that
@@ -89,6 +89,13 @@ pub const SIDES: &[&str] = &["one-sided", "two-sided-long-edge", "two-sided-shor
 
 /// Default sled page cache size (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_CAPACITY: u64 = 64 << 20;
+
+/// Default `max-connection-rate`: new connections per second and tenant.
+/// A print server opens one or a few per job; a thousand jobs a minute fit.
+pub const DEFAULT_MAX_CONNECTION_RATE: Rate = Rate {
+    count: 50,
+    per: RateUnit::Second,
+};
 
 /// Smallest `max-bytes-in-flight`: one read of a receive (the RAW read
 /// buffer), so that a receive that holds nothing can always take a read.
@@ -177,6 +184,7 @@ struct RawLimits {
     max_connections: Option<u32>,
     max_receives: Option<u32>,
     max_bytes_in_flight: Option<SizeText>,
+    max_connection_rate: Option<String>,
     idle_timeout: Option<String>,
     delivery_timeout: Option<String>,
     retention: Option<String>,
@@ -329,6 +337,9 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// The node this config was narrowed to, if any.
     pub node: Option<String>,
+    /// The data folder given on the command line in place of the file's
+    /// (see [`Config::with_data_dir`]); reload applies it again.
+    pub data_dir_override: Option<PathBuf>,
     /// Things worth an admin's look that do not stop the config.
     pub warnings: Vec<String>,
     /// The routing table of the tenants' ranges, built once by validation.
@@ -391,6 +402,11 @@ pub struct Limits {
     /// before it reads on, so one tenant's unsynced data, which every
     /// commit of every tenant may have to wait for, stays bounded.
     pub max_bytes_in_flight: u64,
+    /// New connections a tenant may open (`max-connection-rate`, e.g.
+    /// "20/s"): enforced in the kernel by the nftables ruleset that
+    /// `printroute export nftables` writes (a meter per tenant over its
+    /// ranges), before a flood reaches the listeners' shared accept queue.
+    pub max_connection_rate: Rate,
     /// A peer silent this long is dropped.
     pub idle_timeout: Duration,
     /// A job no device took by then is aborted (or held, with `fallback = "hold"`).
@@ -411,6 +427,7 @@ impl Default for Limits {
             max_connections: 256,
             max_receives: 64,
             max_bytes_in_flight: 64 << 20,
+            max_connection_rate: DEFAULT_MAX_CONNECTION_RATE,
             idle_timeout: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(30 * 86400),
@@ -903,13 +920,23 @@ impl Config {
     /// Parses and validates config text; `path` names it in errors and
     /// anchors relative paths (to the file's folder).
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = parse_toml(text).map_err(|e| ConfigError {
+        let one = |e: toml::de::Error| ConfigError {
             file: path.to_owned(),
             problems: vec![Problem {
                 key: String::new(),
                 message: e.to_string().trim_end().to_owned(),
             }],
-        })?;
+        };
+        // Unknown keys are collected with their paths (the slow way, only
+        // when there are some), so that they are reported together with
+        // every other problem of the file.
+        let (raw, unknown): (RawConfig, Vec<Problem>) = match parse_toml(text) {
+            Ok(raw) => (raw, Vec::new()),
+            Err(e) if e.message().starts_with("unknown field") => {
+                parse_collecting_unknown(text).map_err(one)?
+            }
+            Err(e) => return Err(one(e)),
+        };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut v = Validator {
             base,
@@ -917,12 +944,14 @@ impl Config {
             warnings: Vec::new(),
         };
         let config = v.config(path, raw);
-        if v.problems.is_empty() {
+        if v.problems.is_empty() && unknown.is_empty() {
             Ok(config)
         } else {
+            let mut problems = unknown;
+            problems.append(&mut v.problems);
             Err(ConfigError {
                 file: path.to_owned(),
-                problems: v.problems,
+                problems,
             })
         }
     }
@@ -951,6 +980,35 @@ impl Config {
                 }],
             }),
         }
+    }
+
+    /// The config with `dir` as its data folder (`serve --data-dir`,
+    /// `PRINTROUTE_DATA_DIR`): every path of the file inside the file's
+    /// `global.data-dir` (the control socket, `store` folders) moves along,
+    /// so that one config (the shipped example, say) runs beside another
+    /// copy of itself, or in a test, without sharing a byte of state.
+    pub fn with_data_dir(mut self, dir: &Path) -> Config {
+        let old = self.global.data_dir.clone();
+        let moved = |p: &mut PathBuf| {
+            if let Ok(rest) = p.strip_prefix(&old) {
+                *p = dir.join(rest);
+            }
+        };
+        if let Some(c) = &mut self.global.control_socket {
+            moved(c);
+        }
+        for t in &mut self.tenants {
+            for w in t.workflows.values_mut() {
+                for step in &mut w.steps {
+                    if let Step::Store { folder, .. } = step {
+                        moved(folder);
+                    }
+                }
+            }
+        }
+        self.global.data_dir = dir.to_owned();
+        self.data_dir_override = Some(dir.to_owned());
+        self
     }
 
     /// The config one node of a scale-out installation runs: only the
@@ -1070,6 +1128,90 @@ fn parse_toml(text: &str) -> Result<RawConfig, toml::de::Error> {
     toml::from_str(text)
 }
 
+/// Most unknown keys one `check` reports; past them it stops looking.
+pub const MAX_UNKNOWN_KEYS_REPORTED: usize = 50;
+
+/// Parses `text`, taking out each unknown key the deserializer stops at and
+/// trying again: returns the config without them and one problem per
+/// unknown key, named by its dotted path (`tenant.globex.printers`).
+fn parse_collecting_unknown(text: &str) -> Result<(RawConfig, Vec<Problem>), toml::de::Error> {
+    use serde::Deserialize as _;
+    let mut table = toml::de::DeTable::parse(text)?;
+    let mut unknown = Vec::new();
+    loop {
+        let de = toml::de::Deserializer::from(table.clone());
+        match RawConfig::deserialize(de) {
+            Ok(raw) => return Ok((raw, unknown)),
+            Err(e) if e.message().starts_with("unknown field") => {
+                let span = e.span().ok_or_else(|| e.clone())?;
+                let Some(key) = take_key(table.get_mut(), &span, "") else {
+                    return Err(e);
+                };
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                let message = e.message().lines().next().unwrap_or("unknown field");
+                unknown.push(Problem {
+                    key,
+                    message: format!("{message} (line {line})"),
+                });
+                if unknown.len() >= MAX_UNKNOWN_KEYS_REPORTED {
+                    return Ok((
+                        RawConfig::deserialize(toml::de::Deserializer::from(table))
+                            .map_err(|_| e)?,
+                        unknown,
+                    ));
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Removes the key written at `span` from `table` (at any depth); returns
+/// its dotted path, with `[i]` for the i-th table of an array.
+fn take_key(
+    table: &mut toml::de::DeTable<'_>,
+    span: &std::ops::Range<usize>,
+    prefix: &str,
+) -> Option<String> {
+    use toml::de::DeValue;
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    if let Some(k) = table
+        .keys()
+        .find(|k| k.span() == *span)
+        .map(|k| k.get_ref().to_string())
+    {
+        table.remove(k.as_str());
+        return Some(join(&k));
+    }
+    for (k, v) in table.iter_mut() {
+        let name = join(k.get_ref());
+        match v.get_mut() {
+            DeValue::Table(t) => {
+                if let Some(p) = take_key(t, span, &name) {
+                    return Some(p);
+                }
+            }
+            DeValue::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    if let DeValue::Table(t) = item.get_mut() {
+                        if let Some(p) = take_key(t, span, &format!("{name}[{i}]")) {
+                            return Some(p);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Cuts `text` into pieces of at least `min` bytes, each cut just before a
 /// line `[tenant.<id>…` whose id differs from the previous tenant header's.
 fn split_before_tenants(text: &str, min: usize) -> Vec<&str> {
@@ -1174,6 +1316,7 @@ impl Validator {
             tenants,
             nodes,
             node: None,
+            data_dir_override: None,
             warnings: std::mem::take(&mut self.warnings),
             routing,
         }
@@ -1378,6 +1521,14 @@ impl Validator {
                     l.max_bytes_in_flight.as_ref(),
                 )
                 .unwrap_or(base.max_bytes_in_flight),
+            max_connection_rate: match l.max_connection_rate.as_deref().map(parse_rate) {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    self.err(format!("{key}.max-connection-rate"), e);
+                    base.max_connection_rate
+                }
+                None => base.max_connection_rate,
+            },
             idle_timeout: self
                 .duration(&format!("{key}.idle-timeout"), l.idle_timeout.as_deref())
                 .unwrap_or(base.idle_timeout),

@@ -43,6 +43,68 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// A rate of events written as "N/unit" (`20/s`, `600/min`; units s,
+/// second, min, minute, h, hour, d, day): `max-connection-rate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Events per `per`.
+    pub count: u32,
+    /// The time unit.
+    pub per: RateUnit,
+}
+
+/// The time unit of a [`Rate`], as nftables names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateUnit {
+    /// Per second.
+    Second,
+    /// Per minute.
+    Minute,
+    /// Per hour.
+    Hour,
+    /// Per day.
+    Day,
+}
+
+impl RateUnit {
+    /// The unit's name in nftables' `limit rate N/UNIT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateUnit::Second => "second",
+            RateUnit::Minute => "minute",
+            RateUnit::Hour => "hour",
+            RateUnit::Day => "day",
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, self.per.as_str())
+    }
+}
+
+/// Parses a rate such as "20/s" or "600/minute".
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || format!("{s:?} is not a rate (write e.g. \"20/s\" or \"600/min\")");
+    let (num, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = num.trim().parse().map_err(|_| bad())?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => RateUnit::Second,
+        "m" | "min" | "minute" => RateUnit::Minute,
+        "h" | "hour" => RateUnit::Hour,
+        "d" | "day" => RateUnit::Day,
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(format!(
+            "{s:?}: a rate must be at least 1 per {}",
+            per.as_str()
+        ));
+    }
+    Ok(Rate { count, per })
+}
+
 /// Parses a duration such as "30s", "24h" or "500ms".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -123,5 +185,18 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("3 fortnights").is_err());
+    }
+
+    #[test]
+    fn rates_parse_with_units() {
+        let r = |count, per| Ok(Rate { count, per });
+        assert_eq!(parse_rate("20/s"), r(20, RateUnit::Second));
+        assert_eq!(parse_rate("600 / minute"), r(600, RateUnit::Minute));
+        assert_eq!(parse_rate("5/h"), r(5, RateUnit::Hour));
+        assert_eq!(parse_rate("20/s").unwrap().to_string(), "20/second");
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("20").is_err());
+        assert!(parse_rate("20/fortnight").is_err());
+        assert!(parse_rate("-1/s").is_err());
     }
 }

@@ -441,9 +441,15 @@ impl Daemon {
         let t0 = std::time::Instant::now();
         let path = self.config_path.clone();
         let node = self.intake.snapshot.load().config.node.clone();
-        let config = blocking(move || Config::load_as(&path, node.as_deref()))
-            .await
-            .map_err(|e| e.to_string())?;
+        let data_dir = self.intake.snapshot.load().config.data_dir_override.clone();
+        let config = blocking(move || {
+            Config::load_as(&path, node.as_deref()).map(|c| match &data_dir {
+                Some(d) => c.with_data_dir(d),
+                None => c,
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
         let loaded = t0.elapsed();
         for w in &config.warnings {
             tracing::warn!("{}: {w}", config.path.display());
@@ -589,8 +595,23 @@ async fn prune_loop(snapshot: Arc<ArcSwap<Snapshot>>, stop: CancellationToken) {
     }
 }
 
-/// Tells whoever started the daemon (tests, scripts) what it is doing, on stdout.
+/// Whether [`announce`] writes: `serve --announce` turns it on.
+static ANNOUNCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes the daemon announce each bound listener (`listening NAME PROTOCOL
+/// ADDRESS`) and its readiness (`ready`) on stdout, one line each, for the
+/// scripts and tests that start it on port 0 and need the ports it got.
+/// Off by default: everything else goes through the log.
+pub fn announce_on_stdout() {
+    ANNOUNCE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Tells whoever started the daemon (tests, scripts) what it is doing, on
+/// stdout, when asked to ([`announce_on_stdout`]).
 fn announce(line: &str) {
+    if !ANNOUNCE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

@@ -90,6 +90,12 @@ pub mod op {
     pub const CLOSE_JOB: u16 = 0x003b;
     /// Identify-Printer (PWG 5100.13 section 5.2).
     pub const IDENTIFY_PRINTER: u16 = 0x003c;
+    /// Get-Printers (PWG 5100.22 section 7.1.7): a system's printers.
+    pub const GET_PRINTERS: u16 = 0x004f;
+    /// CUPS-Get-Default (CUPS extension): the server's default printer.
+    pub const CUPS_GET_DEFAULT: u16 = 0x4001;
+    /// CUPS-Get-Printers (CUPS extension): the server's printers.
+    pub const CUPS_GET_PRINTERS: u16 = 0x4002;
 }
 
 /// Delimiter tags (RFC 8010 section 3.5.1).

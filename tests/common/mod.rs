@@ -159,7 +159,7 @@ impl TestDaemon {
             None => Command::new(bin()),
         };
         let mut child = command
-            .args(["serve", "--config"])
+            .args(["serve", "--announce", "--config"])
             .arg(&self.config_path)
             .env("PRINTROUTE_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -38,6 +38,9 @@ pub const OPERATIONS: &[u16] = &[
     op::CANCEL_MY_JOBS,
     op::CLOSE_JOB,
     op::IDENTIFY_PRINTER,
+    op::GET_PRINTERS,
+    op::CUPS_GET_DEFAULT,
+    op::CUPS_GET_PRINTERS,
 ];
 
 /// Document formats accepted. printroute routes documents unchanged, so
@@ -134,6 +137,10 @@ struct Req<'a> {
     /// The printer's path as the client named it (for `printer-uri-supported`).
     path: String,
     queue: Option<String>,
+    /// A request to the server rather than one printer (Get-Jobs posted to
+    /// `/` naming no printer, as `lpstat -o` does): it sees every printer
+    /// of the tenant on this listener.
+    server_wide: bool,
     msg: Message,
 }
 
@@ -283,7 +290,32 @@ pub(crate) async fn handle(
             return resp.finish();
         }
     };
-    let (queue, printer_path) = match target_of(path) {
+    let mut target = target_of(path);
+    let mut path = path.to_owned();
+    // CUPS's own clients (`lp -h HOST:PORT -d QUEUE`) post to `/` and name
+    // the printer in printer-uri (RFC 8011 section 4.1.5 makes printer-uri
+    // the target; the HTTP path is only where it was sent).
+    if target == Target::Jobs {
+        if let Some(p) = msg
+            .attr(group::OPERATION, "printer-uri")
+            .and_then(|a| a.values.first())
+            .and_then(Value::as_str)
+            .and_then(uri_path)
+        {
+            if let t @ Target::Printer(_) = target_of(&p) {
+                target = t;
+                path = p;
+            }
+        }
+    }
+    let mut server_wide = false;
+    let (queue, printer_path) = match target {
+        // The server's operations: they answer for the tenant's printers
+        // on this listener, whichever path they were posted to.
+        _ if is_server_op(msg.code) => {
+            server_wide = true;
+            (None, "/ipp/print".to_owned())
+        }
         Target::Printer(q) => {
             if routed.input(&ctx.listener, q.as_deref()).is_none() {
                 ctx.shared.refused(
@@ -297,6 +329,10 @@ pub(crate) async fn handle(
             (q, path.trim_end_matches('/').to_owned())
         }
         Target::Jobs if is_job_op(msg.code) => (None, "/ipp/print".to_owned()),
+        Target::Jobs if msg.code == op::GET_JOBS => {
+            server_wide = true;
+            (None, "/ipp/print".to_owned())
+        }
         _ => {
             resp.status(status::NOT_FOUND, "no such printer");
             return resp.finish();
@@ -312,6 +348,7 @@ pub(crate) async fn handle(
         host,
         path: printer_path,
         queue,
+        server_wide,
         msg,
     };
     let result = match req.msg.code {
@@ -335,6 +372,12 @@ pub(crate) async fn handle(
         op::HOLD_JOB => hold_job(&req, &mut resp),
         op::RELEASE_JOB => release_job(&req, &mut resp),
         op::IDENTIFY_PRINTER => identify_printer(&req).await,
+        op::GET_PRINTERS | op::CUPS_GET_PRINTERS => {
+            tokio::task::block_in_place(|| list_printers(&req, &mut resp, false))
+        }
+        op::CUPS_GET_DEFAULT => {
+            tokio::task::block_in_place(|| list_printers(&req, &mut resp, true))
+        }
         _ => Err((status::OPERATION_NOT_SUPPORTED, "operation not supported")),
     };
     if let Err((code, text)) = result {
@@ -344,6 +387,26 @@ pub(crate) async fn handle(
         resp.close = false;
     }
     resp.finish()
+}
+
+/// Operations addressed to the server (or system), not to one printer:
+/// they need no printer-uri and list the tenant's own printers only.
+fn is_server_op(code: u16) -> bool {
+    matches!(
+        code,
+        op::GET_PRINTERS | op::CUPS_GET_DEFAULT | op::CUPS_GET_PRINTERS
+    )
+}
+
+/// The path of an `ipp://` or `ipps://` URI (`/` when it names none).
+fn uri_path(uri: &str) -> Option<String> {
+    let rest = uri
+        .strip_prefix("ipp://")
+        .or_else(|| uri.strip_prefix("ipps://"))?;
+    let path = rest.find('/').map_or("/", |i| &rest[i..]);
+    // Query and fragment are not part of the printer's name.
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    Some(path.to_owned())
 }
 
 fn is_job_op(code: u16) -> bool {
@@ -415,7 +478,7 @@ fn check_request(msg: &Message) -> OpResult {
             .filter(|a| a.values.len() == 1 && a.values[0].tag() == tag::URI)
             .is_some()
     };
-    if !uri("printer-uri") && !uri("job-uri") {
+    if !uri("printer-uri") && !uri("job-uri") && !is_server_op(msg.code) {
         return Err((status::BAD_REQUEST, "missing printer-uri or job-uri"));
     }
     Ok(())
@@ -1218,7 +1281,7 @@ use crate::wire::truncate_str as truncate;
 
 /// True when a job came in through this printer.
 fn on_printer(req: &Req<'_>, j: &Job) -> bool {
-    j.listener == req.ctx.listener && j.queue == req.queue
+    j.listener == req.ctx.listener && (req.server_wide || j.queue == req.queue)
 }
 
 fn get_job_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
@@ -1276,7 +1339,9 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         let mut ids: Vec<&JobId> = map
             .iter()
             .filter(|((t, _), o)| {
-                t == tenant && o.new.queue == req.queue && (!my_jobs || o.new.user == user)
+                t == tenant
+                    && (req.server_wide || o.new.queue == req.queue)
+                    && (!my_jobs || o.new.user == user)
             })
             .map(|((_, id), _)| id)
             .collect();
@@ -1697,6 +1762,54 @@ pub(crate) const ICON_SMALL: &str = "icon-sm.png";
 pub(crate) const ICON: &str = "icon.png";
 /// See [`ICON_SMALL`].
 pub(crate) const ICON_LARGE: &str = "icon-lg.png";
+/// CUPS-Get-Printers and Get-Printers (PWG 5100.22 section 7.1.7): one
+/// printer group per printer of the tenant on this listener, its default
+/// printer (no queue) first, then by name; never another tenant's.
+/// CUPS-Get-Default (`default_only`): the first of them.
+fn list_printers(req: &Req<'_>, resp: &mut Resp, default_only: bool) -> OpResult {
+    let limit = match req.op_attr("limit").and_then(|a| a.values.first()) {
+        Some(Value::Integer(n)) if *n >= 1 => *n as usize,
+        Some(_) => return Err((status::BAD_REQUEST, "limit must be a positive integer")),
+        None => usize::MAX,
+    };
+    let mut queues: Vec<Option<String>> = req
+        .routed
+        .tenant()
+        .inputs
+        .iter()
+        .filter(|i| i.listener == req.ctx.listener)
+        .map(|i| i.queue.clone())
+        .collect();
+    queues.sort();
+    queues.dedup();
+    if default_only {
+        queues.truncate(1);
+        if queues.is_empty() {
+            return Err((status::NOT_FOUND, "no default printer"));
+        }
+    }
+    for queue in queues.into_iter().take(limit) {
+        let path = match &queue {
+            Some(q) => format!("/ipp/print/{q}"),
+            None => "/ipp/print".to_owned(),
+        };
+        let printer = Req {
+            ctx: req.ctx,
+            routed: req.routed,
+            host: req.host,
+            path,
+            queue,
+            server_wide: false,
+            msg: req.msg.clone(),
+        };
+        let mut one = Resp::new(req.msg.version, req.msg.request_id, status::OK, "");
+        get_printer_attributes(&printer, &mut one)?;
+        if let Some(g) = one.msg.groups.into_iter().find(|g| g.tag == group::PRINTER) {
+            resp.group(g);
+        }
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
