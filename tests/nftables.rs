@@ -9,7 +9,8 @@
 //! printed; tenant a's flood of new connections over its
 //! `max-connection-rate` is dropped by its meter (the chain's counter says
 //! how many SYNs) while tenant b prints; and the ruleset of 10,000 tenants
-//! with 1,000,000 ranges loads (its time is printed, not asserted).
+//! with 100,000 ranges loads (its time is printed, not asserted;
+//! `scripts/bench-nftables.sh` measures 1,000,000).
 
 mod common;
 
@@ -307,15 +308,18 @@ input = [{{ listener = "raw", workflow = "keep" }}]
         (files(&b_dir) == 1).then_some(())
     });
 
-    // 10,000 tenants with 100 ranges each: the ruleset loads, replacing the small one.
+    // 10,000 tenants with 10 ranges each: a chain per tenant and interval
+    // maps at that scale load, replacing the small ruleset. (The full
+    // 1,000,000 ranges take about 1.5 GB and 10-20 s in `nft` alone: that
+    // figure is `scripts/bench-nftables.sh`'s, not the test suite's.)
     let big = dir.path().join("big.toml");
-    std::fs::write(&big, big_config(10_000, 100)).unwrap();
+    std::fs::write(&big, big_config(10_000, 10)).unwrap();
     let big_rules = dir.path().join("big.nft");
     let t0 = Instant::now();
     export(&big, &big_rules);
     let exported = t0.elapsed();
     let took = load(&ns, &big_rules);
-    eprintln!("10,000 tenants, 1,000,000 ranges: export {exported:?}, nft -f {took:?}");
+    eprintln!("10,000 tenants, 100,000 ranges: export {exported:?}, nft -f {took:?}");
     assert_eq!(
         counted(&ns, "tenant_0", "limit rate over"),
         0,

@@ -4,8 +4,9 @@
 //! The protocol has no acknowledgement, so delivered means: every byte
 //! written and acknowledged by the device's TCP, then the device ends the
 //! connection in order after our end of stream. A device that resets at
-//! any point, keeps bytes unacknowledged for `device-timeout`, or never
-//! closes its side within `device-timeout` has not printed the job.
+//! any point, keeps bytes unacknowledged for `device-timeout`, or does not
+//! close its side within `device-timeout` (at least [`CLOSE_WAIT_MIN`]) has
+//! not printed the job.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,6 +18,13 @@ use super::device::{acknowledged, connect, copy_file_within, orderly_close_allow
 /// Back-channel bytes (status a printer may send) read and dropped per read
 /// while waiting for the device to close.
 const BACK_CHANNEL_BUFFER: usize = 4096;
+
+/// Shortest wait for the device's close after our end of stream (the
+/// tenant's `device-timeout` when longer). Once its TCP has acknowledged the
+/// last byte, a device still has to read what its buffers hold (megabytes)
+/// before it can close: a wait too short for a busy device would send it the
+/// whole job again. The CUPS socket backend waits about as long.
+pub const CLOSE_WAIT_MIN: Duration = Duration::from_secs(10);
 
 /// Sends the document at `path`; returns the bytes sent. `stall` is the
 /// tenant's `device-timeout`.
@@ -41,7 +49,7 @@ pub async fn send(host: &str, port: u16, path: &Path, stall: Duration) -> Result
             }
         }
     };
-    match tokio::time::timeout(stall, drain).await {
+    match tokio::time::timeout(stall.max(CLOSE_WAIT_MIN), drain).await {
         Ok(Ok(())) => Ok(sent),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(SendError::Timeout("device close after the job")),
