@@ -128,6 +128,14 @@ fn a_full_disk_refuses_only_its_moment_and_the_daemon_heals_without_a_restart() 
 
     // Space comes back: no restart, every tenant's jobs are taken again.
     std::fs::remove_file(filler).unwrap();
+    // The daemon finds out by itself (it probes while commits fail), before
+    // any client writes again: an idle daemon is not restarted for a moment
+    // of full disk long past.
+    wait_until("the store healthy again without a new job", || {
+        let (_, status) = d.cli(&["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&status).ok()?;
+        status["store"]["failing-since-ms"].is_null().then_some(())
+    });
     let a2 = document_with("", "a-after", 8 << 10);
     let b2 = document_with("", "b-after", 8 << 10);
     wait_until("a's jobs accepted again", || {

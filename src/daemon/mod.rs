@@ -316,8 +316,9 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
 pub const HEALTH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Follows the store's health: tells systemd (STATUS) and the metrics while
-/// commits fail and when they succeed again, and fires `failed` when they
-/// have failed for longer than `global.store-failure-restart-after`.
+/// commits fail and when they succeed again (probing once per
+/// [`HEALTH_INTERVAL`] while they fail), and fires `failed` when they have
+/// failed for longer than `global.store-failure-restart-after`.
 async fn health_loop(
     store: Store,
     snapshot: Arc<ArcSwap<Snapshot>>,
@@ -331,7 +332,19 @@ async fn health_loop(
             _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
             _ = stop.cancelled() => return,
         }
-        let h = store.health();
+        let mut h = store.health();
+        if h.failing_since_ms.is_some() && !h.poisoned {
+            // Nothing else may write for a while: find out whether commits
+            // work again, so that an idle daemon is not restarted for a
+            // moment of full disk long past.
+            let s = store.clone();
+            if tokio::task::spawn_blocking(move || s.probe())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                h = store.health();
+            }
+        }
         m.store_failed_commits.set(h.failed_groups as i64);
         match h.failing_since_ms {
             Some(since) => {

@@ -87,6 +87,8 @@ pub mod keys {
     pub const REGISTRY_PREFIX: &[u8] = b"tenant/";
     /// Schema version in the meta tree.
     pub const SCHEMA: &[u8] = b"schema-version";
+    /// Meta tree: written by [`super::Store::probe`] while commits fail.
+    pub const HEALTH_PROBE: &[u8] = b"health-probe";
     /// A job record: `j/` + big-endian id, so records sort by id.
     pub fn job(id: JobId) -> [u8; 6] {
         prefixed(b"j/", id)
@@ -1458,6 +1460,17 @@ impl Store {
     /// The store's health: whether commits are failing, since when, why.
     pub fn health(&self) -> Health {
         self.inner.committer.health()
+    }
+
+    /// Commits one small record of the store's own, to learn whether
+    /// commits succeed again while nothing else writes (a success clears
+    /// the failing state). Blocking.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        self.inner.committer.commit_blocking(vec![Op::Insert(
+            self.inner.meta.clone(),
+            keys::HEALTH_PROBE.to_vec(),
+            now_ms().to_be_bytes().to_vec(),
+        )])
     }
 
     /// Sets the bytes that must stay free on the spool's file system (`global.min-free-space`).
