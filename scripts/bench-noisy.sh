@@ -12,8 +12,22 @@
 # to a RAW listener a does not use, to tell the shared port's accept queue
 # apart from the rest. SECONDS_PER_PHASE, B_RATE, BIG, BIG_COUNT set the
 # loads; NOISY_ARGS passes more flags to examples/noisy.
+# NFT=1 runs the whole benchmark in a network namespace of its own (as root)
+# and, after measuring what the daemon takes, loads the ruleset that
+# `printroute export nftables` writes for the bench config there: a's flood
+# over its max-connection-rate (A_LIMITS, default 50/s) is then dropped in
+# the kernel, before the shared accept queue.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [[ ${NFT:-} == 1 && -z ${NFT_NS:-} ]]; then
+    ns=printroute-bench-noisy-$$
+    ip netns add "$ns"
+    trap 'ip netns del "$ns" 2>/dev/null || true' EXIT
+    ip netns exec "$ns" ip link set lo up
+    status=0
+    ip netns exec "$ns" env NFT_NS="$ns" "$0" "$@" || status=$?
+    exit $status
+fi
 SECONDS_PER_PHASE=${SECONDS_PER_PHASE:-30}
 B_RATE=${B_RATE:-20}
 BIG=${BIG:-200MiB}
@@ -81,6 +95,11 @@ if [[ -z ${A_RATE:-} ]]; then
     stop_daemon
     cap=$(grep -o '[0-9]* jobs/s' "$work/cap.txt" | grep -o '^[0-9]*')
     A_RATE=$((cap * 10))
+fi
+if [[ -n ${NFT_NS:-} ]]; then
+    $bin export nftables --config "$work/bench.toml" --out "$work/rules.nft"
+    nft -f "$work/rules.nft"
+    echo "== nftables ruleset loaded in namespace $NFT_NS: SYNs of no tenant reset, each tenant metered at its max-connection-rate"
 fi
 echo "== tenant b alone, then b while tenant a sends at $A_RATE jobs/s and worse"
 start_daemon
