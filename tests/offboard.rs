@@ -171,3 +171,49 @@ fn a_data_dir_copied_without_its_keys_yields_no_readable_record() {
     }
     store.close().unwrap();
 }
+
+/// A lost key file fails only its tenant, and says so; the tenant's jobs
+/// are left as they are (restoring the file brings them back), and no new
+/// key replaces the lost one.
+#[test]
+fn a_lost_key_fails_only_its_tenant_with_a_clear_message() {
+    let dev = RecordingDevice::good("127.0.1.50");
+    let mut d = TestDaemon::start(&config(&dev.uri(), true));
+    let raw = d.addr("raw");
+    let a_doc = document_with("", "a-kept", 4096);
+    let b_doc = document_with("", "b-kept", 4096);
+    assert_eq!(raw_send("127.0.1.7", raw, &a_doc), RawOutcome::Acknowledged);
+    assert_eq!(raw_send("127.0.2.7", raw, &b_doc), RawOutcome::Acknowledged);
+    assert_eq!(d.stop(), 0);
+    let b_key = d.data_dir().join("keys/b.key");
+    let saved = std::fs::read(&b_key).unwrap();
+    std::fs::remove_file(&b_key).unwrap();
+
+    d.spawn();
+    let raw = d.addr("raw");
+    // b: a new job cannot be recorded, and no new key appears.
+    assert_eq!(
+        raw_send("127.0.2.7", raw, &document_with("", "b-new", 4096)),
+        RawOutcome::Refused
+    );
+    assert!(!b_key.exists(), "a new key would orphan b's records");
+    assert!(
+        d.log().contains("b.key is missing"),
+        "the log names the missing key file:\n{}",
+        d.log()
+    );
+    // a prints on.
+    let (ok, out) = d.cli(&["release", "a/1"]);
+    assert!(ok, "{out}");
+    wait_until("a's job printed", || {
+        (dev.printed() == vec![sha256(&a_doc)]).then_some(())
+    });
+    assert_eq!(d.stop(), 0);
+
+    // The key restored: b's job is there as it was.
+    std::fs::write(&b_key, saved).unwrap();
+    let jobs = stored_jobs_at(&d.data_dir());
+    assert_eq!(jobs["b"].len(), 1);
+    assert_eq!(jobs["b"][0].sha256, sha256(&b_doc));
+    assert_eq!(jobs["b"][0].state, printroute::store::job::JobState::Held);
+}

@@ -735,6 +735,12 @@ impl TenantStore {
                 let problem = match tree.get(keys::job(jid))? {
                     None => Some((None, "its record is missing".to_owned())),
                     Some(v) => match t.decode(&keys::job(jid), &v) {
+                        // A missing or wrong key is the admin's to fix
+                        // (restore the key file): the job is left as it is.
+                        Err(e @ StoreError::Key { .. }) => {
+                            tracing::error!(tenant = %id, job = n, error = %e, "unfinished job cannot be read; restore the tenant's key file");
+                            None
+                        }
                         Err(e) => Some((None, format!("its record cannot be read: {e}"))),
                         Ok(job) => match sizes.get(name) {
                             Some(&len) if len == job.size => None,
@@ -1215,12 +1221,31 @@ impl TenantStore {
         if let Some(k) = self.key.get() {
             return Ok(k);
         }
-        let k =
-            crypt::TenantKey::load_or_create(&self.key_path).map_err(|err| StoreError::Key {
-                tenant: self.id.clone(),
-                err,
-            })?;
+        let key_err = |err| StoreError::Key {
+            tenant: self.id.clone(),
+            err,
+        };
+        let k = match crypt::TenantKey::load(&self.key_path).map_err(key_err)? {
+            Some(k) => k,
+            // Records sealed with a key that is gone: a new key would make
+            // the old one useless even if it is found again. Refuse.
+            None if self.has_sealed_records()? => {
+                return Err(key_err(crypt::CryptError::NoKey(self.key_path.clone())))
+            }
+            None => crypt::TenantKey::load_or_create(&self.key_path).map_err(key_err)?,
+        };
         Ok(self.key.get_or_init(|| k))
+    }
+
+    /// True when the tenant's newest record is sealed (it has had a key).
+    fn has_sealed_records(&self) -> Result<bool, StoreError> {
+        let Some(tree) = self.existing_tree() else {
+            return Ok(false);
+        };
+        Ok(match tree.scan_prefix(keys::JOB_PREFIX).next_back() {
+            Some(kv) => crypt::is_sealed(&kv?.1),
+            None => false,
+        })
     }
 
     /// The key if its file exists (reading never creates one).
