@@ -186,98 +186,31 @@ fn ipps_and_ipp_share_a_port_and_tls_required_refuses_plain_http() {
     );
 }
 
-/// An `ippeveprinter` with TLS (`-K`: its own self-signed certificate),
-/// keeping documents; its D-Bus and DNS-SD traps as in PEERS.md.
-struct TlsEve {
-    port: u16,
-    dir: tempfile::TempDir,
-    children: Vec<std::process::Child>,
+/// An `ippeveprinter` with TLS (`-K`: its own self-signed certificate).
+fn tls_eve() -> EvePrinter {
+    EvePrinter::launch(EveSpec {
+        name: "tls",
+        formats: "application/pdf",
+        tls: true,
+        ..EveSpec::default()
+    })
 }
 
-impl TlsEve {
-    fn start() -> TlsEve {
-        use std::process::Stdio;
-        let dir = tempfile::tempdir().unwrap();
-        let bus = dir.path().join("bus");
-        let dbus = Command::new(require("dbus-daemon"))
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", bus.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("private D-Bus", || bus.exists().then_some(()));
-        for d in ["spool", "keys"] {
-            std::fs::create_dir(dir.path().join(d)).unwrap();
-        }
-        let port = free_port("127.0.0.1");
-        let eve = Command::new(require("ippeveprinter"))
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .args(["-r", "off", "-k", "-n", "localhost", "-c", "/bin/true"])
-            .args(["-f", "application/pdf"])
-            .arg("-K")
-            .arg(dir.path().join("keys"))
-            .arg("-d")
-            .arg(dir.path().join("spool"))
-            .args(["-p", &port.to_string(), "tls"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until("ippeveprinter to listen", || {
-            std::net::TcpStream::connect(addr).ok().map(|_| ())
-        });
-        TlsEve {
-            port,
-            dir,
-            children: vec![eve, dbus],
-        }
-    }
-
-    /// `sha256:` and the SHA-256 of the certificate the printer presents
-    /// (asked with openssl s_client, as an admin would).
-    fn fingerprint(&self) -> String {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "echo | openssl s_client -connect 127.0.0.1:{} 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
-                self.port
-            ))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let hex = text.trim().rsplit('=').next().unwrap().to_ascii_lowercase();
-        assert_eq!(hex.len(), 95, "a SHA-256 fingerprint: {text:?}");
-        format!("sha256:{hex}")
-    }
-
-    fn documents(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("spool"))
-            .unwrap()
-            .filter(|e| {
-                let e = e.as_ref().unwrap();
-                !e.file_name().to_string_lossy().ends_with(".prn")
-                    && e.metadata().unwrap().len() > 0
-            })
-            .count()
-    }
-}
-
-impl Drop for TlsEve {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// `sha256:` and the SHA-256 of the certificate the printer presents
+/// (asked with openssl s_client, as an admin would).
+fn fingerprint(eve: &EvePrinter) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo | openssl s_client -connect 127.0.0.1:{} 2>/dev/null | openssl x509 -noout -fingerprint -sha256",
+            eve.port
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.trim().rsplit('=').next().unwrap().to_ascii_lowercase();
+    assert_eq!(hex.len(), 95, "a SHA-256 fingerprint: {text:?}");
+    format!("sha256:{hex}")
 }
 
 fn forward_config(port: u16, fingerprint: &str) -> String {
@@ -328,8 +261,8 @@ fn job_state_message(d: &TestDaemon) -> String {
 
 #[test]
 fn printroute_forwards_over_ipps_to_a_printer_pinned_by_fingerprint() {
-    let eve = TlsEve::start();
-    let fp = eve.fingerprint();
+    let eve = tls_eve();
+    let fp = fingerprint(&eve);
     let d = TestDaemon::start(&forward_config(eve.port, &fp));
     let pdf = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
     assert_eq!(
@@ -337,7 +270,7 @@ fn printroute_forwards_over_ipps_to_a_printer_pinned_by_fingerprint() {
         0
     );
     wait_until("the document at the TLS printer", || {
-        (eve.documents() == 1).then_some(())
+        (eve.documents().len() == 1).then_some(())
     });
     // Its capabilities came over ipps too: printroute's printer mirrors it.
     let to = d.addr("ipp");
@@ -379,5 +312,5 @@ fn printroute_forwards_over_ipps_to_a_printer_pinned_by_fingerprint() {
         m.contains("certificate").then_some(m)
     });
     assert!(msg.contains("tls-fingerprint"), "{msg}");
-    assert_eq!(eve.documents(), 1, "nothing more reached the printer");
+    assert_eq!(eve.documents().len(), 1, "nothing more reached the printer");
 }

@@ -10,10 +10,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use printroute::wire::ipp::{self as codec, Message, Value};
@@ -145,102 +145,14 @@ fn gpa(from: &str, to: SocketAddr, path: &str) -> Message {
 // ---------------------------------------------------------------------------
 // Real IPP printers.
 
-/// An `ippeveprinter` keeping every document, with a private D-Bus and
-/// DNS-SD off (see PEERS.md), taking `formats`, duplex with `-2`.
-struct Eve {
-    port: u16,
-    dir: tempfile::TempDir,
-    eve: Option<Child>,
-    dbus: Child,
-}
-
-impl Eve {
-    fn start(name: &str, formats: &str, duplex: bool) -> Eve {
-        let dir = tempfile::tempdir().unwrap();
-        let bus = dir.path().join("bus");
-        let dbus = Command::new(require("dbus-daemon"))
-            .args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", bus.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("private D-Bus", || bus.exists().then_some(()));
-        let spool = dir.path().join("spool");
-        std::fs::create_dir(&spool).unwrap();
-        let port = free_port("127.0.0.1");
-        let mut cmd = Command::new(require("ippeveprinter"));
-        cmd.env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", bus.display()),
-        )
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}", bus.display()),
-        )
-        .args(["-r", "off", "-k", "-n", "localhost", "-c", "/bin/true"])
-        .args(["-f", formats]);
-        if duplex {
-            cmd.arg("-2");
-        }
-        let eve = cmd
-            .arg("-d")
-            .arg(&spool)
-            .args(["-p", &port.to_string(), name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until("ippeveprinter to listen", || {
-            TcpStream::connect(addr).ok().map(|_| ())
-        });
-        Eve {
-            port,
-            dir,
-            eve: Some(eve),
-            dbus,
-        }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-
-    fn uri(&self) -> String {
-        format!("ipp://127.0.0.1:{}/ipp/print", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut e) = self.eve.take() {
-            let _ = e.kill();
-            let _ = e.wait();
-        }
-    }
-
-    /// Documents kept, as (file name, bytes).
-    fn documents(&self) -> Vec<(String, Vec<u8>)> {
-        std::fs::read_dir(self.dir.path().join("spool"))
-            .unwrap()
-            .map(|e| e.unwrap())
-            .filter(|e| !e.file_name().to_string_lossy().ends_with(".prn"))
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    std::fs::read(e.path()).unwrap_or_default(),
-                )
-            })
-            .filter(|(_, d)| !d.is_empty())
-            .collect()
-    }
-}
-
-impl Drop for Eve {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = self.dbus.kill();
-        let _ = self.dbus.wait();
-    }
+/// An ippeveprinter named `name` taking `formats`, duplex or not.
+fn eve(name: &str, formats: &str, duplex: bool) -> EvePrinter {
+    EvePrinter::launch(EveSpec {
+        name,
+        formats,
+        duplex,
+        ..EveSpec::default()
+    })
 }
 
 /// A config: tenant a (127.0.0.1, 127.0.1.0/24) prints through `a_workflow`
@@ -311,7 +223,7 @@ const PDF: &[u8] = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n";
 
 #[test]
 fn driverless_builds_the_same_ppd_for_printroute_as_for_the_device() {
-    let eve = Eve::start(
+    let eve = eve(
         "downstream",
         "application/pdf,image/jpeg,image/pwg-raster,image/urf",
         true,
@@ -352,12 +264,12 @@ fn driverless_builds_the_same_ppd_for_printroute_as_for_the_device() {
 
 #[test]
 fn a_pool_of_two_printers_shows_what_both_print() {
-    let duplex = Eve::start(
+    let duplex = eve(
         "duplex",
         "application/pdf,image/jpeg,image/pwg-raster,image/urf",
         true,
     );
-    let simplex = Eve::start("simplex", "application/pdf,application/postscript", false);
+    let simplex = eve("simplex", "application/pdf,application/postscript", false);
     let extra = format!(
         "device.duplex = {{ uri = \"{}\" }}\ndevice.simplex = {{ uri = \"{}\" }}\nworkflow.pool = {{ steps = [{{ step = \"forward\", devices = [\"duplex\", \"simplex\"] }}] }}",
         duplex.uri(),
@@ -488,7 +400,7 @@ fn a_socket_device_shows_its_configured_formats() {
 
 #[test]
 fn postscript_to_a_pdf_only_printer_is_refused_and_nothing_is_stored() {
-    let eve = Eve::start("pdfonly", "application/pdf", false);
+    let eve = eve("pdfonly", "application/pdf", false);
     let extra = format!(
         "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
         eve.uri()
@@ -532,7 +444,7 @@ fn postscript_to_a_pdf_only_printer_is_refused_and_nothing_is_stored() {
 
 #[test]
 fn a_two_sided_pdf_arrives_at_a_duplex_printer_with_its_sides() {
-    let eve = Eve::start("duplex", "application/pdf", true);
+    let eve = eve("duplex", "application/pdf", true);
     let extra = format!(
         "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
         eve.uri()
@@ -578,7 +490,7 @@ fn a_two_sided_pdf_arrives_at_a_duplex_printer_with_its_sides() {
 
 #[test]
 fn a_device_down_at_start_keeps_its_last_known_capabilities() {
-    let mut eve = Eve::start("kept", "application/pdf,image/urf", true);
+    let mut eve = eve("kept", "application/pdf,image/urf", true);
     let extra = format!(
         "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
         eve.uri()
@@ -654,7 +566,7 @@ const NOT_OFFERED: &[&str] = &[
 
 #[test]
 fn ipp_everywhere_suites_pass_in_front_of_ippeveprinter_as_they_pass_for_it() {
-    let eve = Eve::start(
+    let eve = eve(
         "everywhere",
         "application/pdf,image/jpeg,image/pwg-raster,image/urf",
         true,

@@ -5,33 +5,67 @@ use std::process::{Child, Command, Stdio};
 
 use super::{free_port, require, wait_until};
 
+/// How to run an `ippeveprinter` ([`EvePrinter::launch`]).
+pub struct EveSpec<'a> {
+    /// Its name (the service name it advertises and reports).
+    pub name: &'a str,
+    /// The formats it takes (`-f`).
+    pub formats: &'a str,
+    /// Its print command (`-c`): it runs once per job, and the printer
+    /// answers `server-error-busy` to new jobs meanwhile.
+    pub command: &'a str,
+    /// Duplex (`-2`).
+    pub duplex: bool,
+    /// TLS with its own self-signed certificate (`-K`): `ipps://`.
+    pub tls: bool,
+}
+
+impl Default for EveSpec<'_> {
+    fn default() -> Self {
+        EveSpec {
+            name: "downstream",
+            formats: "application/pdf,application/postscript,application/octet-stream",
+            command: "/bin/true",
+            duplex: false,
+            tls: false,
+        }
+    }
+}
+
 /// A real IPP printer: ippeveprinter keeping every document, with a private
 /// D-Bus for its DNS-SD library and DNS-SD registration off (`-r off`).
 pub struct EvePrinter {
     pub port: u16,
     pub dir: tempfile::TempDir,
-    eve: Child,
+    eve: Option<Child>,
     dbus: Child,
 }
 
 impl EvePrinter {
     /// A printer that takes PDF, PostScript and unknown formats.
     pub fn start() -> EvePrinter {
-        EvePrinter::start_with_command("/bin/true")
+        EvePrinter::launch(EveSpec::default())
     }
 
-    /// With `command` as its print command (it runs once per job, and the
-    /// printer answers `server-error-busy` to new jobs meanwhile).
+    /// With `command` as its print command.
     pub fn start_with_command(command: &str) -> EvePrinter {
-        EvePrinter::start_with(
-            "application/pdf,application/postscript,application/octet-stream",
+        EvePrinter::launch(EveSpec {
             command,
-        )
+            ..EveSpec::default()
+        })
     }
 
-    /// A printer that takes only `formats` (ippeveprinter's `-f`), running
-    /// `command` per job.
+    /// A printer that takes only `formats`, running `command` per job.
     pub fn start_with(formats: &str, command: &str) -> EvePrinter {
+        EvePrinter::launch(EveSpec {
+            formats,
+            command,
+            ..EveSpec::default()
+        })
+    }
+
+    /// Starts a printer as `spec` says and waits until it listens.
+    pub fn launch(spec: EveSpec<'_>) -> EvePrinter {
         let dir = tempfile::tempdir().unwrap();
         let bus = dir.path().join("bus");
         let dbus = Command::new(require("dbus-daemon"))
@@ -45,38 +79,61 @@ impl EvePrinter {
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
         let port = free_port("127.0.0.1");
-        let eve = Command::new(require("ippeveprinter"))
-            .env(
-                "DBUS_SYSTEM_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", bus.display()),
-            )
-            .args(["-r", "off", "-k", "-n", "localhost", "-c", command])
-            .args(["-f", formats])
+        let mut cmd = Command::new(require("ippeveprinter"));
+        cmd.env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            format!("unix:path={}", bus.display()),
+        )
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            format!("unix:path={}", bus.display()),
+        )
+        .args(["-r", "off", "-k", "-n", "localhost", "-c", spec.command])
+        .args(["-f", spec.formats]);
+        if spec.duplex {
+            cmd.arg("-2");
+        }
+        if spec.tls {
+            let keys = dir.path().join("keys");
+            std::fs::create_dir(&keys).unwrap();
+            cmd.arg("-K").arg(keys);
+        }
+        let eve = cmd
             .arg("-d")
             .arg(&spool)
-            .args(["-p", &port.to_string(), "downstream"])
+            .args(["-p", &port.to_string(), spec.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_until("ippeveprinter to listen", || {
-            TcpStream::connect(addr).ok().map(|_| ())
-        });
-        EvePrinter {
+        let p = EvePrinter {
             port,
             dir,
-            eve,
+            eve: Some(eve),
             dbus,
-        }
+        };
+        wait_until("ippeveprinter to listen", || {
+            TcpStream::connect(p.addr()).ok().map(|_| ())
+        });
+        p
     }
 
+    /// Its address.
+    pub fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    /// Its `ipp://` URI.
     pub fn uri(&self) -> String {
         format!("ipp://127.0.0.1:{}/ipp/print", self.port)
+    }
+
+    /// Stops the printer (its documents stay readable).
+    pub fn stop(&mut self) {
+        if let Some(mut e) = self.eve.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
     }
 
     /// Documents kept, as (file name, bytes).
@@ -98,8 +155,7 @@ impl EvePrinter {
 
 impl Drop for EvePrinter {
     fn drop(&mut self) {
-        let _ = self.eve.kill();
-        let _ = self.eve.wait();
+        self.stop();
         let _ = self.dbus.kill();
         let _ = self.dbus.wait();
     }

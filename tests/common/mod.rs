@@ -21,7 +21,7 @@ mod recording;
     unused_imports,
     reason = "each test binary uses a different part of the harness"
 )]
-pub use eve::EvePrinter;
+pub use eve::{EvePrinter, EveSpec};
 #[allow(
     unused_imports,
     reason = "each test binary uses a different part of the harness"
