@@ -536,6 +536,9 @@ input = [{{ listener = "raw", workflow = "direct" }}]
     )
 }
 
+/// Bytes a slow printer has read when the daemon is killed mid-transfer.
+const PART_WAY: usize = 2 << 20;
+
 /// A kill -9 while a big job is being sent to a slow socket printer: the
 /// printer sees a reset (and discards what it got), never an orderly end of
 /// a partial job; after the restart the job reaches it whole, once.
@@ -553,7 +556,9 @@ fn a_kill_9_mid_transfer_never_ends_a_partial_job_in_order() {
     let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
     send_raw("127.0.5.7", to, &job).expect("acknowledged");
     // Kill while the printer is part-way through the document.
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("the printer part-way through the job", || {
+        (dev.bytes_so_far() >= PART_WAY).then_some(())
+    });
     d.kill9();
     let cut = wait_until("the printer to see the transfer end", || {
         dev.received().first().cloned()
@@ -602,7 +607,17 @@ input = [{{ listener = "raw", workflow = "keep" }}]
     let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
     // Connections the daemon has accepted, each waiting for its first byte.
     let mut waiting: Vec<TcpStream> = (0..8).map(|_| connect("127.0.0.1", to).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(500));
+    // Accepted: the listening socket's queue of connections not yet
+    // accepted (`ss`'s Recv-Q for a listener) is empty.
+    wait_until("the daemon to accept them", || {
+        let out = std::process::Command::new(require("ss"))
+            .args(["-Hltn", &format!("sport = :{raw}")])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let queued: Option<u32> = text.split_whitespace().nth(1).and_then(|n| n.parse().ok());
+        (queued == Some(0)).then_some(())
+    });
     d.kill9();
     let mut acknowledged = 0;
     for s in &mut waiting {
@@ -639,15 +654,16 @@ struct LpdSeen {
 
 /// A slow LPD printer (RFC 1179 receive-job, control file first), reading
 /// the data file 64 KiB every 10 ms.
-fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
+fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>, Arc<AtomicU64>) {
     let l = std::net::TcpListener::bind((ip, 0)).unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
+    let progress = Arc::new(AtomicU64::new(0));
+    let (s2, p2) = (seen.clone(), progress.clone());
     std::thread::spawn(move || {
         for s in l.incoming() {
             let Ok(s) = s else { continue };
-            let seen = s2.clone();
+            let (seen, progress) = (s2.clone(), p2.clone());
             std::thread::spawn(move || {
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let mut w = s;
@@ -689,6 +705,7 @@ fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
                                         return Ok(End::Orderly);
                                     }
                                     rec.got.extend_from_slice(&buf[..k]);
+                                    progress.fetch_add(k as u64, Ordering::Relaxed);
                                     std::thread::sleep(Duration::from_millis(10));
                                 }
                                 let mut zero = [1u8];
@@ -705,7 +722,7 @@ fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
             });
         }
     });
-    (addr, seen)
+    (addr, seen, progress)
 }
 
 /// The same for a slow LPD printer: a kill mid data file resets the
@@ -713,13 +730,15 @@ fn slow_lpd(ip: &str) -> (SocketAddr, Arc<Mutex<Vec<LpdSeen>>>) {
 /// one; after the restart the job arrives whole, once.
 #[test]
 fn a_kill_9_mid_transfer_to_an_lpd_printer_never_completes_a_partial_data_file() {
-    let (lpd, seen) = slow_lpd("127.0.7.50");
+    let (lpd, seen, progress) = slow_lpd("127.0.7.50");
     let raw = free_port("127.0.0.1");
     let mut d = TestDaemon::start(&slow_device_config(raw, "l", 7, &format!("lpd://{lpd}/lp")));
     let job = document("slow-lpd", 20 << 20);
     let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
     send_raw("127.0.7.7", to, &job).expect("acknowledged");
-    std::thread::sleep(Duration::from_millis(1500));
+    wait_until("the printer part-way through the data file", || {
+        (progress.load(Ordering::Relaxed) >= PART_WAY as u64).then_some(())
+    });
     d.kill9();
     let cut = wait_until("the printer to see the transfer end", || {
         seen.lock().unwrap().first().cloned()

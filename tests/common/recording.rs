@@ -5,7 +5,7 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +54,8 @@ pub enum Behaviour {
 pub struct RecordingDevice {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
+    /// Bytes read so far over every connection, also ones not ended yet.
+    progress: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     /// Connections a misbehaving device holds open.
     held: Arc<Mutex<Vec<TcpStream>>>,
@@ -84,7 +86,8 @@ impl RecordingDevice {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let held = Arc::new(Mutex::new(Vec::new()));
-        let (l2, s2, h2) = (log.clone(), stop.clone(), held.clone());
+        let progress = Arc::new(AtomicUsize::new(0));
+        let (l2, s2, h2, p2) = (log.clone(), stop.clone(), held.clone(), progress.clone());
         std::thread::spawn(move || {
             let mut n = 0usize;
             while !s2.load(Ordering::Relaxed) {
@@ -98,13 +101,14 @@ impl RecordingDevice {
                 stream.set_nonblocking(false).unwrap();
                 let behaviour = if n < hostile { first } else { then };
                 n += 1;
-                let (log, held) = (l2.clone(), h2.clone());
-                std::thread::spawn(move || serve(stream, behaviour, &log, &held));
+                let (log, held, progress) = (l2.clone(), h2.clone(), p2.clone());
+                std::thread::spawn(move || serve(stream, behaviour, &log, &held, &progress));
             }
         });
         RecordingDevice {
             addr,
             log,
+            progress,
             stop,
             held,
         }
@@ -125,6 +129,11 @@ impl RecordingDevice {
         self.log.lock().unwrap().clone()
     }
 
+    /// Bytes the device has read so far, over every connection.
+    pub fn bytes_so_far(&self) -> usize {
+        self.progress.load(Ordering::Relaxed)
+    }
+
     /// The digests of connections the sender ended in order (what a printer prints).
     pub fn printed(&self) -> Vec<String> {
         self.received()
@@ -142,7 +151,13 @@ impl Drop for RecordingDevice {
     }
 }
 
-fn serve(mut s: TcpStream, b: Behaviour, log: &Mutex<Vec<Received>>, held: &Mutex<Vec<TcpStream>>) {
+fn serve(
+    mut s: TcpStream,
+    b: Behaviour,
+    log: &Mutex<Vec<Received>>,
+    held: &Mutex<Vec<TcpStream>>,
+    progress: &AtomicUsize,
+) {
     let mut got = Vec::new();
     let record = |got: &[u8], end: End| {
         log.lock().unwrap().push(Received {
@@ -188,7 +203,10 @@ fn serve(mut s: TcpStream, b: Behaviour, log: &Mutex<Vec<Received>>, held: &Mute
                         record(&got, End::Orderly);
                         return;
                     }
-                    Ok(k) => got.extend_from_slice(&buf[..k]),
+                    Ok(k) => {
+                        got.extend_from_slice(&buf[..k]);
+                        progress.fetch_add(k, Ordering::Relaxed);
+                    }
                     Err(_) => {
                         record(&got, End::Reset);
                         return;
