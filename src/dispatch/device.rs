@@ -59,10 +59,7 @@ impl SendError {
 /// sequences included) removed, white space trimmed, at most
 /// [`MAX_DEVICE_TEXT`] bytes cut on a character boundary.
 pub fn device_text(s: &str) -> String {
-    let kept: String = s.chars().filter(|c| !c.is_control()).collect();
-    crate::wire::truncate_str(kept.trim(), MAX_DEVICE_TEXT)
-        .trim_end()
-        .to_owned()
+    crate::wire::clean_text(s, MAX_DEVICE_TEXT)
 }
 
 /// Opens a TCP connection to a device, within [`CONNECT_TIMEOUT`]. The

@@ -79,14 +79,9 @@ fn is_zero(n: &u32) -> bool {
 }
 
 /// A note as history keeps it: control characters (escape sequences a
-/// device may send) replaced by spaces, cut at [`MAX_NOTE_LEN`] bytes on a
-/// character boundary.
+/// device may send) removed, cut at [`MAX_NOTE_LEN`] bytes.
 pub fn clean_note(note: &str) -> String {
-    let cleaned: String = note
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    crate::wire::truncate_str(cleaned.trim_end(), MAX_NOTE_LEN).to_owned()
+    crate::wire::clean_text(note, MAX_NOTE_LEN)
 }
 
 /// What a protocol knows about a job before it is committed.

@@ -130,11 +130,7 @@ fn set_once(slot: &mut Option<String>, v: Option<String>) {
 /// Keeps printable characters only, trims white space at both ends and
 /// cuts at [`MAX_NAME_LEN`] bytes; cleaning a cleaned text changes nothing.
 pub fn clean(s: &str) -> String {
-    let out: String = s.chars().filter(|c| !c.is_control()).collect();
-    // Trim again after the cut: it may fall just after a space.
-    super::truncate_str(out.trim(), MAX_NAME_LEN)
-        .trim_end()
-        .to_owned()
+    super::clean_text(s, MAX_NAME_LEN)
 }
 
 fn unquote(v: &str) -> String {
