@@ -34,8 +34,6 @@ pub async fn serve(conn: Connection) {
     // acknowledgement of a job never kept. SO_LINGER 0 makes every close a
     // reset; the socket has it from accept (the listening socket's, see
     // `listener::bind_listener`), and it is lifted only after commit.
-    // Set again here for a socket bound some other way.
-    let _ = socket2::SockRef::from(&stream).set_linger(Some(std::time::Duration::ZERO));
     let (routed, _slot) = match admission {
         Admission::Admitted { routed, slot } => (routed, slot),
         Admission::NoTenant | Admission::OverLimit(_) => return reset(stream),
