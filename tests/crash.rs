@@ -500,18 +500,8 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
 }
 
 /// Like `wait_until`, with a longer deadline for the end of the crash test.
-fn wait_until_long<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until_long<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_within(what, Duration::from_secs(60), f)
 }
 
 /// One tenant `name` on 127.0.`net`.0/24 printing RAW jobs (up to 64 MiB)

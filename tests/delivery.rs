@@ -78,14 +78,10 @@ fn doc(tag: &str, size: usize) -> Vec<u8> {
     document_with("", tag, size)
 }
 
-fn jobs_of(d: &TestDaemon, tenant: &str) -> Vec<Job> {
-    d.live_jobs(tenant)
-}
-
 /// Waits until every job of `tenant` has finished; returns them by id.
 fn finished(d: &TestDaemon, tenant: &str, n: usize) -> Vec<Job> {
     wait_until(&format!("{n} finished jobs of {tenant}"), || {
-        let jobs = jobs_of(d, tenant);
+        let jobs = d.live_jobs(tenant);
         (jobs.len() == n && jobs.iter().all(|j| j.state.is_final())).then_some(jobs)
     })
 }
@@ -487,6 +483,8 @@ fn refuse_with_text(s: TcpStream) -> std::io::Result<()> {
 /// when it comes back, every job arrives once, in commit order.
 #[test]
 fn a_backlog_longer_than_the_window_arrives_whole_and_in_order() {
+    // A device's backoff reaches 30 s while it is down.
+    const BACKLOG_WAIT: Duration = Duration::from_secs(120);
     const JOBS: usize = 300;
     let port = free_port("127.0.44.50");
     let cases = [Case {
@@ -509,7 +507,7 @@ fn a_backlog_longer_than_the_window_arrives_whole_and_in_order() {
         0,
         Behaviour::Good,
     );
-    let jobs = wait_until_long_backlog(|| {
+    let jobs = wait_until_within("the backlog delivered", BACKLOG_WAIT, || {
         let jobs = d.live_jobs("backlog");
         jobs.iter().all(|j| j.state.is_final()).then_some(jobs)
     });
@@ -519,21 +517,6 @@ fn a_backlog_longer_than_the_window_arrives_whole_and_in_order() {
     let by_id: Vec<String> = jobs.iter().map(|j| j.sha256.clone()).collect();
     assert_eq!(by_id, sent);
     assert_eq!(dev.printed(), sent, "every job once, in commit order");
-}
-
-/// Polls for at most two minutes (a device's backoff reaches 30 s).
-fn wait_until_long_backlog<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "backlog not delivered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// CUPS's own conformance suite sends documents a PDF-only printer refuses;

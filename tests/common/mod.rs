@@ -72,13 +72,18 @@ pub fn free_port(ip: &str) -> u16 {
 }
 
 /// Polls `f` until it returns `Some`, for at most `WAIT`.
-pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait_until<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    wait_until_within(what, WAIT, f)
+}
+
+/// Polls `f` until it returns `Some`, for at most `limit`.
+pub fn wait_until_within<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
