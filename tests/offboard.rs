@@ -94,9 +94,15 @@ fn a_purged_tenant_leaves_nothing_readable_and_the_other_prints_on() {
     );
     assert_eq!(b_jobs[0].name, B_JOB);
     let data = d.data_dir();
-    // Sealed: the database holds none of b's names in plain text.
-    for needle in [B_USER, B_JOB] {
-        let found = files_containing(&data.join("db"), needle.as_bytes());
+    // Sealed: neither the database nor the spool holds any of b's names
+    // or document bytes in plain text.
+    assert_eq!(
+        d.spool_files("b").len(),
+        5,
+        "b's documents are in the spool"
+    );
+    for needle in [B_USER, B_JOB, B_MARKER] {
+        let found = files_containing(&data, needle.as_bytes());
         assert!(found.is_empty(), "{needle} in plain text in {found:?}");
     }
     let b_key = std::fs::read(data.join("keys/b.key")).expect("b's key file");
@@ -144,7 +150,7 @@ fn a_data_dir_copied_without_its_keys_yields_no_readable_record() {
     let mut d = TestDaemon::start(&config("socket://127.0.1.50:9", true));
     let raw = d.addr("raw");
     let doc = document_with(
-        &format!("@PJL SET USERNAME = \"{B_USER}\"\n@PJL JOB NAME = \"{B_JOB}\"\n"),
+        &format!("@PJL SET USERNAME = \"{B_USER}\"\n@PJL JOB NAME = \"{B_JOB}\"\n{B_MARKER}\n"),
         "copy",
         4096,
     );
@@ -166,8 +172,14 @@ fn a_data_dir_copied_without_its_keys_yields_no_readable_record() {
     let stores = store.provision(std::slice::from_ref(&b)).unwrap();
     let err = stores[0].jobs().unwrap_err().to_string();
     assert!(err.contains("key file") && err.contains("missing"), "{err}");
-    for needle in [B_USER, B_JOB] {
-        assert!(files_containing(&copy.path().join("data/db"), needle.as_bytes()).is_empty());
+    // Nothing of the copy is readable: not the names, not the document.
+    let spooled = std::fs::read_dir(copy.path().join("data/spool/b"))
+        .unwrap()
+        .count();
+    assert_eq!(spooled, 1, "the copy has b's document");
+    for needle in [B_USER, B_JOB, B_MARKER] {
+        let found = files_containing(&copy.path().join("data"), needle.as_bytes());
+        assert!(found.is_empty(), "{needle} readable in {found:?}");
     }
     store.close().unwrap();
 }

@@ -7,18 +7,17 @@
 //! broken job and discards, never the orderly end of a short one. Each
 //! client lifts it with [`orderly_close_allowed`] once the job is whole.
 
-use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+
+use crate::store::document::Document;
 
 /// Longest wait for a device to accept a TCP connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A device that takes no bytes for this long has stalled; the transfer fails.
 pub const WRITE_STALL_TIMEOUT: Duration = crate::config::DEFAULT_DEVICE_TIMEOUT;
-/// Chunk size of a transfer to a device.
-pub const SEND_CHUNK: usize = 256 << 10;
 /// Longest text of a device (IPP status-message, LPD error text) kept in a
 /// job's history, a log line or an error, in bytes; control characters are
 /// removed first.
@@ -43,6 +42,10 @@ pub enum SendError {
     /// or ends.
     #[error("device rejected the job: {0}")]
     Rejected(String),
+    /// The job's spool document cannot be read (damaged, or sealed with a
+    /// key that is gone): no device can print it.
+    #[error("{0}")]
+    Document(std::io::Error),
     /// The device's protocol is not built yet.
     #[error("sending to {0} devices is not supported yet")]
     Unsupported(&'static str),
@@ -51,7 +54,20 @@ pub enum SendError {
 impl SendError {
     /// True when trying this job on this device again cannot succeed.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SendError::Rejected(_) | SendError::Unsupported(_))
+        matches!(
+            self,
+            SendError::Rejected(_) | SendError::Unsupported(_) | SendError::Document(_)
+        )
+    }
+
+    /// An error reading the job's document: one that can never read is
+    /// [`SendError::Document`].
+    pub fn from_read(e: std::io::Error) -> SendError {
+        if crate::store::document::is_unreadable(&e) {
+            SendError::Document(e)
+        } else {
+            SendError::Io(e)
+        }
     }
 }
 
@@ -162,32 +178,27 @@ pub async fn acknowledged(stream: &TcpStream, stall: Duration) -> Result<(), Sen
     }
 }
 
-/// Copies a file to a stream, failing when the peer takes nothing for [`WRITE_STALL_TIMEOUT`].
-pub async fn copy_file<W: AsyncWriteExt + Unpin>(
-    path: &Path,
+/// Copies a document to a stream, failing when the peer takes nothing for [`WRITE_STALL_TIMEOUT`].
+pub async fn copy_document<W: AsyncWriteExt + Unpin>(
+    doc: &Document,
     out: &mut W,
 ) -> Result<u64, SendError> {
-    copy_file_within(path, out, WRITE_STALL_TIMEOUT).await
+    copy_document_within(doc, out, WRITE_STALL_TIMEOUT).await
 }
 
-/// Copies a file to a stream, failing when the peer takes nothing for `stall`.
-pub async fn copy_file_within<W: AsyncWriteExt + Unpin>(
-    path: &Path,
+/// Copies a document to a stream, failing when the peer takes nothing for `stall`.
+pub async fn copy_document_within<W: AsyncWriteExt + Unpin>(
+    doc: &Document,
     out: &mut W,
     stall: Duration,
 ) -> Result<u64, SendError> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut buf = vec![0u8; SEND_CHUNK];
+    let mut reader = doc.reader().await?;
     let mut sent = 0u64;
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        tokio::time::timeout(stall, out.write_all(&buf[..n]))
+    while let Some(chunk) = reader.next_chunk().await.map_err(SendError::from_read)? {
+        tokio::time::timeout(stall, out.write_all(chunk))
             .await
             .map_err(|_| SendError::Timeout("write"))??;
-        sent += n as u64;
+        sent += chunk.len() as u64;
     }
     Ok(sent)
 }

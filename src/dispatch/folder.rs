@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, CWD};
 
+use crate::store::document::Document;
 use crate::store::job::Job;
 use crate::store::private;
 
@@ -64,18 +65,18 @@ pub fn suffixed_name(name: &str, n: u32) -> String {
     }
 }
 
-/// Copies the spool file into `folder`; returns the stored file's path.
+/// Copies the job's document into `folder`; returns the stored file's path.
 /// `follow_symlink`: the folder may be a symlink.
 pub async fn store(
     job: &Job,
-    spool: &Path,
+    doc: Document,
     folder: &Path,
     follow_symlink: bool,
 ) -> io::Result<PathBuf> {
-    let (job, spool, folder) = (job.clone(), spool.to_owned(), folder.to_owned());
+    let (job, folder) = (job.clone(), folder.to_owned());
     tokio::task::spawn_blocking(move || {
         let dir = open_folder(&folder, follow_symlink)?;
-        let name = store_in(&dir, &job, &spool)?;
+        let name = store_in(&dir, &job, &doc)?;
         Ok(folder.join(name))
     })
     .await
@@ -125,7 +126,7 @@ fn temp_name() -> io::Result<String> {
 }
 
 /// Writes the job into `dir` under a name of its own; returns the name.
-fn store_in(dir: &OwnedFd, job: &Job, spool: &Path) -> io::Result<String> {
+fn store_in(dir: &OwnedFd, job: &Job, doc: &Document) -> io::Result<String> {
     let mode = Mode::from_raw_mode(private::file_mode());
     let create =
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -142,7 +143,7 @@ fn store_in(dir: &OwnedFd, job: &Job, spool: &Path) -> io::Result<String> {
         // The umask may have taken bits away: the policy's mode exactly.
         rustix::fs::fchmod(&fd, mode)?;
         let mut out = File::from(fd);
-        io::copy(&mut File::open(spool)?, &mut out)?;
+        io::copy(&mut doc.blocking_reader()?, &mut out)?;
         out.sync_all()?;
         drop(out);
         let name = place(dir, &tmp, &stored_name(job))?;
@@ -207,6 +208,7 @@ mod tests {
             format: None,
             size: 0,
             sha256: String::new(),
+            document_sealed: false,
             workflow: "w".into(),
             step: 0,
             state: JobState::Pending,

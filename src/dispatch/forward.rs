@@ -3,7 +3,6 @@
 //! probed again with exponential backoff.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::config::ids::{JobId, TenantId};
 use crate::config::{Device, DeviceUri};
+use crate::store::document::Document;
 use crate::store::job::Job;
 use crate::store::TenantStore;
 
@@ -202,18 +202,18 @@ impl Devices {
     }
 }
 
-/// Sends the document of `job` at `path` to `device`; returns the bytes
+/// Sends the document `doc` of `job` to `device`; returns the bytes
 /// sent. A socket device that takes no bytes for `stall` (the tenant's
 /// `device-timeout`) has failed.
 pub async fn send(
     device: &Device,
     job: &Job,
-    path: &Path,
+    doc: &Document,
     stall: Duration,
 ) -> Result<u64, SendError> {
     match &device.uri {
-        DeviceUri::Socket { host, port } => super::socket::send(host, *port, path, stall).await,
-        DeviceUri::Lpd { .. } => super::lpd::send(&device.uri, job, path).await,
-        DeviceUri::Ipp { .. } => super::ipp::send(&device.uri, &device.tls_verify, job, path).await,
+        DeviceUri::Socket { host, port } => super::socket::send(host, *port, doc, stall).await,
+        DeviceUri::Lpd { .. } => super::lpd::send(&device.uri, job, doc).await,
+        DeviceUri::Ipp { .. } => super::ipp::send(&device.uri, &device.tls_verify, job, doc).await,
     }
 }

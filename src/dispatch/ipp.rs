@@ -10,7 +10,6 @@
 //! printer answered (see [`super::device`]), so a printer never takes a
 //! document cut short for a whole one.
 
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,7 +20,6 @@ use hyper::body::{Body, Frame};
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::device::{connect, device_text, SendError, WRITE_STALL_TIMEOUT};
@@ -42,9 +40,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// Longest we follow a job after the printer took it; past that the
 /// printer has the job, and we say it was delivered.
 pub const FOLLOW_LIMIT: Duration = Duration::from_secs(600);
-
-/// Chunk of the document per body frame.
-const CHUNK: usize = 256 << 10;
 
 /// Frames queued between the file reader and hyper.
 const BODY_QUEUE: usize = 4;
@@ -87,6 +82,7 @@ fn request(code: u16, id: i32, printer_uri: &str, user: &str) -> Message {
     }
 }
 
+use crate::store::document::Document;
 use crate::wire::truncate_str as truncate;
 
 type Sender = hyper::client::conn::http1::SendRequest<ChannelBody>;
@@ -97,7 +93,7 @@ async fn exchange(
     host: &str,
     path: &str,
     head: Vec<u8>,
-    document: Option<&Path>,
+    document: Option<&Document>,
 ) -> Result<(Message, u64), SendError> {
     let (tx, rx) = mpsc::channel(BODY_QUEUE);
     let req = Request::post(path)
@@ -110,18 +106,29 @@ async fn exchange(
         if tx.send(Ok(Bytes::from(head))).await.is_err() {
             return Ok(sent);
         }
-        if let Some(path) = document {
-            let mut file = tokio::fs::File::open(path).await?;
+        if let Some(doc) = document {
+            // A document that fails to read ends the body with an error, so
+            // the connection is cut and the printer never sees a short job
+            // as a whole one.
+            let failed = |tx: mpsc::Sender<_>, e: std::io::Error| async move {
+                let _ = tx
+                    .send(Err(std::io::Error::new(e.kind(), e.to_string())))
+                    .await;
+                Err(e)
+            };
+            let mut reader = match doc.reader().await {
+                Ok(r) => r,
+                Err(e) => return failed(tx, e).await,
+            };
             loop {
-                let mut buf = vec![0u8; CHUNK];
-                let n = file.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                buf.truncate(n);
-                sent += n as u64;
+                let chunk = match reader.next_chunk().await {
+                    Ok(Some(c)) => Bytes::copy_from_slice(c),
+                    Ok(None) => break,
+                    Err(e) => return failed(tx, e).await,
+                };
+                sent += chunk.len() as u64;
                 // The printer may answer early (a refusal) and stop reading.
-                if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                if tx.send(Ok(chunk)).await.is_err() {
                     break;
                 }
             }
@@ -153,7 +160,8 @@ async fn exchange(
             .map_err(|e| SendError::Io(std::io::Error::other(format!("bad IPP response: {e}"))))
     };
     let (sent, msg) = tokio::join!(feeder, exchange);
-    Ok((msg?, sent?))
+    let sent = sent.map_err(SendError::from_read)?;
+    Ok((msg?, sent))
 }
 
 fn status_message(m: &Message) -> String {
@@ -177,7 +185,7 @@ pub async fn send(
     uri: &DeviceUri,
     verify: &crate::config::TlsVerify,
     job: &Job,
-    path: &Path,
+    doc: &Document,
 ) -> Result<u64, SendError> {
     let DeviceUri::Ipp {
         tls,
@@ -218,7 +226,7 @@ pub async fn send(
             .map_err(hyper_err)?;
         (sender, tokio::spawn(async move { drop(conn.await) }))
     };
-    let result = print_and_follow(&mut sender, &authority, resource, &printer_uri, job, path).await;
+    let result = print_and_follow(&mut sender, &authority, resource, &printer_uri, job, doc).await;
     if result.is_ok() {
         let _ = handle.set_linger(None);
     }
@@ -232,7 +240,7 @@ async fn print_and_follow(
     resource: &str,
     printer_uri: &str,
     job: &Job,
-    path: &Path,
+    doc: &Document,
 ) -> Result<u64, SendError> {
     let mut req = request(op::PRINT_JOB, 1, printer_uri, &job.user);
     let g = &mut req.groups[0];
@@ -251,13 +259,13 @@ async fn print_and_follow(
     ));
     req.groups.push(super::mirror::outbound_job_group(job));
     let (mut resp, mut sent) =
-        exchange(sender, authority, resource, codec::encode(&req), Some(path)).await?;
+        exchange(sender, authority, resource, codec::encode(&req), Some(doc)).await?;
     let mut remote_id = job_int(&resp, "job-id");
     if resp.code == status::OPERATION_NOT_SUPPORTED {
         // A printer without Print-Job takes Create-Job + Send-Document
         // (RFC 8011 sections 4.2.4 and 4.3.1).
         (resp, sent, remote_id) =
-            create_and_send(sender, authority, resource, printer_uri, job, &name, path).await?;
+            create_and_send(sender, authority, resource, printer_uri, job, &name, doc).await?;
     }
     check(&resp)?;
     let Some(remote_id) = remote_id else {
@@ -329,7 +337,7 @@ async fn create_and_send(
     printer_uri: &str,
     job: &Job,
     name: &str,
-    path: &Path,
+    doc: &Document,
 ) -> Result<(Message, u64, Option<i32>), SendError> {
     sender
         .ready()
@@ -360,14 +368,8 @@ async fn create_and_send(
         "document-format",
         Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
     ));
-    let (resp, sent) = exchange(
-        sender,
-        authority,
-        resource,
-        codec::encode(&send),
-        Some(path),
-    )
-    .await?;
+    let (resp, sent) =
+        exchange(sender, authority, resource, codec::encode(&send), Some(doc)).await?;
     Ok((resp, sent, Some(id)))
 }
 

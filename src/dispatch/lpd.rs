@@ -5,14 +5,14 @@
 //! device down and the job is tried again later, as for socket devices.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::device::{connect, copy_file, orderly_close_allowed, SendError, CONNECT_TIMEOUT};
+use super::device::{connect, copy_document, orderly_close_allowed, SendError, CONNECT_TIMEOUT};
 use crate::config::DeviceUri;
+use crate::store::document::Document;
 use crate::store::job::Job;
 use crate::wire::lpd::job_number;
 use crate::wire::sniff::clean;
@@ -34,7 +34,7 @@ const MAX_JOB_NAME: usize = 99;
 const MAX_SOURCE_NAME: usize = 131;
 
 /// Sends a job's document to an LPD device; returns the bytes of the document sent.
-pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendError> {
+pub async fn send(uri: &DeviceUri, job: &Job, doc: &Document) -> Result<u64, SendError> {
     let DeviceUri::Lpd {
         host,
         port,
@@ -49,7 +49,7 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
     } else {
         connect(host, *port).await?
     };
-    let size = tokio::fs::metadata(path).await?.len();
+    let size = doc.size();
     let me = local_host_name();
     let num = job_number(job.id.0);
     let cf_name = format!("cfA{num:03}{me}");
@@ -79,7 +79,7 @@ pub async fn send(uri: &DeviceUri, job: &Job, path: &Path) -> Result<u64, SendEr
         Refusal::Permanent,
     )
     .await?;
-    let sent = copy_file(path, &mut stream).await?;
+    let sent = copy_document(doc, &mut stream).await?;
     if sent != size {
         // The spool file changed under us; the declared length is wrong now.
         return Err(SendError::Refused(format!(
@@ -259,6 +259,7 @@ mod tests {
             format: format.map(str::to_owned),
             size: 3,
             sha256: String::new(),
+            document_sealed: false,
             workflow: "w".into(),
             step: 0,
             state: JobState::Processing,

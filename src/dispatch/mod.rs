@@ -344,8 +344,7 @@ async fn run_job(
                     JobState::Processing,
                     format!("storing into {}", folder.display()),
                 );
-                match folder::store(&job, &store.spool_path(job.id), &folder, follow_symlink).await
-                {
+                match folder::store(&job, store.document(&job)?, &folder, follow_symlink).await {
                     Ok(path) => {
                         job.note(format!("stored as {}", path.display()));
                         Outcome::Next
@@ -491,9 +490,9 @@ async fn forward_step(
             };
             job.delivering = Some(name.clone());
             store.save(job).await?;
-            let path = store.spool_path(job.id);
+            let doc = store.document(job)?;
             let result = tokio::select! {
-                r = forward::send(device, job, &path, tenant.limits.device_timeout) => r,
+                r = forward::send(device, job, &doc, tenant.limits.device_timeout) => r,
                 _ = control.cancel.cancelled() => return Ok(Outcome::Suspend),
             };
             drop(permit);

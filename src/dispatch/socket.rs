@@ -8,12 +8,15 @@
 //! close its side within `device-timeout` (at least [`CLOSE_WAIT_MIN`]) has
 //! not printed the job.
 
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::device::{acknowledged, connect, copy_file_within, orderly_close_allowed, SendError};
+use crate::store::document::Document;
+
+use super::device::{
+    acknowledged, connect, copy_document_within, orderly_close_allowed, SendError,
+};
 
 /// Back-channel bytes (status a printer may send) read and dropped per read
 /// while waiting for the device to close.
@@ -26,11 +29,16 @@ const BACK_CHANNEL_BUFFER: usize = 4096;
 /// whole job again. The CUPS socket backend waits about as long.
 pub const CLOSE_WAIT_MIN: Duration = Duration::from_secs(10);
 
-/// Sends the document at `path`; returns the bytes sent. `stall` is the
+/// Sends the document `doc`; returns the bytes sent. `stall` is the
 /// tenant's `device-timeout`.
-pub async fn send(host: &str, port: u16, path: &Path, stall: Duration) -> Result<u64, SendError> {
+pub async fn send(
+    host: &str,
+    port: u16,
+    doc: &Document,
+    stall: Duration,
+) -> Result<u64, SendError> {
     let mut stream = connect(host, port).await?;
-    let sent = copy_file_within(path, &mut stream, stall).await?;
+    let sent = copy_document_within(doc, &mut stream, stall).await?;
     // Until the device's TCP has every byte, an end must stay a reset.
     acknowledged(&stream, stall).await?;
     orderly_close_allowed(&stream);

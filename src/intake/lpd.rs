@@ -21,6 +21,7 @@ use crate::config::ids::ListenerName;
 use crate::config::Input;
 use crate::intake::{Admission, Connection, Intake};
 use crate::snapshot::Routed;
+use crate::store::document::Document;
 use crate::store::job::{Job, JobState, NewJob};
 use crate::store::{SpoolWriter, StoreError};
 use crate::wire::lpd::{
@@ -31,9 +32,6 @@ use crate::wire::sniff::{sniff, SNIFF_LIMIT};
 
 /// Read buffer of an LPD connection.
 pub const READ_BUFFER: usize = 64 << 10;
-
-/// Chunk size when copying a held-aside data file into the job's document.
-const ASSEMBLE_CHUNK: usize = 256 << 10;
 
 /// Data files one session may hold aside at once (sent before their
 /// control file, out of order, or printed more than once): as many as one
@@ -655,14 +653,13 @@ impl Session {
             if head.is_empty() {
                 head = std::mem::take(&mut part.head);
             }
-            let path = part
+            let part_doc = part
                 .writer
-                .flushed_path()
+                .document()
                 .await
-                .map_err(|e| self.store_stop(e))?
-                .to_owned();
+                .map_err(|e| self.store_stop(e))?;
             for _ in 0..f.copies {
-                append_file(&path, &mut document)
+                append_document(&part_doc, &mut document)
                     .await
                     .map_err(|e| self.store_stop(e))?;
             }
@@ -703,17 +700,13 @@ impl Session {
     }
 }
 
-/// Appends a file's bytes to a document being written.
-async fn append_file(path: &std::path::Path, out: &mut SpoolWriter) -> Result<(), StoreError> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut buf = vec![0u8; ASSEMBLE_CHUNK];
-    loop {
-        let n = file.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        out.write(&buf[..n]).await?;
+/// Appends a document's bytes to a document being written.
+async fn append_document(part: &Document, out: &mut SpoolWriter) -> Result<(), StoreError> {
+    let mut reader = part.reader().await?;
+    while let Some(chunk) = reader.next_chunk().await? {
+        out.write(chunk).await?;
     }
+    Ok(())
 }
 
 /// The tenant's unfinished jobs that arrived on this listener and queue,

@@ -124,6 +124,7 @@ mod tests {
             format: None,
             size: 1,
             sha256: String::new(),
+            document_sealed: false,
             workflow: "w".into(),
             step: 0,
             state,

@@ -129,6 +129,11 @@ pub struct Job {
     pub size: u64,
     /// SHA-256 of the document, lower-case hex.
     pub sha256: String,
+    /// The spool document is sealed with the tenant's key
+    /// ([`crate::store::document`]); false in records of documents spooled
+    /// before documents were sealed, which are read as they are.
+    #[serde(default)]
+    pub document_sealed: bool,
     /// Its workflow.
     pub workflow: String,
     /// Index of the workflow step it is at.
@@ -161,6 +166,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// Bytes of its spool file: the document, sealed or plain.
+    pub fn stored_len(&self) -> u64 {
+        if self.document_sealed {
+            super::crypt::sealed_len(self.size)
+        } else {
+            self.size
+        }
+    }
+
     /// Moves the job to `state` and records why.
     pub fn set_state(&mut self, state: JobState, note: impl Into<String>) {
         self.state = state;

@@ -18,6 +18,7 @@
 
 pub mod counts;
 pub mod crypt;
+pub mod document;
 pub mod job;
 pub mod private;
 
@@ -622,9 +623,9 @@ impl Store {
 /// created on the tenant's first job.
 pub struct TenantStore {
     id: TenantId,
-    /// The tenant's key file, and the key once loaded or created.
+    /// The tenant's key file, and its keys once loaded or created.
     key_path: PathBuf,
-    key: OnceLock<crypt::TenantKey>,
+    keys: arc_swap::ArcSwapOption<crypt::KeyRing>,
     db: sled::Db,
     /// The tenant's tree, once it exists.
     tree: OnceLock<sled::Tree>,
@@ -668,7 +669,7 @@ impl TenantStore {
         let mut t = TenantStore {
             id,
             key_path,
-            key: OnceLock::new(),
+            keys: arc_swap::ArcSwapOption::empty(),
             db,
             tree: OnceLock::new(),
             creating: Mutex::new(()),
@@ -743,9 +744,14 @@ impl TenantStore {
                         }
                         Err(e) => Some((None, format!("its record cannot be read: {e}"))),
                         Ok(job) => match sizes.get(name) {
-                            Some(&len) if len == job.size => None,
+                            Some(&len) if len == job.stored_len() => {
+                                // Quotas count plain bytes, as receives do.
+                                spool_bytes = spool_bytes - len + job.size;
+                                None
+                            }
                             Some(&len) => {
-                                let why = format!("its document has {len} of {} bytes", job.size);
+                                let why =
+                                    format!("its document has {len} of {} bytes", job.stored_len());
                                 Some((Some(job), why))
                             }
                             None => Some((Some(job), "its document is missing".to_owned())),
@@ -811,6 +817,17 @@ impl TenantStore {
         Ok(self.spool_dir_file.get_or_init(|| f))
     }
 
+    /// A spool write's outcome: a full disk is [`StoreError::DiskFull`], counted.
+    fn disk_full(&self, r: io::Result<()>) -> Result<(), StoreError> {
+        match r {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                crate::metrics::get().job(self.id.as_str(), "refused-disk-full");
+                Err(StoreError::DiskFull)
+            }
+            r => Ok(r?),
+        }
+    }
+
     /// True when `n` more bytes leave at least `min-free-space` free on the spool's file system.
     fn has_room(&self, n: u64) -> bool {
         let Ok(dir) = self.spool_dir_file() else {
@@ -843,8 +860,9 @@ impl TenantStore {
         max_size: u64,
         quota: u64,
     ) -> Result<SpoolWriter, StoreError> {
-        // The tenant's first document creates its spool folder.
+        // The tenant's first document creates its spool folder, and its key.
         self.spool_dir_file()?;
+        let ring = self.key()?;
         let reused = self.free.lock().expect("free spool list lock").pop();
         let (path, file) = match reused {
             Some(path) => {
@@ -864,12 +882,15 @@ impl TenantStore {
                 (path, file)
             }
         };
+        let (sealer, header) = crypt::DocSealer::new(&ring.current, &self.document_aad());
+        let mut file = tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file);
+        file.write_all(&header).await?;
         Ok(SpoolWriter {
             tenant: self.clone(),
-            file: Some(tokio::io::BufWriter::with_capacity(
-                SPOOL_WRITE_BUFFER,
-                file,
-            )),
+            file: Some(file),
+            sealer,
+            chunk: Vec::with_capacity(crypt::DOC_CHUNK + crypt::TAG_LEN),
+            keys: ring,
             path,
             size: 0,
             max_size,
@@ -1067,6 +1088,13 @@ impl TenantStore {
 pub struct SpoolWriter {
     tenant: Arc<TenantStore>,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    /// Seals the document's chunks with the tenant's current key.
+    sealer: crypt::DocSealer,
+    /// Plain bytes of the chunk being filled (sealed in place when full).
+    chunk: Vec<u8>,
+    /// The keys the writer started with: a key rotation waits until no
+    /// writer holds the ring it replaced.
+    keys: Arc<crypt::KeyRing>,
     path: PathBuf,
     size: u64,
     max_size: u64,
@@ -1132,19 +1160,49 @@ impl SpoolWriter {
             self.held += n;
         }
         self.hasher.update(buf);
-        match self
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let take = rest.len().min(crypt::DOC_CHUNK - self.chunk.len());
+            self.chunk.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.chunk.len() == crypt::DOC_CHUNK {
+                self.seal_chunk(false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the chunk being filled and hands it to the file.
+    async fn seal_chunk(&mut self, last: bool) -> Result<(), StoreError> {
+        self.sealer
+            .seal(&mut self.chunk, last)
+            .map_err(|err| StoreError::Key {
+                tenant: self.tenant.id.clone(),
+                err,
+            })?;
+        let r = self
             .file
             .as_mut()
             .expect("writer not yet finished")
-            .write_all(buf)
-            .await
-        {
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
-                crate::metrics::get().job(self.tenant.id.as_str(), "refused-disk-full");
-                Err(StoreError::DiskFull)
-            }
-            r => Ok(r?),
+            .write_all(&self.chunk)
+            .await;
+        self.chunk.clear();
+        self.tenant.disk_full(r)
+    }
+
+    /// Seals the last chunk (possibly empty) and flushes: the file holds
+    /// the whole sealed document. Takes no more writes.
+    async fn finish(&mut self) -> Result<Option<tokio::fs::File>, StoreError> {
+        if self.file.is_none() {
+            return Ok(None);
         }
+        self.seal_chunk(true).await?;
+        // No chunk buffer from here on (a parked writer may wait long).
+        self.chunk = Vec::new();
+        let mut file = self.file.take().expect("writer not yet finished");
+        let r = file.flush().await;
+        self.tenant.disk_full(r)?;
+        Ok(Some(file.into_inner()))
     }
 
     /// Bytes received so far.
@@ -1164,7 +1222,9 @@ impl SpoolWriter {
         self.in_flight = Some((budget, max));
     }
 
-    /// Flushes and syncs the bytes written so far; they leave the tenant's in-flight count.
+    /// Flushes and syncs the bytes written so far; they leave the tenant's
+    /// in-flight count (those of the chunk being filled, at most
+    /// [`crypt::DOC_CHUNK`], are synced with the next).
     async fn sync_held(&mut self) -> Result<(), StoreError> {
         let file = self.file.as_mut().expect("writer not yet finished");
         file.flush().await?;
@@ -1212,29 +1272,34 @@ impl Drop for SpoolWriter {
 }
 
 impl TenantStore {
-    /// The tenant's key, created with its first record.
-    fn key(&self) -> Result<&crypt::TenantKey, StoreError> {
-        if let Some(k) = self.key.get() {
+    /// The tenant's keys, the key created with its first record.
+    fn key(&self) -> Result<Arc<crypt::KeyRing>, StoreError> {
+        if let Some(k) = self.keys.load_full() {
             return Ok(k);
         }
         let _creating = self.creating.lock().expect("tenant creation lock");
-        if let Some(k) = self.key.get() {
+        if let Some(k) = self.keys.load_full() {
             return Ok(k);
         }
         let key_err = |err| StoreError::Key {
             tenant: self.id.clone(),
             err,
         };
-        let k = match crypt::TenantKey::load(&self.key_path).map_err(key_err)? {
+        let ring = match crypt::KeyRing::load(&self.key_path).map_err(key_err)? {
             Some(k) => k,
             // Records sealed with a key that is gone: a new key would make
             // the old one useless even if it is found again. Refuse.
             None if self.has_sealed_records()? => {
                 return Err(key_err(crypt::CryptError::NoKey(self.key_path.clone())))
             }
-            None => crypt::TenantKey::load_or_create(&self.key_path).map_err(key_err)?,
+            None => crypt::KeyRing {
+                current: crypt::TenantKey::load_or_create(&self.key_path).map_err(key_err)?,
+                previous: None,
+            },
         };
-        Ok(self.key.get_or_init(|| k))
+        let ring = Arc::new(ring);
+        self.keys.store(Some(ring.clone()));
+        Ok(ring)
     }
 
     /// True when the tenant's newest record is sealed (it has had a key).
@@ -1248,19 +1313,25 @@ impl TenantStore {
         })
     }
 
-    /// The key if its file exists (reading never creates one).
-    fn existing_key(&self) -> Result<&crypt::TenantKey, StoreError> {
-        if let Some(k) = self.key.get() {
+    /// The keys if the key file exists (reading never creates one).
+    fn existing_key(&self) -> Result<Arc<crypt::KeyRing>, StoreError> {
+        if let Some(k) = self.keys.load_full() {
+            return Ok(k);
+        }
+        let _creating = self.creating.lock().expect("tenant creation lock");
+        if let Some(k) = self.keys.load_full() {
             return Ok(k);
         }
         let key_err = |err| StoreError::Key {
             tenant: self.id.clone(),
             err,
         };
-        let k = crypt::TenantKey::load(&self.key_path)
+        let ring = crypt::KeyRing::load(&self.key_path)
             .map_err(key_err)?
             .ok_or_else(|| key_err(crypt::CryptError::NoKey(self.key_path.clone())))?;
-        Ok(self.key.get_or_init(|| k))
+        let ring = Arc::new(ring);
+        self.keys.store(Some(ring.clone()));
+        Ok(ring)
     }
 
     /// What a record is bound to: its tenant and its key in the tree.
@@ -1268,16 +1339,21 @@ impl TenantStore {
         [self.id.as_str().as_bytes(), b"/", key].concat()
     }
 
-    /// A record as stored: sealed with the tenant's key.
+    /// What a spool document's chunks are bound to: its tenant.
+    fn document_aad(&self) -> Arc<[u8]> {
+        [self.id.as_str().as_bytes(), b"/document"].concat().into()
+    }
+
+    /// A record as stored: sealed with the tenant's current key.
     fn encode(&self, key: &[u8], job: &Job) -> Result<Vec<u8>, StoreError> {
         let plain = serde_json::to_vec(job).expect("a job record always serialises");
-        Ok(self.key()?.seal(&plain, &self.aad(key)))
+        Ok(self.key()?.current.seal(&plain, &self.aad(key)))
     }
 
     /// A stored record: sealed, or plain JSON from before records were sealed.
     fn decode(&self, key: &[u8], v: &[u8]) -> Result<Job, StoreError> {
         if crypt::is_sealed(v) {
-            let plain = self
+            let (plain, _) = self
                 .existing_key()?
                 .open(v, &self.aad(key))
                 .map_err(|err| StoreError::Key {
@@ -1287,6 +1363,22 @@ impl TenantStore {
             return decode(key, &plain);
         }
         decode(key, v)
+    }
+
+    /// A job's document, to read: sealed with the tenant's keys, or plain
+    /// when it was spooled before documents were sealed.
+    pub fn document(&self, job: &Job) -> Result<document::Document, StoreError> {
+        let keys = if job.document_sealed {
+            Some(self.existing_key()?)
+        } else {
+            None
+        };
+        Ok(document::Document {
+            path: self.spool_path(job.id),
+            size: job.size,
+            keys,
+            aad: self.document_aad(),
+        })
     }
 }
 
@@ -1331,12 +1423,18 @@ impl TenantStore {
         new: NewJob,
         id: JobId,
     ) -> Result<Job, StoreError> {
-        let mut file = writer.file.take().expect("writer not yet finished");
-        file.flush().await?;
-        if self.spool_sync == SpoolSync::Files {
-            file.into_inner().sync_data().await?;
-        } else {
-            drop(file);
+        let file = writer.finish().await?;
+        if let Some(file) = file {
+            if self.spool_sync == SpoolSync::Files {
+                file.sync_data().await?;
+            }
+        } else if self.spool_sync == SpoolSync::Files {
+            // Parked (an LPD data file): its bytes were written and closed
+            // unsynced; sync them now.
+            tokio::fs::File::open(&writer.path)
+                .await?
+                .sync_data()
+                .await?;
         }
         let final_path = self.spool_path(id);
         tokio::fs::rename(&writer.path, &final_path).await?;
@@ -1354,6 +1452,7 @@ impl TenantStore {
             format: new.format,
             size: writer.size,
             sha256: hex(&sha),
+            document_sealed: true,
             workflow: new.workflow,
             step: 0,
             state: JobState::Pending,
@@ -1409,28 +1508,28 @@ impl TenantStore {
 /// Reading back a document while it is received: LPD jobs arrive as
 /// several data files, in any order, that become one spool document.
 impl SpoolWriter {
-    /// Flushes what was written so far and returns the path of the partial
-    /// file, so its bytes can be read back (the LPD input assembles one
-    /// document from several data files in control-file order). The file
-    /// stays the writer's: it is still deleted when the writer is dropped
-    /// uncommitted.
-    pub async fn flushed_path(&mut self) -> Result<&Path, StoreError> {
-        if let Some(f) = self.file.as_mut() {
-            f.flush().await?;
-        }
-        Ok(&self.path)
+    /// Finishes the document (it takes no more writes) and returns it to
+    /// read back: the LPD input assembles one document from several data
+    /// files in control-file order. The file stays the writer's: it is
+    /// still deleted when the writer is dropped uncommitted.
+    pub async fn document(&mut self) -> Result<document::Document, StoreError> {
+        self.finish().await?;
+        Ok(document::Document {
+            path: self.path.clone(),
+            size: self.size,
+            keys: Some(self.keys.clone()),
+            aad: self.tenant.document_aad(),
+        })
     }
 
-    /// Flushes what was written and closes the file: the writer keeps its
+    /// Finishes the document and closes the file: the writer keeps its
     /// path and its bytes' place in the tenant's spool quota and in-flight
     /// count, but holds neither a buffer nor a descriptor while it waits
     /// (an LPD data file sent before its control file may wait long). It
-    /// takes no more writes; its bytes are read back by path
-    /// ([`SpoolWriter::flushed_path`]), and it is deleted when dropped uncommitted.
+    /// takes no more writes; its bytes are read back with
+    /// [`SpoolWriter::document`], and it is deleted when dropped uncommitted.
     pub async fn park(&mut self) -> Result<(), StoreError> {
-        if let Some(mut f) = self.file.take() {
-            f.flush().await?;
-        }
+        self.finish().await?;
         Ok(())
     }
 }
@@ -1457,7 +1556,9 @@ impl Store {
             .remove(id);
         // The key first: from here on nothing left of the tenant's records,
         // in sled's log or anywhere, can be read.
-        crypt::shred(&crypt::key_path(&self.inner.keys_dir, id.as_str()))?;
+        for f in crypt::key_files(&crypt::key_path(&self.inner.keys_dir, id.as_str())) {
+            crypt::shred(&f)?;
+        }
         let name = keys::tenant_tree(id);
         let mut report = PurgeReport {
             records: self.inner.db.open_tree(&name)?.len(),
@@ -1518,6 +1619,92 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::ids::ListenerName;
+
+    fn read_document(t: &TenantStore, job: &Job) -> Vec<u8> {
+        let mut out = Vec::new();
+        io::Read::read_to_end(
+            &mut t.document(job).unwrap().blocking_reader().unwrap(),
+            &mut out,
+        )
+        .unwrap();
+        out
+    }
+
+    /// Documents of every size around the chunk boundaries read back
+    /// whole through both readers; a file cut, grown, with a flipped bit
+    /// or two chunks swapped, or read with another tenant's key, does not
+    /// read.
+    #[tokio::test]
+    async fn sealed_documents_read_back_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let ts = store
+            .provision(&[TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap()])
+            .unwrap();
+        let (t, other) = (&ts[0], &ts[1]);
+        let c = crypt::DOC_CHUNK;
+        for size in [0, 1, c - 1, c, c + 1, 2 * c, 3 * c + 17] {
+            let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+            // Odd write sizes, so writes straddle chunks.
+            for part in body.chunks(5000) {
+                w.write(part).await.unwrap();
+            }
+            let job = t.commit_new(w, new_job("a")).await.unwrap();
+            assert_eq!(
+                std::fs::metadata(t.spool_path(job.id)).unwrap().len(),
+                crypt::sealed_len(size as u64)
+            );
+            assert_eq!(read_document(t, &job), body, "blocking, size {size}");
+            let mut r = t.document(&job).unwrap().reader().await.unwrap();
+            let mut got = Vec::new();
+            while let Some(chunk) = r.next_chunk().await.unwrap() {
+                got.extend_from_slice(chunk);
+            }
+            assert_eq!(got, body, "async, size {size}");
+        }
+        let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+        w.write(&vec![9u8; 2 * c + 5]).await.unwrap();
+        let job = t.commit_new(w, new_job("a")).await.unwrap();
+        let path = t.spool_path(job.id);
+        let good = std::fs::read(&path).unwrap();
+        let fails = |bytes: &[u8], why: &str| {
+            std::fs::write(&path, bytes).unwrap();
+            let mut out = Vec::new();
+            let e = io::Read::read_to_end(
+                &mut t.document(&job).unwrap().blocking_reader().unwrap(),
+                &mut out,
+            )
+            .expect_err(why);
+            assert!(document::is_unreadable(&e), "{why}: {e}");
+        };
+        fails(&good[..good.len() - 1], "cut by a byte");
+        let whole_chunks = crypt::DOC_HEADER_LEN + 2 * (c + crypt::TAG_LEN);
+        fails(&good[..whole_chunks], "cut at a chunk boundary");
+        fails(&[&good[..], b"x"].concat(), "grown");
+        let mut flipped = good.clone();
+        flipped[crypt::DOC_HEADER_LEN + 100] ^= 1;
+        fails(&flipped, "a flipped bit");
+        let h = crypt::DOC_HEADER_LEN;
+        let n = c + crypt::TAG_LEN;
+        let swapped = [
+            &good[..h],
+            &good[h + n..h + 2 * n],
+            &good[h..h + n],
+            &good[h + 2 * n..],
+        ]
+        .concat();
+        fails(&swapped, "two chunks swapped");
+        std::fs::write(&path, &good).unwrap();
+        // Another tenant's keys do not open it.
+        let w = other.spool_writer(1 << 30, 1 << 30).await.unwrap();
+        other.commit_new(w, new_job("b")).await.unwrap();
+        let mut foreign = other.document(&job).unwrap();
+        foreign.path = path.clone();
+        let mut out = Vec::new();
+        assert!(io::Read::read_to_end(&mut foreign.blocking_reader().unwrap(), &mut out).is_err());
+        assert_eq!(read_document(t, &job).len(), 2 * c + 5);
+    }
 
     fn new_job(user: &str) -> NewJob {
         NewJob {
@@ -1604,9 +1791,11 @@ mod tests {
         assert_eq!(jobs.len(), 3);
         assert!(jobs.iter().all(|j| j.tenant == a));
         assert_eq!(jobs[1].sha256, hex(&Sha256::digest(b"doc 0 1")));
-        assert_eq!(
-            std::fs::read(ts[0].spool_path(JobId(2))).unwrap(),
-            b"doc 0 1"
+        assert_eq!(read_document(&ts[0], &jobs[1]), b"doc 0 1");
+        let raw = std::fs::read(ts[0].spool_path(JobId(2))).unwrap();
+        assert!(
+            !raw.windows(7).any(|w| w == b"doc 0 1"),
+            "the spool file is sealed"
         );
         assert_eq!(ts[0].active_jobs().unwrap().len(), 3);
         assert_eq!(
@@ -1685,8 +1874,9 @@ mod tests {
         let job = t.commit_new(first, new_job("a")).await.unwrap();
         assert_eq!(
             std::fs::read(t.spool_path(job.id)).unwrap().len() as u64,
-            job.size
+            job.stored_len()
         );
+        assert_eq!(read_document(&t, &job), vec![7u8; 40 * chunk.len()]);
         drop(writers);
         assert_eq!(
             budget.bytes(),
@@ -1733,10 +1923,10 @@ mod tests {
         let second = t.commit_new(w, new_job("a")).await.unwrap();
         assert_eq!(
             names(),
-            vec![("2".to_owned(), 6)],
+            vec![("2".to_owned(), crypt::sealed_len(6))],
             "the emptied file was reused"
         );
-        assert_eq!(std::fs::read(t.spool_path(second.id)).unwrap(), b"second");
+        assert_eq!(read_document(&t, &second), b"second");
         assert_eq!(t.spool_bytes(), 6);
     }
 
@@ -1767,7 +1957,11 @@ mod tests {
         let j2 = t.job(JobId(2)).unwrap().unwrap();
         assert_eq!(j2.state, JobState::Aborted);
         assert!(
-            j2.history.last().unwrap().note.contains("5 of 18 bytes"),
+            j2.history
+                .last()
+                .unwrap()
+                .note
+                .contains(&format!("5 of {} bytes", crypt::sealed_len(18))),
             "{:?}",
             j2.history
         );
