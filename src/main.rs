@@ -274,6 +274,19 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Give a tenant a new key: its records and spool documents are sealed
+    /// again with it in the background, then the old key is shredded
+    /// (global admins only).
+    #[command(after_help = "Example:\n  printroute rekey acme --wait")]
+    Rekey {
+        /// The tenant.
+        tenant: String,
+        /// Wait until every record and document is sealed with the new key.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        control: Control,
+    },
     /// Write the man pages (section 8) and the bash, zsh and fish completions
     /// into DIR (for packaging: scripts/package.sh runs it before `cargo deb`).
     #[command(hide = true)]
@@ -416,6 +429,11 @@ fn main() -> ExitCode {
             force,
             control,
         } => admin(&control, Request::Purge { tenant, force }),
+        Command::Rekey {
+            tenant,
+            wait,
+            control,
+        } => admin(&control, Request::Rekey { tenant, wait }),
         Command::GenerateAssets { dir } => match generate_assets(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -839,6 +857,30 @@ fn human(req: &Request, d: &Value, now: u64) -> String {
                 n(&d["records"]),
                 n(&d["spool-files"]),
                 human_size(n(&d["spool-bytes"]))
+            );
+        }
+        Request::Rekey { .. } if d["finished"] == true => {
+            let _ = writeln!(
+                out,
+                "Rotated the key of tenant {}: {} records and {} documents ({}) sealed again; the old key is shredded.",
+                s(&d["rekey"]),
+                n(&d["records"]),
+                n(&d["documents"]),
+                human_size(n(&d["document-bytes"]))
+            );
+            if n(&d["plain-documents"]) > 0 {
+                let _ = writeln!(
+                    out,
+                    "{} documents spooled before documents were sealed stay as they are until their jobs finish.",
+                    n(&d["plain-documents"])
+                );
+            }
+        }
+        Request::Rekey { .. } => {
+            let _ = writeln!(
+                out,
+                "Rotating the key of tenant {} in the background; the daemon logs when it has finished.",
+                s(&d["rekey"])
             );
         }
     }

@@ -112,6 +112,15 @@ pub enum Request {
         #[serde(default)]
         force: bool,
     },
+    /// Gives a tenant a new key and re-seals its records and documents
+    /// with it in the background; the old key is then shredded.
+    Rekey {
+        /// The tenant.
+        tenant: String,
+        /// Answer when the rotation has finished, not when it has started.
+        #[serde(default)]
+        wait: bool,
+    },
 }
 
 /// A response: `ok` with data, or an error for people.
@@ -660,6 +669,45 @@ async fn handle(
                     )
                 }
                 Err(e) => Response::err(format!("purge failed: {e}")),
+            }
+        }
+        Request::Rekey { tenant, wait } => {
+            if *scope != Scope::Global {
+                return Response::err(
+                    "permission denied: only a global admin may rotate a tenant's key",
+                );
+            }
+            let Some(ts) = visible(scope, admin, &tenant).and_then(|t| admin.store.tenant(&t))
+            else {
+                return no_tenant(&tenant);
+            };
+            let task = tokio::task::spawn_blocking(move || ts.rekey());
+            if !wait {
+                let name = tenant.clone();
+                tokio::spawn(async move {
+                    match task.await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => {
+                            tracing::error!(tenant = %name, error = %e, "key rotation failed")
+                        }
+                        Err(e) => {
+                            tracing::error!(tenant = %name, error = %e, "key rotation failed")
+                        }
+                    }
+                });
+                return Response::ok(json!({ "rekey": tenant, "started": true }));
+            }
+            match task.await {
+                Ok(Ok(r)) => Response::ok(json!({
+                    "rekey": tenant,
+                    "finished": true,
+                    "records": r.records,
+                    "documents": r.documents,
+                    "document-bytes": r.document_bytes,
+                    "plain-documents": r.plain_documents,
+                })),
+                Ok(Err(e)) => Response::err(format!("key rotation of {tenant} failed: {e}")),
+                Err(e) => Response::err(format!("key rotation of {tenant} failed: {e}")),
             }
         }
     }

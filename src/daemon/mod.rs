@@ -135,6 +135,16 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     for w in &config.warnings {
         tracing::warn!("{}: {w}", config.path.display());
     }
+    // A key rotation a crash interrupted goes on.
+    for ts in stores.iter().filter(|t| t.rekey_pending()) {
+        let ts = ts.clone();
+        tracing::warn!(tenant = %ts.id(), "a key rotation was interrupted; resuming it");
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = ts.rekey() {
+                tracing::error!(tenant = %ts.id(), error = %e, "key rotation failed");
+            }
+        });
+    }
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::build(
         config,
         stores.clone(),

@@ -82,6 +82,8 @@ struct Chunks {
     header_read: bool,
     header: [u8; DOC_HEADER_LEN],
     opener: Option<DocOpener>,
+    /// Which key of the ring opened the document (0: the current one).
+    key_index: usize,
 }
 
 impl Chunks {
@@ -94,6 +96,7 @@ impl Chunks {
             header_read: false,
             header: [0; DOC_HEADER_LEN],
             opener: None,
+            key_index: 0,
         }
     }
 
@@ -143,8 +146,12 @@ impl Chunks {
         let (plain, last) = self.next_plain();
         match &mut self.opener {
             Some(o) => o.open(buf, last),
-            None => DocOpener::new(keys.keys(), &self.header, &self.aad, buf, last)
-                .map(|(o, _)| self.opener = Some(o)),
+            None => {
+                DocOpener::new(keys.keys(), &self.header, &self.aad, buf, last).map(|(o, i)| {
+                    self.opener = Some(o);
+                    self.key_index = i;
+                })
+            }
         }
         .map_err(|e| match e {
             crypt::CryptError::Open => unreadable(
@@ -202,6 +209,35 @@ pub struct BlockingDocumentReader {
     pos: usize,
 }
 
+impl BlockingDocumentReader {
+    /// True when the tenant's current key sealed the document (a key
+    /// rotation re-seals those that are not). Reads its first chunk.
+    pub fn sealed_with_current_key(&mut self) -> io::Result<bool> {
+        if self.chunks.keys.is_none() {
+            return Ok(false);
+        }
+        // The header, then the first chunk (left in the buffer for `read`).
+        while self.chunks.opener.is_none() {
+            self.fill()?;
+        }
+        Ok(self.chunks.key_index == 0)
+    }
+
+    /// Reads and opens the next piece of the file into the buffer.
+    fn fill(&mut self) -> io::Result<()> {
+        let n = self.chunks.next_raw();
+        self.buf.resize(n, 0);
+        self.pos = 0;
+        if let Err(e) = self.file.read_exact(&mut self.buf) {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                return Err(unreadable("is shorter than its record says"));
+            }
+            return Err(e);
+        }
+        self.chunks.take(&mut self.buf)
+    }
+}
+
 impl Read for BlockingDocumentReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.buf.len() {
@@ -212,16 +248,7 @@ impl Read for BlockingDocumentReader {
                 }
                 return Ok(0);
             }
-            let n = self.chunks.next_raw();
-            self.buf.resize(n, 0);
-            self.pos = 0;
-            if let Err(e) = self.file.read_exact(&mut self.buf) {
-                if e.kind() == io::ErrorKind::UnexpectedEof {
-                    return Err(unreadable("is shorter than its record says"));
-                }
-                return Err(e);
-            }
-            self.chunks.take(&mut self.buf)?;
+            self.fill()?;
         }
         let n = out.len().min(self.buf.len() - self.pos);
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);

@@ -21,6 +21,7 @@ pub mod crypt;
 pub mod document;
 pub mod job;
 pub mod private;
+pub mod rekey;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -157,6 +158,9 @@ pub enum StoreError {
         /// What is wrong with its key.
         err: crypt::CryptError,
     },
+    /// A key rotation of the tenant is running already.
+    #[error("a key rotation of this tenant is already running")]
+    RekeyRunning,
     /// The tenant used all 2^31-1 job ids.
     #[error("tenant has used every job id")]
     IdsExhausted,
@@ -626,6 +630,11 @@ pub struct TenantStore {
     /// The tenant's key file, and its keys once loaded or created.
     key_path: PathBuf,
     keys: arc_swap::ArcSwapOption<crypt::KeyRing>,
+    /// Held (cloned) by every receive: a key rotation swaps it and waits
+    /// until no receive holds the old one (they seal with the old key).
+    writers: Mutex<Arc<()>>,
+    /// A key rotation runs.
+    rekeying: AtomicBool,
     db: sled::Db,
     /// The tenant's tree, once it exists.
     tree: OnceLock<sled::Tree>,
@@ -670,6 +679,8 @@ impl TenantStore {
             id,
             key_path,
             keys: arc_swap::ArcSwapOption::empty(),
+            writers: Mutex::new(Arc::new(())),
+            rekeying: AtomicBool::new(false),
             db,
             tree: OnceLock::new(),
             creating: Mutex::new(()),
@@ -862,6 +873,7 @@ impl TenantStore {
     ) -> Result<SpoolWriter, StoreError> {
         // The tenant's first document creates its spool folder, and its key.
         self.spool_dir_file()?;
+        let epoch = self.writers.lock().expect("writer epoch lock").clone();
         let ring = self.key()?;
         let reused = self.free.lock().expect("free spool list lock").pop();
         let (path, file) = match reused {
@@ -891,6 +903,7 @@ impl TenantStore {
             sealer,
             chunk: Vec::with_capacity(crypt::DOC_CHUNK + crypt::TAG_LEN),
             keys: ring,
+            _epoch: epoch,
             path,
             size: 0,
             max_size,
@@ -1095,6 +1108,8 @@ pub struct SpoolWriter {
     /// The keys the writer started with: a key rotation waits until no
     /// writer holds the ring it replaced.
     keys: Arc<crypt::KeyRing>,
+    /// The key epoch the writer started in (see [`TenantStore::rekey`]).
+    _epoch: Arc<()>,
     path: PathBuf,
     size: u64,
     max_size: u64,
