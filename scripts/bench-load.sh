@@ -14,7 +14,8 @@ work=$(mktemp -d /var/tmp/printroute-bench.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet --bins --examples
-bin=target/release/printroute
+# PRINTROUTE_BIN measures another build of the daemon (scripts/bench-crypt.sh).
+bin=${PRINTROUTE_BIN:-target/release/printroute}
 load=target/release/examples/loadgen
 
 cat > "$work/bench.toml" <<TOML
@@ -69,6 +70,7 @@ echo "tenant b: $(cat "$work/b.txt")"
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
+if [[ -z ${RAW_ONLY:-} ]]; then
 echo "== $JOBS LPD jobs of 4 KiB, 8 clients (4 from tenant a, 4 from tenant b)"
 start_daemon
 $load --protocol lpd --addr 127.0.0.1:19515 --jobs $((JOBS / 2)) --size 4KiB --clients 4 --sources 127.0.1.10 --max-seconds 120 > "$work/a.txt" &
@@ -79,6 +81,7 @@ echo "tenant a: $(cat "$work/a.txt")"
 echo "tenant b: $(cat "$work/b.txt")"
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
+fi
 
 [[ ${SMALL_ONLY:-} ]] && exit 0
 echo "== one $BIG RAW job"
@@ -87,11 +90,13 @@ $load --addr 127.0.0.1:19100 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
+if [[ -z ${RAW_ONLY:-} ]]; then
 echo "== one $BIG LPD job"
 start_daemon
 $load --protocol lpd --addr 127.0.0.1:19515 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds 300
 echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
+fi
 
 echo "== peer: socat writing the same stream into a file, then fsync"
 socat -u TCP-LISTEN:19103,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &

@@ -205,18 +205,58 @@ impl Op {
 /// it is pending, then `Ok` or the reason it failed.
 type GroupOutcome = Option<Result<(), Arc<str>>>;
 
+/// Most commits (a job's record, a record change) in one group. Groups
+/// take commits round-robin across lanes (one lane per tenant, one for the
+/// store's own), so a tenant with thousands waiting fills at most its share
+/// of a group, and another tenant's commit waits behind at most the group
+/// being written.
+pub const MAX_GROUP_COMMITS: usize = 256;
+
+/// One caller's commit, waiting for a group.
+struct Entry {
+    ops: Vec<Op>,
+    sync_spool: bool,
+    /// The spool folder whose new entry (a rename) must be durable with it.
+    dir: Option<Arc<File>>,
+    /// Tells the caller how its group went.
+    done: watch::Sender<GroupOutcome>,
+}
+
+/// Commits waiting, per lane.
 #[derive(Default)]
 struct Pending {
-    ops: Vec<Op>,
-    /// Bytes of keys and values in `ops` (the headroom check).
-    bytes: u64,
-    sync_spool: bool,
-    /// Spool folders whose new entries (renames) must be durable with this group.
-    dirs: Vec<Arc<File>>,
-    /// Tells this group's waiters how it went.
-    done: Option<watch::Sender<GroupOutcome>>,
+    lanes: HashMap<u32, std::collections::VecDeque<Entry>>,
+    /// Lanes with commits waiting, in turn order.
+    turn: std::collections::VecDeque<u32>,
     stop: bool,
 }
+
+impl Pending {
+    /// The next group: one commit per lane in turn, at most
+    /// [`MAX_GROUP_COMMITS`].
+    fn take_group(&mut self) -> Vec<Entry> {
+        let mut group = Vec::new();
+        while group.len() < MAX_GROUP_COMMITS {
+            let Some(lane) = self.turn.pop_front() else {
+                break;
+            };
+            let q = self
+                .lanes
+                .get_mut(&lane)
+                .expect("a lane in turn has commits");
+            group.push(q.pop_front().expect("a lane in turn has commits"));
+            if q.is_empty() {
+                self.lanes.remove(&lane);
+            } else {
+                self.turn.push_back(lane);
+            }
+        }
+        group
+    }
+}
+
+/// The lane of the store's own commits (registry, purge, probes).
+const STORE_LANE: u32 = 0;
 
 /// Free bytes the data dir's file system must keep beyond a group's own
 /// size for the group to be written: a group that would leave less is
@@ -246,29 +286,37 @@ struct Committer {
     wake: Condvar,
     poisoned: AtomicBool,
     health: Mutex<Health>,
+    /// The next tenant's lane.
+    next_lane: AtomicU32,
 }
 
 impl Committer {
-    /// Queues ops for the next group; returns its outcome to wait on.
+    /// A lane of its own for a tenant's commits.
+    fn new_lane(&self) -> u32 {
+        self.next_lane.fetch_add(1, Ordering::Relaxed) + STORE_LANE + 1
+    }
+
+    /// Queues ops in `lane` for a coming group; returns its outcome to wait on.
     fn enqueue(
         &self,
+        lane: u32,
         ops: Vec<Op>,
         sync_spool: bool,
         dir: Option<&Arc<File>>,
     ) -> watch::Receiver<GroupOutcome> {
+        let (done, rx) = watch::channel(None);
+        let entry = Entry {
+            ops,
+            sync_spool,
+            dir: dir.cloned(),
+            done,
+        };
         let mut p = self.pending.lock().expect("commit queue lock");
-        p.bytes += ops.iter().map(Op::bytes).sum::<u64>();
-        p.ops.extend(ops);
-        p.sync_spool |= sync_spool;
-        if let Some(d) = dir {
-            if !p.dirs.iter().any(|x| Arc::ptr_eq(x, d)) {
-                p.dirs.push(d.clone());
-            }
+        let q = p.lanes.entry(lane).or_default();
+        q.push_back(entry);
+        if q.len() == 1 {
+            p.turn.push_back(lane);
         }
-        let rx = p
-            .done
-            .get_or_insert_with(|| watch::channel(None).0)
-            .subscribe();
         drop(p);
         self.wake.notify_one();
         rx
@@ -285,6 +333,7 @@ impl Committer {
 
     async fn commit(
         &self,
+        lane: u32,
         ops: Vec<Op>,
         sync_spool: bool,
         dir: Option<&Arc<File>>,
@@ -292,7 +341,7 @@ impl Committer {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let mut rx = self.enqueue(ops, sync_spool, dir);
+        let mut rx = self.enqueue(lane, ops, sync_spool, dir);
         let outcome = match rx.wait_for(Option::is_some).await {
             Ok(o) => o.clone(),
             Err(_) => None,
@@ -300,11 +349,11 @@ impl Committer {
         Self::outcome(&outcome, self.poisoned.load(Ordering::Acquire))
     }
 
-    fn commit_blocking(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+    fn commit_blocking(&self, lane: u32, ops: Vec<Op>) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let rx = self.enqueue(ops, false, None);
+        let rx = self.enqueue(lane, ops, false, None);
         loop {
             let outcome = rx.borrow().clone();
             if outcome.is_some() || rx.has_changed().is_err() {
@@ -322,22 +371,31 @@ impl Committer {
 
     fn run(&self, db: &sled::Db, db_file: &File, spool_root: &File) {
         loop {
-            let (ops, bytes, sync_spool, dirs, done) = {
+            let group = {
                 let mut p = self.pending.lock().expect("commit queue lock");
-                while p.ops.is_empty() && !p.sync_spool && !p.stop {
+                while p.turn.is_empty() && !p.stop {
                     p = self.wake.wait(p).expect("commit queue lock");
                 }
-                if p.stop && p.ops.is_empty() && !p.sync_spool {
+                if p.turn.is_empty() {
                     return;
                 }
-                (
-                    std::mem::take(&mut p.ops),
-                    std::mem::take(&mut p.bytes),
-                    std::mem::take(&mut p.sync_spool),
-                    std::mem::take(&mut p.dirs),
-                    p.done.take(),
-                )
+                p.take_group()
             };
+            let mut ops = Vec::new();
+            let mut sync_spool = false;
+            let mut dirs: Vec<Arc<File>> = Vec::new();
+            let mut done = Vec::with_capacity(group.len());
+            for e in group {
+                ops.extend(e.ops);
+                sync_spool |= e.sync_spool;
+                if let Some(d) = e.dir {
+                    if !dirs.iter().any(|x| Arc::ptr_eq(x, &d)) {
+                        dirs.push(d);
+                    }
+                }
+                done.push(e.done);
+            }
+            let bytes = ops.iter().map(Op::bytes).sum();
             let result = if self.poisoned.load(Ordering::Acquire) {
                 Err(StoreError::Poisoned)
             } else {
@@ -368,8 +426,8 @@ impl Committer {
                     Err(Arc::<str>::from(e.to_string()))
                 }
             };
-            if let Some(done) = done {
-                done.send_replace(Some(outcome));
+            for d in done {
+                d.send_replace(Some(outcome.clone()));
             }
         }
     }
@@ -488,6 +546,7 @@ impl Store {
                 wake: Condvar::new(),
                 poisoned: AtomicBool::new(false),
                 health: Mutex::new(Health::default()),
+                next_lane: AtomicU32::new(0),
             }),
             tenants: RwLock::new(HashMap::new()),
             incoming_seq: Arc::new(AtomicU64::new(0)),
@@ -581,7 +640,9 @@ impl Store {
             out.push(t);
         }
         if !registry_ops.is_empty() {
-            self.inner.committer.commit_blocking(registry_ops)?;
+            self.inner
+                .committer
+                .commit_blocking(STORE_LANE, registry_ops)?;
         }
         Ok(out)
     }
@@ -644,6 +705,8 @@ pub struct TenantStore {
     next_id: AtomicU32,
     spool_bytes: AtomicU64,
     committer: Arc<Committer>,
+    /// The tenant's lane in the group commit.
+    lane: u32,
     incoming_seq: Arc<AtomicU64>,
     spool_sync: SpoolSync,
     /// Bytes that must stay free on the spool's file system.
@@ -686,6 +749,7 @@ impl TenantStore {
             creating: Mutex::new(()),
             next_id: AtomicU32::new(1),
             spool_bytes: AtomicU64::new(0),
+            lane: committer.new_lane(),
             committer,
             incoming_seq,
             spool_sync,
@@ -785,7 +849,7 @@ impl TenantStore {
             }
         }
         if !repairs.is_empty() {
-            t.committer.commit_blocking(repairs)?;
+            t.committer.commit_blocking(t.lane, repairs)?;
         }
         let dir = Arc::new(File::open(spool_dir)?);
         t.spool_bytes = AtomicU64::new(spool_bytes);
@@ -933,7 +997,7 @@ impl TenantStore {
         if job.state.is_final() {
             ops.push(Op::Remove(tree.clone(), keys::queue(job.id).to_vec()));
         }
-        self.committer.commit(ops, false, None).await?;
+        self.committer.commit(self.lane, ops, false, None).await?;
         self.queue_counts.saved(job);
         Ok(())
     }
@@ -997,7 +1061,7 @@ impl TenantStore {
         // a group with a prune wait for all of its removals.
         while !ops.is_empty() {
             let rest = ops.split_off(ops.len().min(PRUNE_BATCH));
-            self.committer.commit(ops, false, None).await?;
+            self.committer.commit(self.lane, ops, false, None).await?;
             ops = rest;
         }
         Ok(n)
@@ -1503,7 +1567,7 @@ impl TenantStore {
         } else {
             Some(self.spool_dir_file()?)
         };
-        self.committer.commit(ops, fs_sync, dir).await?;
+        self.committer.commit(self.lane, ops, fs_sync, dir).await?;
         writer.committed = true;
         self.queue_counts.added(&job);
         let m = crate::metrics::get();
@@ -1591,10 +1655,10 @@ impl Store {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        self.inner.committer.commit_blocking(vec![Op::Remove(
-            self.inner.meta.clone(),
-            keys::registry(id),
-        )])?;
+        self.inner.committer.commit_blocking(
+            STORE_LANE,
+            vec![Op::Remove(self.inner.meta.clone(), keys::registry(id))],
+        )?;
         Ok(report)
     }
 
@@ -1607,11 +1671,14 @@ impl Store {
     /// commits succeed again while nothing else writes (a success clears
     /// the failing state). Blocking.
     pub fn probe(&self) -> Result<(), StoreError> {
-        self.inner.committer.commit_blocking(vec![Op::Insert(
-            self.inner.meta.clone(),
-            keys::HEALTH_PROBE.to_vec(),
-            now_ms().to_be_bytes().to_vec(),
-        )])
+        self.inner.committer.commit_blocking(
+            STORE_LANE,
+            vec![Op::Insert(
+                self.inner.meta.clone(),
+                keys::HEALTH_PROBE.to_vec(),
+                now_ms().to_be_bytes().to_vec(),
+            )],
+        )
     }
 
     /// Sets the bytes that must stay free on the spool's file system (`global.min-free-space`).
@@ -1634,6 +1701,46 @@ impl Store {
 mod tests {
     use super::*;
     use crate::config::ids::ListenerName;
+
+    /// A lane with a backlog fills at most its turns of a group: the lone
+    /// commit of another lane goes into the very next group, and groups
+    /// stay within their bound.
+    #[test]
+    fn groups_take_commits_round_robin_across_lanes() {
+        let mut p = Pending::default();
+        let push = |p: &mut Pending, lane: u32| {
+            let entry = Entry {
+                ops: Vec::new(),
+                sync_spool: false,
+                dir: None,
+                done: watch::channel(None).0,
+            };
+            let q = p.lanes.entry(lane).or_default();
+            q.push_back(entry);
+            if q.len() == 1 {
+                p.turn.push_back(lane);
+            }
+        };
+        for _ in 0..1000 {
+            push(&mut p, 1);
+        }
+        push(&mut p, 2);
+        for _ in 0..10 {
+            push(&mut p, 3);
+        }
+        let first = p.take_group();
+        assert_eq!(first.len(), MAX_GROUP_COMMITS);
+        // Lanes 2 and 3 had their turns in the first group: 1 + 10 commits.
+        assert!(!p.lanes.contains_key(&2) && !p.lanes.contains_key(&3));
+        assert_eq!(p.lanes[&1].len(), 1000 - (MAX_GROUP_COMMITS - 11));
+        let mut groups = 1;
+        while !p.turn.is_empty() {
+            assert!(p.take_group().len() <= MAX_GROUP_COMMITS);
+            groups += 1;
+        }
+        assert!(p.lanes.is_empty());
+        assert_eq!(groups, (1011usize).div_ceil(MAX_GROUP_COMMITS));
+    }
 
     fn read_document(t: &TenantStore, job: &Job) -> Vec<u8> {
         let mut out = Vec::new();

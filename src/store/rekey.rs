@@ -118,11 +118,10 @@ impl TenantStore {
             }
             // 4. Durable: the group commit flushes sled and syncs its file.
             let next = self.next_id.load(Ordering::Relaxed);
-            self.committer.commit_blocking(vec![Op::CounterMax(
-                tree.clone(),
-                keys::NEXT_JOB_ID,
-                next,
-            )])?;
+            self.committer.commit_blocking(
+                self.lane,
+                vec![Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, next)],
+            )?;
         }
         // 5. The old key goes.
         {
