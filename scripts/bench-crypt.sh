@@ -8,18 +8,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-66d2c66}
 ROUNDS=${ROUNDS:-2}
-base_tree=$(mktemp -d /var/tmp/printroute-base.XXXXXX)
-trap 'git worktree remove --force "$base_tree" 2>/dev/null || rm -rf "$base_tree"' EXIT
-git worktree add -q --detach "$base_tree" "$BASE"
-base_target=${BASE_TARGET_DIR:-target/bench-base}
-mkdir -p "$base_target"
-base_target=$(cd "$base_target" && pwd)
-echo "building $BASE (base) and this tree"
-(cd "$base_tree" && CARGO_TARGET_DIR=$base_target cargo build --release --quiet --bins)
+# BASE_BIN: a daemon already built from BASE (skips the build).
+base_bin=${BASE_BIN:-}
+if [[ -z $base_bin ]]; then
+    base_tree=$(mktemp -d /var/tmp/printroute-base.XXXXXX)
+    trap 'git worktree remove --force "$base_tree" 2>/dev/null || rm -rf "$base_tree"' EXIT
+    git worktree add -q --detach "$base_tree" "$BASE"
+    mkdir -p target/bench-base
+    base_target=$(cd target/bench-base && pwd)
+    echo "building $BASE (base)"
+    (cd "$base_tree" && CARGO_TARGET_DIR=$base_target cargo build --release --quiet --bins)
+    base_bin=$base_target/release/printroute
+fi
 cargo build --release --quiet --bins --examples
 for r in $(seq "$ROUNDS"); do
     echo "######## round $r: base $BASE (documents plain)"
-    PRINTROUTE_BIN=$base_target/release/printroute RAW_ONLY=1 scripts/bench-load.sh
+    PRINTROUTE_BIN=$base_bin RAW_ONLY=1 scripts/bench-load.sh
     echo "######## round $r: this tree (documents sealed)"
     RAW_ONLY=1 scripts/bench-load.sh
 done

@@ -56,7 +56,11 @@ start_daemon() {
     for _ in $(seq 100); do grep -q '^ready' "$work/daemon.out" 2>/dev/null && return; sleep 0.1; done
     echo "daemon did not start"; cat "$work/daemon.log"; exit 1
 }
-peak_rss() { awk '/VmHWM/ {print $2/1024 " MiB"}' /proc/$daemon/status; }
+peak_rss() {
+    awk '/VmHWM/ {printf "%s MiB", $2/1024}' /proc/$daemon/status
+    # user + system CPU time of the daemon so far (fields 14 and 15, in clock ticks)
+    awk -v hz="$(getconf CLK_TCK)" '{printf ", CPU %.2f s\n", ($14 + $15) / hz}' /proc/$daemon/stat
+}
 stop_daemon() { kill -TERM $daemon; wait $daemon || true; }
 
 echo "== $JOBS RAW jobs of 4 KiB, 8 clients (4 from tenant a, 4 from tenant b)"

@@ -291,7 +291,8 @@ fn oversized_job_idle_peer_and_connection_limit_are_refused_while_others_are_ser
     let dev_a = SocatDevice::start("127.0.1.50");
     let dev_b = SocatDevice::start("127.0.2.50");
     let cfg = two_tenants(&dev_a.uri(), &dev_b.uri(), "")
-        .replace("ranges = [\"127.0.1.0/24\", \"127.0.0.1/32\"]", "ranges = [\"127.0.1.0/24\", \"127.0.0.1/32\"]\nlimits = { max-job-size = \"64 KiB\", max-connections = 2, idle-timeout = \"1s\" }");
+        .replace("ranges = [\"127.0.1.0/24\", \"127.0.0.1/32\"]", "ranges = [\"127.0.1.0/24\", \"127.0.0.1/32\"]\nlimits = { max-job-size = \"64 KiB\", max-connections = 2, idle-timeout = \"1s\" }")
+        .replace("shutdown-grace = \"5s\"", "shutdown-grace = \"5s\"\nmetrics = \"127.0.0.1:0\"");
     let mut d = TestDaemon::start(&cfg);
     let raw = d.addr("raw");
 
@@ -307,9 +308,19 @@ fn oversized_job_idle_peer_and_connection_limit_are_refused_while_others_are_ser
     let r = std::io::Read::read(&mut idle, &mut buf);
     assert!(r.is_err(), "idle peer should see a reset, got {r:?}");
     // Connection limit: two open connections fill tenant a's slots.
+    let accepted = || {
+        sample(
+            &scrape(d.addr("metrics")),
+            "printroute_connections_accepted_total{tenant=\"a\",listener=\"raw\"}",
+        )
+    };
+    let before = accepted();
     let hold1 = connect_from("127.0.1.12", raw).unwrap();
     let hold2 = connect_from("127.0.1.13", raw).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Both hold their slots once the daemon has admitted them.
+    wait_until("both connections admitted", || {
+        (accepted() == before + 2.0).then_some(())
+    });
     assert_eq!(raw_send("127.0.1.14", raw, b"third"), RawOutcome::Refused);
     // Tenant b is not affected by a's limits.
     let b_doc = doc("b-ok", 100_000);
