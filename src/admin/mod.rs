@@ -4,6 +4,7 @@
 pub mod control;
 pub mod export;
 pub mod metrics;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
