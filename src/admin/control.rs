@@ -473,7 +473,9 @@ fn job_json(j: &Job) -> Value {
     serde_json::to_value(j).unwrap_or(Value::Null)
 }
 
-async fn handle(
+/// Does one request for a caller of `scope`: the control socket's, and the
+/// admin API's for jobs, release, cancel, reload and purge.
+pub async fn handle(
     req: Request,
     scope: &Scope,
     admin: &Admin,
