@@ -8,11 +8,14 @@
 //! cancel, reload and purge go through the control socket's own handler
 //! ([`crate::admin::control::handle`]); config changes through [`edit`].
 //!
-//! Not built yet: the HTML portal (`/t/<tenant>/`, `/admin/`), PAM sign-in
-//! and PIN release (issue 16).
+//! The portal ([`portal`]) is served on the same listener, at `/t/<tenant>/`
+//! and `/admin/`. Not built yet: PAM sign-in and PIN release (issue 16).
 
 pub mod api;
+pub mod caller;
 pub mod edit;
+pub mod portal;
+pub mod session;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -62,6 +65,7 @@ pub async fn serve(
         tokens: Default::default(),
         limiter: Default::default(),
         edits: tokio::sync::Mutex::new(()),
+        sessions: Default::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -85,23 +89,28 @@ pub async fn serve(
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => connection(s, peer, web, stop).await,
+                        Ok(Ok(s)) => connection(s, peer, true, web, stop).await,
                         _ => tracing::debug!(%peer, "admin API TLS handshake failed"),
                     }
                 }
-                None => connection(stream, peer, web, stop).await,
+                None => connection(stream, peer, false, web, stop).await,
             }
         });
     }
 }
 
-async fn connection<S>(stream: S, peer: SocketAddr, web: Arc<Web>, stop: CancellationToken)
-where
+async fn connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    tls: bool,
+    web: Arc<Web>,
+    stop: CancellationToken,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let web = web.clone();
-        async move { Ok::<_, std::convert::Infallible>(respond(&web, peer, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(respond(&web, peer, tls, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -120,9 +129,20 @@ where
 async fn respond(
     web: &Web,
     peer: SocketAddr,
+    tls: bool,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
-    let reply = answer(web, peer, req).await;
+    let path = req.uri().path();
+    let reply = if path == "/"
+        || path.starts_with("/t/")
+        || path == "/admin"
+        || path.starts_with("/admin/")
+        || path == "/signout"
+    {
+        portal_answer(web, peer, tls, req).await
+    } else {
+        answer(web, peer, req).await
+    };
     let mut b = hyper::Response::builder()
         .status(reply.status)
         .header("content-type", reply.content_type)
@@ -220,4 +240,64 @@ async fn answer(web: &Web, peer: SocketAddr, req: hyper::Request<hyper::body::In
         tracing::info!(who = %caller.who, %ip, %method, %path, status = reply.status, "admin API change");
     }
     reply
+}
+
+async fn portal_answer(
+    web: &Web,
+    peer: SocketAddr,
+    tls: bool,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Reply {
+    use self::session::{cookie_id, form_pairs};
+    let header = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let cookie = header(hyper::header::COOKIE)
+        .as_deref()
+        .and_then(cookie_id)
+        .map(str::to_owned);
+    let origin = header(hyper::header::ORIGIN);
+    let host = header(hyper::header::HOST);
+    let fetch_site = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let method = req.method().as_str().to_owned();
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(self::session::percent_decode)
+        .collect();
+    let query = form_pairs(req.uri().query().unwrap_or(""));
+    let form = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => form_pairs(&String::from_utf8_lossy(&b.to_bytes())),
+        Err(_) => {
+            return Reply::error(
+                413,
+                format!("a request body is at most {MAX_BODY_BYTES} bytes"),
+            )
+        }
+    };
+    let preq = portal::PortalRequest {
+        method,
+        path,
+        query,
+        form,
+        cookie,
+        origin,
+        fetch_site,
+        host,
+        tls,
+        peer: crate::routing::canonical(peer.ip()),
+    };
+    portal::answer(web, &preq).await
 }

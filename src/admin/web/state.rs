@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::admin::control::{ReloadRequest, Scope};
-use crate::admin::tokens::{TokenRecord, TokenScope, Verifier};
+pub use super::caller::Caller;
+use super::session::Sessions;
+use crate::admin::control::ReloadRequest;
+use crate::admin::tokens::Verifier;
 use crate::admin::Admin;
-use crate::config::ids::TenantId;
 
 /// Failed sign-ins (bad, expired or revoked tokens) one address may make
 /// per [`SIGN_IN_WINDOW`]; past them it is answered 429 until the window ends.
@@ -43,52 +44,14 @@ pub struct Web {
     pub limiter: SignInLimiter,
     /// One config change at a time: read, validate, write, reload.
     pub edits: tokio::sync::Mutex<()>,
+    /// The portal's signed-in browsers.
+    pub sessions: Sessions,
 }
 
 impl Web {
     /// The data folder in force (tokens, audit logs).
     pub fn data_dir(&self) -> PathBuf {
         self.admin.snapshot.load().config.global.data_dir.clone()
-    }
-}
-
-/// Who is asking, from a valid token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// What it may touch.
-    pub scope: TokenScope,
-    /// For the audit log: `token <id> (<name>)`.
-    pub who: String,
-}
-
-impl Caller {
-    /// From a verified token.
-    pub fn from_token(t: &TokenRecord) -> Caller {
-        Caller {
-            scope: t.scope.clone(),
-            who: format!("token {} ({})", t.id, t.name),
-        }
-    }
-
-    /// Whether it may see tenant `t` at all.
-    pub fn sees(&self, t: &TenantId) -> bool {
-        match &self.scope {
-            TokenScope::Global => true,
-            TokenScope::Tenant(mine) => mine == t,
-        }
-    }
-
-    /// Whether it is a global admin.
-    pub fn is_global(&self) -> bool {
-        self.scope == TokenScope::Global
-    }
-
-    /// The control socket's scope of the same caller.
-    pub fn control_scope(&self) -> Scope {
-        match &self.scope {
-            TokenScope::Global => Scope::Global,
-            TokenScope::Tenant(t) => Scope::Tenants(vec![t.clone()]),
-        }
     }
 }
 
