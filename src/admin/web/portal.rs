@@ -137,7 +137,7 @@ fn page(title: &str, nav: &str, body: &str) -> Reply {
 
 /// The page's only style: plain, readable, no external assets.
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#111}header{background:#234;color:#fff;padding:.6em 1em}\
-header a,header button{color:#fff}main{padding:1em;max-width:70em}table{border-collapse:collapse;margin:.5em 0}\
+header a{color:#fff}header button{color:#fff;background:#456;border:1px solid #fff}main{padding:1em;max-width:70em}table{border-collapse:collapse;margin:.5em 0}\
 td,th{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}th{background:#eee}\
 form.inline{display:inline}textarea{width:100%;font-family:monospace}.msg{background:#efe;padding:.5em}\
 .err{background:#fee;padding:.5em}.down{color:#a00;font-weight:bold}.up{color:#070}";
