@@ -470,7 +470,12 @@ fn visible(scope: &Scope, admin: &Admin, t: &str) -> Option<TenantId> {
 }
 
 fn job_json(j: &Job) -> Value {
-    serde_json::to_value(j).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(j).unwrap_or(Value::Null);
+    if j.pin.is_some() {
+        // Whether a PIN was set, never its hash (short PINs are guessable from it).
+        v["pin"] = json!("set");
+    }
+    v
 }
 
 /// Does one request for a caller of `scope`: the control socket's, and the

@@ -9,12 +9,14 @@
 //! ([`crate::admin::control::handle`]); config changes through [`edit`].
 //!
 //! The portal ([`portal`]) is served on the same listener, at `/t/<tenant>/`
-//! and `/admin/`. Not built yet: PAM sign-in and PIN release (issue 16).
+//! and `/admin/`, and the PIN release page ([`release`]) at
+//! `/t/<tenant>/release`. Not built yet: PAM sign-in (issue 16).
 
 pub mod api;
 pub mod caller;
 pub mod edit;
 pub mod portal;
+pub mod release;
 pub mod session;
 pub mod state;
 
@@ -66,6 +68,7 @@ pub async fn serve(
         limiter: Default::default(),
         edits: tokio::sync::Mutex::new(()),
         sessions: Default::default(),
+        pin_tries: Default::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -299,5 +302,15 @@ async fn portal_answer(
         tls,
         peer: crate::routing::canonical(peer.ip()),
     };
+    // The PIN release page has its own rules of who may open it.
+    let segments: Vec<&str> = preq.path.iter().map(String::as_str).collect();
+    if let [t, id, r, rest @ ..] = segments.as_slice() {
+        if *t == "t" && *r == "release" && rest.len() <= 1 {
+            let Ok(id) = crate::config::ids::TenantId::parse(id) else {
+                return portal::not_found();
+            };
+            return release::answer(web, &preq, &id, rest).await;
+        }
+    }
     portal::answer(web, &preq).await
 }

@@ -12,8 +12,8 @@
 //! refused before anything else. Every action goes through the API's own
 //! handlers ([`super::api::route`]): the same validation, reload and audit.
 //!
-//! Not built: sign-in with a unix password through PAM, and the PIN
-//! release page `/t/<tenant>/release`.
+//! Not built: sign-in with a unix password through PAM. The PIN release
+//! page `/t/<tenant>/release` is [`super::release`].
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -60,7 +60,8 @@ pub struct PortalRequest {
 }
 
 impl PortalRequest {
-    fn field(&self, k: &str) -> Option<&str> {
+    /// A form field.
+    pub fn field(&self, k: &str) -> Option<&str> {
         self.form
             .iter()
             .find(|(f, _)| f == k)
@@ -73,7 +74,7 @@ impl PortalRequest {
             .map(|(_, v)| v.as_str())
     }
     /// A POST sent by another site's page.
-    fn cross_site(&self) -> bool {
+    pub fn cross_site(&self) -> bool {
         if self
             .fetch_site
             .as_deref()
@@ -97,7 +98,8 @@ pub fn not_found() -> Reply {
     r
 }
 
-fn esc(s: &str) -> String {
+/// `s` escaped for HTML text and attribute values.
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -112,7 +114,8 @@ fn esc(s: &str) -> String {
     o
 }
 
-fn page(title: &str, nav: &str, body: &str) -> Reply {
+/// A whole page: the header, `nav`, the title and `body` (HTML).
+pub fn page(title: &str, nav: &str, body: &str) -> Reply {
     let html = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -16,6 +16,7 @@ use super::session::Sessions;
 use crate::admin::control::ReloadRequest;
 use crate::admin::tokens::Verifier;
 use crate::admin::Admin;
+use crate::config::ids::{JobId, TenantId};
 
 /// Failed sign-ins (bad, expired or revoked tokens) one address may make
 /// per [`SIGN_IN_WINDOW`]; past them it is answered 429 until the window ends.
@@ -46,6 +47,8 @@ pub struct Web {
     pub edits: tokio::sync::Mutex<()>,
     /// The portal's signed-in browsers.
     pub sessions: Sessions,
+    /// Wrong PINs per held job (the release page).
+    pub pin_tries: PinTries,
 }
 
 impl Web {
@@ -84,6 +87,60 @@ impl SignInLimiter {
             *e = (Instant::now(), 0);
         }
         e.1 += 1;
+    }
+}
+
+/// Wrong PINs a job takes before it is locked.
+pub const MAX_PIN_TRIES: u32 = 5;
+
+/// How long a job stays locked after [`MAX_PIN_TRIES`] wrong PINs.
+pub const PIN_LOCK: Duration = Duration::from_secs(15 * 60);
+
+/// Jobs whose wrong tries are remembered at once (the oldest are forgotten
+/// when full; a restart forgets all).
+pub const MAX_TRACKED_JOBS: usize = 100_000;
+
+/// A job's wrong PINs, and until when it is locked.
+type Tries = (u32, Option<Instant>);
+
+/// Wrong PIN tries per job.
+#[derive(Default)]
+pub struct PinTries {
+    map: Mutex<HashMap<(TenantId, JobId), Tries>>,
+}
+
+impl PinTries {
+    /// Whether the job is locked now.
+    pub fn locked(&self, t: &TenantId, id: JobId) -> bool {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&(t.clone(), id))
+            .and_then(|(_, until)| *until)
+            .is_some_and(|u| u > Instant::now())
+    }
+
+    /// Counts a wrong PIN for the job; locks it at the limit.
+    pub fn wrong(&self, t: &TenantId, id: JobId) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED_JOBS {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| until.is_some_and(|u| u > now));
+        }
+        let e = map.entry((t.clone(), id)).or_insert((0, None));
+        if e.1.is_some_and(|u| u <= Instant::now()) {
+            *e = (0, None);
+        }
+        e.0 += 1;
+        if e.0 >= MAX_PIN_TRIES {
+            e.1 = Some(Instant::now() + PIN_LOCK);
+        }
+    }
+
+    /// Forgets the job's wrong tries (it was released).
+    pub fn clear(&self, t: &TenantId, id: JobId) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(t.clone(), id));
     }
 }
 
@@ -164,5 +221,20 @@ mod tests {
         l.failed(a);
         assert!(l.blocked(a).is_some_and(|d| d <= SIGN_IN_WINDOW));
         assert_eq!(l.blocked(b), None);
+    }
+
+    #[test]
+    fn five_wrong_pins_lock_a_job_and_only_it() {
+        let tries = PinTries::default();
+        let t = TenantId::parse("acme").unwrap();
+        for _ in 0..MAX_PIN_TRIES - 1 {
+            tries.wrong(&t, JobId(1));
+        }
+        assert!(!tries.locked(&t, JobId(1)));
+        tries.wrong(&t, JobId(1));
+        assert!(tries.locked(&t, JobId(1)));
+        assert!(!tries.locked(&t, JobId(2)));
+        tries.clear(&t, JobId(1));
+        assert!(!tries.locked(&t, JobId(1)));
     }
 }
