@@ -121,5 +121,6 @@ fn new_job() -> NewJob {
         format: None,
         workflow: "w".into(),
         ipp_job_attributes: None,
+        pin: None,
     }
 }

@@ -145,6 +145,57 @@ Loading it again replaces the table. Listeners with proxy-protocol are left out 
     },
 }
 
+/// Where `token` commands find the token file.
+#[derive(clap::Args)]
+struct TokenPlace {
+    /// The config file naming the data folder (global.data-dir).
+    #[arg(long, short, env = "PRINTROUTE_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// The data folder the daemon was started with (serve --data-dir).
+    #[arg(long, env = "PRINTROUTE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// What `token` does.
+#[derive(Subcommand)]
+enum Token {
+    /// Create a token and print it once (it is stored only hashed).
+    #[command(
+        after_help = "Examples:\n  printroute token create --tenant acme --name ci\n  printroute token create --global --name central --expires 90d"
+    )]
+    Create {
+        /// The tenant it administers.
+        #[arg(long, required_unless_present = "global", conflicts_with = "global")]
+        tenant: Option<String>,
+        /// A global token: every tenant, provisioning and offboarding.
+        #[arg(long)]
+        global: bool,
+        /// What it is for (shown by `token list`).
+        #[arg(long)]
+        name: String,
+        /// It stops working after this long ("30d", "12h"); default: never.
+        #[arg(long)]
+        expires: Option<String>,
+        #[command(flatten)]
+        place: TokenPlace,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        /// Print them as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        place: TokenPlace,
+    },
+    /// Revoke a token by its id (from `token list`): it stops working at once.
+    Revoke {
+        /// The token's id.
+        id: String,
+        #[command(flatten)]
+        place: TokenPlace,
+    },
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon (SIGHUP reloads the config, SIGTERM stops).
@@ -287,6 +338,9 @@ enum Command {
         #[command(flatten)]
         control: Control,
     },
+    /// Manage API tokens for the admin API and the portal ([global.web]).
+    #[command(subcommand)]
+    Token(Token),
     /// Write the man pages (section 8) and the bash, zsh and fish completions
     /// into DIR (for packaging: scripts/package.sh runs it before `cargo deb`).
     #[command(hide = true)]
@@ -434,6 +488,7 @@ fn main() -> ExitCode {
             wait,
             control,
         } => admin(&control, Request::Rekey { tenant, wait }),
+        Command::Token(t) => token(t),
         Command::GenerateAssets { dir } => match generate_assets(&dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -441,6 +496,117 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// The data folder of a `token` command's config.
+fn token_data_dir(place: &TokenPlace) -> Result<PathBuf, ExitCode> {
+    if let Some(d) = &place.data_dir {
+        return Ok(d.clone());
+    }
+    Config::load(&place.config)
+        .map(|c| c.global.data_dir)
+        .map_err(|e| config_error(&e))
+}
+
+/// `printroute token ...`: works on the token file in the data folder
+/// directly (the daemon reads it again when it changes).
+fn token(t: Token) -> ExitCode {
+    use printroute::admin::tokens::{self, TokenScope};
+    use printroute::config::ids::TenantId;
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{e}");
+        ExitCode::FAILURE
+    };
+    match t {
+        Token::Create {
+            tenant,
+            global,
+            name,
+            expires,
+            place,
+        } => {
+            let data_dir = match token_data_dir(&place) {
+                Ok(d) => d,
+                Err(c) => return c,
+            };
+            let scope = match (global, tenant) {
+                (true, _) => TokenScope::Global,
+                (false, Some(t)) => match TenantId::parse(&t) {
+                    Ok(id) => TokenScope::Tenant(id),
+                    Err(e) => return fail(&e),
+                },
+                (false, None) => return fail(&"give --tenant T or --global"),
+            };
+            let ttl = match expires
+                .as_deref()
+                .map(printroute::config::units::parse_duration)
+            {
+                None => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => return fail(&format!("--expires: {e}")),
+            };
+            match tokens::create(&data_dir, scope, &name, ttl) {
+                Ok((rec, token)) => {
+                    eprintln!(
+                        "token {} ({}, {}) created; it is shown only now:",
+                        rec.id, rec.name, rec.scope
+                    );
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Token::List { json, place } => {
+            let data_dir = match token_data_dir(&place) {
+                Ok(d) => d,
+                Err(c) => return c,
+            };
+            match tokens::read(&data_dir) {
+                Ok(list) if json => {
+                    let shown: Vec<Value> = list
+                        .iter()
+                        .map(|t| {
+                            serde_json::json!({
+                                "id": t.id,
+                                "name": t.name,
+                                "scope": t.scope.to_string(),
+                                "created": t.created,
+                                "expires": t.expires,
+                            })
+                        })
+                        .collect();
+                    println!("{}", Value::Array(shown));
+                    ExitCode::SUCCESS
+                }
+                Ok(list) => {
+                    for t in list {
+                        let expires = t.expires.map_or("never".to_owned(), |e| e.to_string());
+                        println!(
+                            "{}  {}  {:?}  created {}  expires {}",
+                            t.id, t.scope, t.name, t.created, expires
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Token::Revoke { id, place } => {
+            let data_dir = match token_data_dir(&place) {
+                Ok(d) => d,
+                Err(c) => return c,
+            };
+            match tokens::revoke(&data_dir, &id) {
+                Ok(true) => {
+                    println!("revoked {id}");
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => fail(&format!("no token {id:?}")),
+                Err(e) => fail(&e),
+            }
+        }
     }
 }
 

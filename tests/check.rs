@@ -151,3 +151,43 @@ fn which_answers_v4_v6_and_v4_mapped_addresses() {
     assert!(which("2001:db8:1:5::1").contains("tenant acme (ACME Corp) by range 2001:db8:1::/48"));
     assert!(which("192.0.2.1").contains("no tenant"));
 }
+
+#[test]
+fn check_reads_tenants_dir_and_names_the_tenant_file_of_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tdir = dir.path().join("tenants.d");
+    std::fs::create_dir(&tdir).unwrap();
+    let main = dir.path().join("printroute.toml");
+    std::fs::write(
+        &main,
+        "[global]\ndata-dir = \"/tmp/x\"\ntenants-dir = \"tenants.d\"\n[tenant.acme]\nranges = [\"10.1.0.0/16\"]\n",
+    )
+    .unwrap();
+    std::fs::write(tdir.join("globex.toml"), "ranges = [\"10.2.0.0/16\"]\n").unwrap();
+    let run = || {
+        let out = Command::new(common::bin())
+            .arg("check")
+            .arg(&main)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 tenants, 2 ranges"), "{out}");
+    std::fs::write(tdir.join("globex.toml"), "ranges = [\"10.1.7.0/24\"]\n").unwrap();
+    let (code, _, err) = run();
+    assert_eq!(code, 78);
+    let globex = tdir.join("globex.toml");
+    assert!(
+        err.contains(&format!(
+            "{}: tenant.globex.ranges: 10.1.7.0/24 (tenant globex) overlaps 10.1.0.0/16 (tenant acme)",
+            globex.display()
+        )),
+        "{err}"
+    );
+}

@@ -479,10 +479,17 @@ fn visible(scope: &Scope, admin: &Admin, t: &str) -> Option<TenantId> {
 }
 
 fn job_json(j: &Job) -> Value {
-    serde_json::to_value(j).unwrap_or(Value::Null)
+    let mut v = serde_json::to_value(j).unwrap_or(Value::Null);
+    if j.pin.is_some() {
+        // Whether a PIN was set, never its hash (short PINs are guessable from it).
+        v["pin"] = json!("set");
+    }
+    v
 }
 
-async fn handle(
+/// Does one request for a caller of `scope`: the control socket's, and the
+/// admin API's for jobs, release, cancel, reload and purge.
+pub async fn handle(
     req: Request,
     scope: &Scope,
     admin: &Admin,

@@ -4,6 +4,8 @@
 pub mod control;
 pub mod export;
 pub mod metrics;
+pub mod tokens;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -167,6 +167,17 @@ struct RawGlobal {
     store_failure_restart_after: Option<String>,
     group_readable: Option<bool>,
     capabilities_refresh: Option<String>,
+    tenants_dir: Option<PathBuf>,
+    web: Option<RawWeb>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawWeb {
+    bind: String,
+    tls: Option<TlsFiles>,
+    pam_service: Option<String>,
+    release_from: Option<ReleaseFrom>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -337,6 +348,8 @@ pub struct Config {
     pub nodes: Vec<Node>,
     /// The node this config was narrowed to, if any.
     pub node: Option<String>,
+    /// The tenants read from a file of their own in `tenants-dir`, with it.
+    pub tenant_files: BTreeMap<TenantId, PathBuf>,
     /// The data folder given on the command line in place of the file's
     /// (see [`Config::with_data_dir`]); reload applies it again.
     pub data_dir_override: Option<PathBuf>,
@@ -379,6 +392,41 @@ pub struct Global {
     /// (`capabilities-refresh`, default [`DEFAULT_CAPABILITIES_REFRESH`]);
     /// they are also fetched at start and on every reload.
     pub capabilities_refresh: Duration,
+    /// `tenants-dir`: a folder of `<id>.toml` files, one tenant each,
+    /// read as part of this config.
+    pub tenants_dir: Option<PathBuf>,
+    /// `[global.web]`: the admin API and portal; none: off.
+    pub web: Option<Web>,
+}
+
+/// `[global.web]`: where the admin API (`/api/v1`) and the portal listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Web {
+    /// The address it binds (`bind`).
+    pub bind: SocketAddr,
+    /// HTTPS with this certificate (`tls = { cert, key }`); required unless
+    /// `bind` is a loopback address.
+    pub tls: Option<TlsFiles>,
+    /// The PAM service portal sign-ins with a password are checked by
+    /// (`pam-service`, default [`DEFAULT_PAM_SERVICE`]).
+    pub pam_service: String,
+    /// Who may open a tenant's PIN release page (`release-from`).
+    pub release_from: ReleaseFrom,
+}
+
+/// Default of `global.web.pam-service`.
+pub const DEFAULT_PAM_SERVICE: &str = "printroute";
+
+/// Who may open a tenant's PIN release page (`global.web.release-from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReleaseFrom {
+    /// Only clients whose address routes to the tenant (the default).
+    #[default]
+    TenantRanges,
+    /// Anyone holding one of the tenant's tokens, from anywhere; the
+    /// tenant's own ranges need none.
+    Token,
 }
 
 /// Per-tenant limits (global defaults, overridden per tenant).
@@ -882,6 +930,9 @@ pub struct ConfigError {
 /// One problem of a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The file the key is in, when it is not the main config file (a
+    /// tenant's file in `tenants-dir`).
+    pub file: Option<PathBuf>,
     /// Dotted key path, e.g. `tenant.acme.ranges`.
     pub key: String,
     /// What is wrong, and what to do.
@@ -894,10 +945,11 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
+            let file = p.file.as_deref().unwrap_or(&self.file);
             if p.key.is_empty() {
-                write!(f, "{}: {}", self.file.display(), p.message)?;
+                write!(f, "{}: {}", file.display(), p.message)?;
             } else {
-                write!(f, "{}: {}: {}", self.file.display(), p.key, p.message)?;
+                write!(f, "{}: {}: {}", file.display(), p.key, p.message)?;
             }
         }
         Ok(())
@@ -905,24 +957,43 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, with the tenants of its
+    /// `tenants-dir`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_owned(),
-            problems: vec![Problem {
-                key: String::new(),
-                message: format!("cannot read: {e}"),
-            }],
-        })?;
-        Config::parse(path, &text)
+        Config::load_with(path, &FileEdits::new())
+    }
+
+    /// Like [`Config::load`], but as if the files named in `edits` had the
+    /// given text (`None`: as if absent): the config a change would make,
+    /// validated before any file is written. Edits name the main file or
+    /// files of `tenants-dir`.
+    pub fn load_with(path: &Path, edits: &FileEdits) -> Result<Config, ConfigError> {
+        let text = match edits.get(path) {
+            Some(Some(t)) => t.clone(),
+            _ => std::fs::read_to_string(path).map_err(|e| ConfigError {
+                file: path.to_owned(),
+                problems: vec![Problem {
+                    file: None,
+                    key: String::new(),
+                    message: format!("cannot read: {e}"),
+                }],
+            })?,
+        };
+        Config::parse_with(path, &text, edits)
     }
 
     /// Parses and validates config text; `path` names it in errors and
-    /// anchors relative paths (to the file's folder).
+    /// anchors relative paths (to the file's folder). A `tenants-dir` it
+    /// names is read from disk.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        Config::parse_with(path, text, &FileEdits::new())
+    }
+
+    fn parse_with(path: &Path, text: &str, edits: &FileEdits) -> Result<Config, ConfigError> {
         let one = |e: toml::de::Error| ConfigError {
             file: path.to_owned(),
             problems: vec![Problem {
+                file: None,
                 key: String::new(),
                 message: e.to_string().trim_end().to_owned(),
             }],
@@ -930,7 +1001,7 @@ impl Config {
         // Unknown keys are collected with their paths (the slow way, only
         // when there are some), so that they are reported together with
         // every other problem of the file.
-        let (raw, unknown): (RawConfig, Vec<Problem>) = match parse_toml(text) {
+        let (mut raw, mut unknown): (RawConfig, Vec<Problem>) = match parse_toml(text) {
             Ok(raw) => (raw, Vec::new()),
             Err(e) if e.message().starts_with("unknown field") => {
                 parse_collecting_unknown(text).map_err(one)?
@@ -938,17 +1009,68 @@ impl Config {
             Err(e) => return Err(one(e)),
         };
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut tenant_files = BTreeMap::new();
+        if let Some(dir) = &raw.global.tenants_dir {
+            let dir = if dir.is_absolute() {
+                dir.clone()
+            } else {
+                base.join(dir)
+            };
+            let (files, mut problems) = read_tenants_dir(&dir, edits);
+            unknown.append(&mut problems);
+            for (id, file, t) in files {
+                if raw.tenant.contains_key(&id) {
+                    unknown.push(Problem {
+                        file: Some(file.clone()),
+                        key: format!("tenant.{id}"),
+                        message: format!(
+                            "tenant {id} is defined both here and in {}; keep it in one place",
+                            path.display()
+                        ),
+                    });
+                    continue;
+                }
+                raw.tenant.insert(id.clone(), t);
+                tenant_files.insert(id, file);
+            }
+        }
         let mut v = Validator {
             base,
+            tenant_bases: tenant_files
+                .iter()
+                .map(|(id, f): (&String, &PathBuf)| {
+                    (
+                        id.clone(),
+                        f.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    )
+                })
+                .collect(),
             problems: Vec::new(),
             warnings: Vec::new(),
         };
-        let config = v.config(path, raw);
+        let mut config = v.config(path, raw);
+        config.tenant_files = tenant_files
+            .iter()
+            .filter_map(|(id, f)| Some((TenantId::parse(id).ok()?, f.clone())))
+            .collect();
         if v.problems.is_empty() && unknown.is_empty() {
             Ok(config)
         } else {
             let mut problems = unknown;
             problems.append(&mut v.problems);
+            // A key of a tenant that lives in a file of its own is that file's.
+            for p in &mut problems {
+                if p.file.is_some() {
+                    continue;
+                }
+                let Some(rest) = p.key.strip_prefix("tenant.") else {
+                    continue;
+                };
+                let id = &rest[..rest.find(['.', '[']).unwrap_or(rest.len())];
+                if let Some(f) = tenant_files.get(id) {
+                    p.file = Some(f.clone());
+                }
+            }
             Err(ConfigError {
                 file: path.to_owned(),
                 problems,
@@ -964,6 +1086,7 @@ impl Config {
             None if !config.nodes.is_empty() => Err(ConfigError {
                 file: path.to_owned(),
                 problems: vec![Problem {
+                file: None,
                     key: "node".into(),
                     message: format!(
                         "the config lists nodes ({}); start with --node NAME to say which one this is",
@@ -975,6 +1098,7 @@ impl Config {
             Some(n) => config.for_node(n).map_err(|message| ConfigError {
                 file: path.to_owned(),
                 problems: vec![Problem {
+                file: None,
                     key: "node".into(),
                     message,
                 }],
@@ -1150,6 +1274,7 @@ fn parse_collecting_unknown(text: &str) -> Result<(RawConfig, Vec<Problem>), tom
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 let message = e.message().lines().next().unwrap_or("unknown field");
                 unknown.push(Problem {
+                    file: None,
                     key,
                     message: format!("{message} (line {line})"),
                 });
@@ -1273,8 +1398,108 @@ fn parse_pieces(pieces: &[&str]) -> Option<RawConfig> {
     Some(raw)
 }
 
+/// Files of a config as a change would leave them: the new text of each
+/// file, or `None` for a file that would be removed (see
+/// [`Config::load_with`]).
+pub type FileEdits = BTreeMap<PathBuf, Option<String>>;
+
+/// The file name of tenant `id` in a `tenants-dir`.
+pub fn tenant_file_name(id: &TenantId) -> String {
+    format!("{id}.toml")
+}
+
+/// Reads every `<id>.toml` of a `tenants-dir` (names starting with a dot,
+/// such as the temporary files of an atomic write, and other extensions are
+/// skipped), with `edits` applied: the tenants by id, each with its file,
+/// and a problem for each file that cannot be read or parsed.
+fn read_tenants_dir(
+    dir: &Path,
+    edits: &FileEdits,
+) -> (Vec<(String, PathBuf, RawTenant)>, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let mut names: BTreeSet<PathBuf> = BTreeSet::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                names.insert(dir.join(e.file_name()));
+            }
+        }
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && edits.keys().any(|p| p.parent() == Some(dir)) => {}
+        Err(e) => problems.push(Problem {
+            file: None,
+            key: "global.tenants-dir".into(),
+            message: format!("cannot read {}: {e}", dir.display()),
+        }),
+    }
+    for (p, t) in edits {
+        if p.parent() == Some(dir) {
+            match t {
+                Some(_) => names.insert(p.clone()),
+                None => names.remove(p),
+            };
+        }
+    }
+    let mut out = Vec::new();
+    for file in names {
+        let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name.strip_suffix(".toml") else {
+            continue;
+        };
+        if name.starts_with('.') || file.is_dir() {
+            continue;
+        }
+        let mut problem = |key: String, message: String| {
+            problems.push(Problem {
+                file: Some(file.clone()),
+                key,
+                message,
+            })
+        };
+        if let Err(e) = TenantId::parse(stem) {
+            problem(
+                String::new(),
+                format!("a tenant's file is named <tenant id>.toml: {e}"),
+            );
+            continue;
+        }
+        let text = match edits.get(&file) {
+            Some(Some(t)) => t.clone(),
+            _ => match std::fs::read_to_string(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    problem(String::new(), format!("cannot read: {e}"));
+                    continue;
+                }
+            },
+        };
+        match toml::from_str::<RawTenant>(&text) {
+            Ok(t) => out.push((stem.to_owned(), file.clone(), t)),
+            Err(e) => {
+                let line = e
+                    .span()
+                    .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+                let message = e.message().lines().next().unwrap_or("bad TOML").to_owned();
+                problem(
+                    format!("tenant.{stem}"),
+                    match line {
+                        Some(l) => format!("{message} (line {l})"),
+                        None => message,
+                    },
+                )
+            }
+        }
+    }
+    (out, problems)
+}
+
 struct Validator {
     base: PathBuf,
+    /// Where relative paths of a tenant from `tenants-dir` are anchored: its file's folder.
+    tenant_bases: BTreeMap<String, PathBuf>,
     problems: Vec<Problem>,
     warnings: Vec<String>,
 }
@@ -1282,6 +1507,7 @@ struct Validator {
 impl Validator {
     fn err(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
+            file: None,
             key: key.into(),
             message: message.into(),
         });
@@ -1302,9 +1528,16 @@ impl Validator {
         let mut tenants = Vec::new();
         for (id, t) in raw.tenant {
             let key = format!("tenant.{id}");
+            let main_base = match self.tenant_bases.get(&id) {
+                Some(b) => Some(std::mem::replace(&mut self.base, b.clone())),
+                None => None,
+            };
             match TenantId::parse(&id) {
                 Ok(tid) => tenants.push(self.tenant(&key, tid, t, &global.limits, &listeners)),
                 Err(e) => self.err(key, e.to_string()),
+            }
+            if let Some(b) = main_base {
+                self.base = b;
             }
         }
         let routing = self.cross_tenant(&tenants);
@@ -1316,6 +1549,7 @@ impl Validator {
             tenants,
             nodes,
             node: None,
+            tenant_files: BTreeMap::new(),
             data_dir_override: None,
             warnings: std::mem::take(&mut self.warnings),
             routing,
@@ -1370,7 +1604,46 @@ impl Validator {
                 Some(d) => d,
                 None => DEFAULT_CAPABILITIES_REFRESH,
             },
+            tenants_dir: g.tenants_dir.map(|p| self.path(p)),
+            web: g.web.and_then(|w| self.web(w)),
         }
+    }
+
+    fn web(&mut self, w: RawWeb) -> Option<Web> {
+        let tls = w.tls.map(|t| TlsFiles {
+            cert: self.path(t.cert),
+            key: self.path(t.key),
+        });
+        let Ok(bind) = w.bind.parse::<SocketAddr>() else {
+            self.err(
+                "global.web.bind",
+                format!("{:?} is not an address:port", w.bind),
+            );
+            return None;
+        };
+        if tls.is_none() && !bind.ip().is_loopback() {
+            self.err(
+                "global.web.tls",
+                format!("{bind} is not a loopback address: the admin API carries tokens and passwords, so give it `tls = {{ cert, key }}` (plain HTTP is allowed only on loopback)"),
+            );
+        }
+        let pam_service = w.pam_service.unwrap_or_else(|| DEFAULT_PAM_SERVICE.into());
+        if pam_service.is_empty()
+            || !pam_service
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.err(
+                "global.web.pam-service",
+                format!("{pam_service:?} is not a PAM service name (letters, digits, - _ .)"),
+            );
+        }
+        Some(Web {
+            bind,
+            tls,
+            pam_service,
+            release_from: w.release_from.unwrap_or_default(),
+        })
     }
 
     /// A device's `tls-fingerprint`, `tls-ca` or `tls-verify` (one at most, ipps only).
@@ -2537,5 +2810,133 @@ mod tests {
         ] {
             assert!(DeviceUri::parse(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn tenants_dir_files_join_the_main_file_and_errors_name_their_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("printroute.toml");
+        let tdir = dir.path().join("tenants.d");
+        std::fs::create_dir(&tdir).unwrap();
+        let main_text = r#"
+[global]
+data-dir = "/tmp/x"
+tenants-dir = "tenants.d"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:0"]
+[tenant.globex]
+ranges = ["10.2.0.0/16"]
+"#;
+        std::fs::write(&main, main_text).unwrap();
+        std::fs::write(
+            tdir.join("acme.toml"),
+            r#"
+name = "ACME"
+ranges = ["10.1.0.0/16"]
+[device.floor1]
+uri = "socket://10.1.2.50:9100"
+[workflow.direct]
+steps = [{ step = "forward", devices = ["floor1"] }]
+[[input]]
+listener = "raw"
+workflow = "direct"
+"#,
+        )
+        .unwrap();
+        // A temporary file of an atomic write and other names are not tenants.
+        std::fs::write(tdir.join(".acme.toml.tmp"), "garbage").unwrap();
+        std::fs::write(tdir.join("README"), "garbage").unwrap();
+        let c = Config::load(&main).unwrap();
+        let ids: Vec<&str> = c.tenants.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["acme", "globex"]);
+        let acme = TenantId::parse("acme").unwrap();
+        assert_eq!(c.tenant_files.get(&acme), Some(&tdir.join("acme.toml")));
+        assert_eq!(c.tenant(&acme).unwrap().devices.len(), 1);
+
+        // What a change would make, validated without writing: an overlap
+        // with a tenant of the main file and an unknown device, both named
+        // in the tenant's file.
+        let acme_file = tdir.join("acme.toml");
+        let mut edits = FileEdits::new();
+        edits.insert(
+            acme_file.clone(),
+            Some(
+                "ranges = [\"10.2.3.0/24\"]\n[workflow.w]\nsteps = [{ step = \"forward\", devices = [\"nope\"] }]\n"
+                    .into(),
+            ),
+        );
+        let e = Config::load_with(&main, &edits).unwrap_err();
+        let text = e.to_string();
+        assert_eq!(e.problems.len(), 2, "{text}");
+        assert!(
+            e.problems
+                .iter()
+                .all(|p| p.file.as_ref() == Some(&acme_file)),
+            "{text}"
+        );
+        assert!(text.contains("tenant.acme.ranges: 10.2.3.0/24 (tenant acme) overlaps 10.2.0.0/16 (tenant globex)"), "{text}");
+        assert!(text.contains("tenant.acme.workflow.w"), "{text}");
+        assert!(text.starts_with(&acme_file.display().to_string()), "{text}");
+        // The file on disk is untouched and still loads.
+        assert!(Config::load(&main).is_ok());
+
+        // An unknown key, a tenant in both places, a bad file name.
+        std::fs::write(tdir.join("globex.toml"), "ranges = [\"10.9.0.0/16\"]\n").unwrap();
+        std::fs::write(tdir.join("Bad Name.toml"), "").unwrap();
+        let mut edits = FileEdits::new();
+        edits.insert(acme_file.clone(), Some("printers = 3\n".into()));
+        let e = Config::load_with(&main, &edits).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!(
+                "{}: tenant.acme: unknown field `printers`",
+                acme_file.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{}: tenant.globex: tenant globex is defined both here and in {}",
+                tdir.join("globex.toml").display(),
+                main.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("Bad Name.toml: a tenant's file is named <tenant id>.toml"),
+            "{text}"
+        );
+
+        // Removing a file by an edit takes its tenant out.
+        std::fs::remove_file(tdir.join("globex.toml")).unwrap();
+        std::fs::remove_file(tdir.join("Bad Name.toml")).unwrap();
+        let mut edits = FileEdits::new();
+        edits.insert(acme_file, None);
+        let c = Config::load_with(&main, &edits).unwrap();
+        assert_eq!(c.tenants.len(), 1);
+    }
+
+    #[test]
+    fn web_needs_tls_off_loopback() {
+        let base = "[global]\ndata-dir = \"/tmp/x\"\n[global.web]\n";
+        let p = problems(&format!("{base}bind = \"0.0.0.0:8631\"\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].key, "global.web.tls");
+        assert!(Config::parse(
+            Path::new("t.toml"),
+            &format!("{base}bind = \"127.0.0.1:8631\"\n")
+        )
+        .is_ok());
+        let c = Config::parse(
+            Path::new("/etc/p/p.toml"),
+            &format!("{base}bind = \"[::]:8631\"\ntls = {{ cert = \"w.pem\", key = \"w.key\" }}\npam-service = \"login\"\n"),
+        )
+        .unwrap();
+        let w = c.global.web.unwrap();
+        assert_eq!(w.tls.unwrap().cert, PathBuf::from("/etc/p/w.pem"));
+        assert_eq!(w.pam_service, "login");
+        assert_eq!(w.release_from, ReleaseFrom::TenantRanges);
     }
 }

@@ -250,6 +250,43 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         },
         None => None,
     };
+    let web_stop = CancellationToken::new();
+    let web = snapshot.load().config.global.web.clone().and_then(|w| {
+        let tls = match &w.tls {
+            Some(files) => match crate::intake::tls::server_config(files) {
+                Ok(c) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(c))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the admin API's certificate; the API is off");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        match crate::intake::listener::bind(w.bind).and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        }) {
+            Ok(l) => {
+                let local = l
+                    .local_addr()
+                    .map_or_else(|_| w.bind.to_string(), |a| a.to_string());
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                announce(&format!("listening web {scheme} {local}"));
+                tracing::info!(addr = %local, "admin API at {scheme}://{local}/api/v1");
+                Some(tokio::spawn(crate::admin::web::serve(
+                    l,
+                    tls,
+                    admin.clone(),
+                    reload_tx.clone(),
+                    web_stop.clone(),
+                )))
+            }
+            Err(e) => {
+                tracing::error!(addr = %w.bind, error = %e, "cannot bind the admin API");
+                None
+            }
+        }
+    });
     // Ready only now: every listener is bound and the control socket accepts.
     announce("ready");
     let summary = snapshot.load().config.summary();
@@ -281,6 +318,10 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     }
     health_stop.cancel();
     let _ = health.await;
+    web_stop.cancel();
+    if let Some(w) = web {
+        let _ = w.await;
+    }
     control_stop.cancel();
     if let Some(c) = control {
         let _ = c.await;

@@ -219,6 +219,7 @@ mod tests {
             history: vec![],
             history_dropped: 0,
             ipp_job_attributes: None,
+            pin: None,
         }
     }
 

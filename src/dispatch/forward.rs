@@ -200,6 +200,12 @@ impl Devices {
             })
             .clone()
     }
+
+    /// The state of a tenant's device if a job has gone to it (none is made).
+    pub fn peek(&self, tenant: &TenantId, device: &Device) -> Option<Arc<DeviceState>> {
+        let key = (tenant.clone(), device.name.clone(), device.uri.to_string());
+        self.map.lock().expect("device map lock").get(&key).cloned()
+    }
 }
 
 /// Sends the document `doc` of `job` to `device`; returns the bytes

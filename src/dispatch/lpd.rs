@@ -270,6 +270,7 @@ mod tests {
             history: Vec::new(),
             history_dropped: 0,
             ipp_job_attributes: None,
+            pin: None,
         }
     }
 

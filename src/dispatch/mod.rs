@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ids::{JobId, TenantId};
-use crate::config::{Fallback, Step};
+use crate::config::{Device, Fallback, Step};
 use crate::snapshot::Snapshot;
 use crate::store::job::{now_ms, Job, JobState};
 use crate::store::TenantStore;
@@ -694,8 +694,30 @@ impl Dispatcher {
     }
 }
 
+/// A device as delivery sees it (the admin API's device state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceHealth {
+    /// Down after a failed delivery: tried again in this long.
+    pub retry_in: Option<std::time::Duration>,
+    /// Jobs waiting for it (in memory and parked).
+    pub waiting: usize,
+}
+
 /// Numbers for the metrics endpoint.
 impl Dispatcher {
+    /// How a tenant's device fares: `None` when no job has gone to it since
+    /// the daemon started (or since its URI changed).
+    pub fn device_health(&self, tenant: &TenantId, device: &Device) -> Option<DeviceHealth> {
+        let s = self.inner.devices.peek(tenant, device)?;
+        let (queued, parked) = s.waiting();
+        Some(DeviceHealth {
+            retry_in: s
+                .down_until()
+                .map(|t| t.saturating_duration_since(tokio::time::Instant::now())),
+            waiting: queued + parked,
+        })
+    }
+
     /// Held jobs per tenant, now.
     pub fn held_counts(&self) -> HashMap<TenantId, usize> {
         let mut out = HashMap::new();

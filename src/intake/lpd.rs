@@ -687,6 +687,7 @@ impl Session {
                 .map(str::to_owned),
             workflow: self.input.workflow.clone(),
             ipp_job_attributes: None,
+            pin: None,
         };
         match store.commit_new(document, new).await {
             Ok(job) => {

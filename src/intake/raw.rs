@@ -132,6 +132,7 @@ pub async fn serve(conn: Connection) {
         format: s.format.map(str::to_owned),
         workflow: input.workflow.clone(),
         ipp_job_attributes: None,
+        pin: None,
     };
     match store.commit_new(writer, new).await {
         Ok(job) => {

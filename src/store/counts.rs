@@ -135,6 +135,7 @@ mod tests {
             history: Vec::new(),
             history_dropped: 0,
             ipp_job_attributes: None,
+            pin: None,
         }
     }
 

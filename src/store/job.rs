@@ -104,6 +104,9 @@ pub struct NewJob {
     /// IPP only: the job template attributes the printer accepted, to pass on
     /// to IPP devices (see [`Job::ipp_job_attributes`]).
     pub ipp_job_attributes: Option<String>,
+    /// IPP only: the `job-password` (PWG 5100.11) the job is released with,
+    /// as [`hash_pin`] keeps it.
+    pub pin: Option<String>,
 }
 
 /// A committed job's record.
@@ -163,6 +166,10 @@ pub struct Job {
     /// and of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipp_job_attributes: Option<String>,
+    /// The hash of the PIN (`job-password`) its owner releases it with
+    /// ([`hash_pin`]); none: released by its owner or an admin as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 impl Job {
@@ -210,6 +217,69 @@ impl Job {
             last_ms: None,
         });
     }
+}
+
+/// Random bytes mixed into each PIN's hash.
+pub const PIN_SALT_BYTES: usize = 16;
+
+/// A PIN as a job record keeps it: `sha256:<salt>:<SHA-256 of salt and PIN>`
+/// in hex. (A short PIN is guessable from its hash by trying them all; the
+/// records are sealed with the tenant's key, and the release page locks a
+/// job after a few wrong tries.)
+pub fn hash_pin(pin: &[u8]) -> String {
+    let mut salt = [0u8; PIN_SALT_BYTES];
+    let mut filled = 0;
+    while filled < salt.len() {
+        match rustix::rand::getrandom(&mut salt[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("the kernel's random source failed: {e}"),
+        }
+    }
+    format!("sha256:{}:{}", hex(&salt), hex(&pin_digest(&salt, pin)))
+}
+
+/// Whether `pin` is the one `stored` ([`hash_pin`]) was made from; the
+/// digests are compared in constant time.
+pub fn pin_matches(stored: &str, pin: &[u8]) -> bool {
+    let mut parts = stored.split(':');
+    let (Some("sha256"), Some(salt), Some(digest), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Some(salt) = unhex(salt) else {
+        return false;
+    };
+    let mine = hex(&pin_digest(&salt, pin));
+    mine.len() == digest.len()
+        && mine
+            .bytes()
+            .zip(digest.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn pin_digest(salt: &[u8], pin: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(pin);
+    h.finalize().into()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Milliseconds since the Unix epoch.

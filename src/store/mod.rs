@@ -1548,6 +1548,7 @@ impl TenantStore {
             }],
             history_dropped: 0,
             ipp_job_attributes: new.ipp_job_attributes,
+            pin: new.pin,
         };
         // A tenant's first job creates its tree; sled makes the new tree
         // durable with the flush of this job's group.
@@ -1838,6 +1839,7 @@ mod tests {
             format: None,
             workflow: "direct".into(),
             ipp_job_attributes: None,
+            pin: None,
         }
     }
 

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 mod eve;
 mod recording;
+pub mod web;
 #[allow(
     unused_imports,
     reason = "each test binary uses a different part of the harness"

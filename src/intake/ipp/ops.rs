@@ -517,6 +517,25 @@ struct Validated {
     hold: bool,
     /// The supported job template attributes, as the job record keeps them.
     job_attributes: Option<String>,
+    /// The hashed `job-password` (PWG 5100.11), on a printer whose workflow holds.
+    pin: Option<String>,
+}
+
+/// Longest `job-password` taken, in octets (`job-password-supported`,
+/// PWG 5100.11 section 7.1.1: integer(0:255)).
+pub const MAX_JOB_PASSWORD_LEN: usize = 255;
+
+/// Whether the request's printer holds its jobs (its workflow has a `hold`
+/// step): only such a printer takes a `job-password`.
+fn holds(req: &Req<'_>) -> bool {
+    req.routed
+        .input(&req.ctx.listener, req.queue.as_deref())
+        .and_then(|i| req.routed.tenant().workflows.get(&i.workflow))
+        .is_some_and(|w| {
+            w.steps
+                .iter()
+                .any(|s| matches!(s, crate::config::Step::Hold { .. }))
+        })
 }
 
 /// What the printer of the request's input presents: its devices'
@@ -619,6 +638,32 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
             }
         }
     }
+    // PWG 5100.11 section 7.1: a PIN the job is released with, sent in
+    // the clear (`job-password-encryption` "none", all we support).
+    let mut pin = None;
+    if let Some(a) = req.op_attr("job-password") {
+        let encryption = req.op_str("job-password-encryption").unwrap_or("none");
+        match a.values.as_slice() {
+            [Value::OctetString(p)]
+                if holds(req)
+                    && encryption == "none"
+                    && !p.is_empty()
+                    && p.len() <= MAX_JOB_PASSWORD_LEN =>
+            {
+                pin = Some(crate::store::job::hash_pin(p));
+            }
+            _ => {
+                resp.unsupported.push(a.clone());
+                if fidelity {
+                    return Err((
+                        status::ATTRIBUTES_NOT_SUPPORTED,
+                        "job-password not supported by this printer",
+                    ));
+                }
+                resp.status(status::OK_IGNORED, "job-password ignored");
+            }
+        }
+    }
     let template: Vec<Attribute> = req
         .msg
         .group(group::JOB)
@@ -653,10 +698,16 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
         format,
         hold,
         job_attributes: mirror::encode_job_attributes(&accepted),
+        pin,
     })
 }
 
-fn new_job(req: &Req<'_>, format: Option<String>, job_attributes: Option<String>) -> NewJob {
+fn new_job(
+    req: &Req<'_>,
+    format: Option<String>,
+    job_attributes: Option<String>,
+    pin: Option<String>,
+) -> NewJob {
     let name = req
         .op_str("job-name")
         .or_else(|| req.op_str("document-name"))
@@ -677,6 +728,7 @@ fn new_job(req: &Req<'_>, format: Option<String>, job_attributes: Option<String>
         format,
         workflow,
         ipp_job_attributes: job_attributes,
+        pin,
     }
 }
 
@@ -833,6 +885,7 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
         format,
         hold,
         job_attributes,
+        pin,
     } = validate_job(req, resp)?;
     let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
@@ -842,7 +895,7 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
     let format = record_format(format, &head);
     // Refused: the writer is dropped with its spool file, nothing is stored.
     check_format(req, resp, format.as_deref())?;
-    let new = new_job(req, format, job_attributes);
+    let new = new_job(req, format, job_attributes, pin);
     let job = commit(req, writer, new, None, hold).await?;
     let state = if hold { JobState::Held } else { job.state };
     resp.group(job_group(
@@ -859,6 +912,7 @@ fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         format,
         hold,
         job_attributes,
+        pin,
     } = validate_job(req, resp)?;
     let tenant = req.tenant_id().clone();
     let mut open = open_jobs();
@@ -870,7 +924,7 @@ fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         .reserve_job_id()
         .map_err(|_| (status::INTERNAL_ERROR, "no job id left"))?;
     let job = OpenJob {
-        new: new_job(req, format, job_attributes),
+        new: new_job(req, format, job_attributes, pin),
         hold,
         writer: None,
         created_ms: now_ms(),
@@ -1728,6 +1782,18 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
             kw(&["completed", "not-completed", "all"]),
         ),
     ];
+    if holds(req) {
+        // PWG 5100.11 section 7.2: this printer holds its jobs, so a job
+        // may carry a PIN its owner releases it with.
+        attrs.push(Attribute::new(
+            "job-password-supported",
+            Value::Integer(MAX_JOB_PASSWORD_LEN as i32),
+        ));
+        attrs.push(Attribute::new(
+            "job-password-encryption-supported",
+            Value::keyword("none"),
+        ));
+    }
     if !caps.iter().any(|a| a.name == "printer-device-id") {
         attrs.push(Attribute::new(
             "printer-device-id",
