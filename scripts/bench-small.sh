@@ -13,7 +13,10 @@
 # with the daemon's peak RSS (VmHWM) after each daemon run.
 # Loopback only; every load is bounded in count (JOBS, DISK_RECORDS) and
 # time (MAX_SECONDS per run). SMALL_ONLY=1 skips 5. PERF=FILE records the
-# daemon under `perf record -g` during 1 into FILE.
+# daemon under `perf record -g` (PERF_ARGS replaces -g, e.g.
+# "--call-graph dwarf") during 1 into FILE. BIN=PATH runs that daemon
+# binary instead of the one built here (to compare two builds in one
+# session); ONLY=raw|lpd runs just that part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-20000}
@@ -25,9 +28,9 @@ MAX_SECONDS=${MAX_SECONDS:-120}
 work=$(mktemp -d /var/tmp/printroute-small.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet --bins --examples
+[[ -n ${BIN:-} ]] || cargo build --release --quiet --bins --examples
 target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/printroute
+bin=${BIN:-$target/release/printroute}
 load=$target/release/examples/loadgen
 
 cat > "$work/bench.toml" <<TOML
@@ -67,29 +70,40 @@ start_daemon() {
     for _ in $(seq 100); do grep -q '^ready' "$work/daemon.out" 2>/dev/null && return; sleep 0.1; done
     echo "daemon did not start"; cat "$work/daemon.log"; exit 1
 }
+# The daemon's CPU time (all threads) per job, user and system apart: it
+# shows what a change saves even where the disk bounds jobs/s.
+cpu_per_job() {
+    awk -v hz="$(getconf CLK_TCK)" -v n="$1" \
+        '{printf "user %.0f us + system %.0f us per job\n", $14 * 1e6 / hz / n, $15 * 1e6 / hz / n}' /proc/$daemon/stat
+}
 peak_rss() { awk '/VmHWM/ {printf "%.1f MiB\n", $2/1024}' /proc/$daemon/status; }
 stop_daemon() { kill -TERM $daemon; wait $daemon || true; }
 sources=127.0.1.10,127.0.2.10
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; data dir on $(df --output=source,fstype "$work" | tail -1)"
 
+if [[ ${ONLY:-raw} == raw ]]; then
 echo "== RAW: $JOBS jobs of $SIZE, $CLIENTS connections of 2 tenants"
 start_daemon
 if [[ -n ${PERF:-} ]]; then
-    perf record -g -o "$PERF" -p $daemon 2> "$work/perf.log" &
+    perf record ${PERF_ARGS:--g} -o "$PERF" -p $daemon 2> "$work/perf.log" &
     perf_pid=$!
     sleep 0.5
 fi
 $load --addr 127.0.0.1:19300 --jobs "$JOBS" --size "$SIZE" --clients "$CLIENTS" --sources $sources --max-seconds "$MAX_SECONDS"
 if [[ -n ${PERF:-} ]]; then kill -INT $perf_pid; wait $perf_pid || true; fi
-echo "daemon peak RSS: $(peak_rss)"
+echo "daemon peak RSS: $(peak_rss); daemon CPU: $(cpu_per_job "$JOBS")"
 stop_daemon
+fi
 
+if [[ ${ONLY:-lpd} == lpd ]]; then
 echo "== LPD: $JOBS jobs of $SIZE, $CLIENTS connections of 2 tenants"
 start_daemon
 $load --protocol lpd --addr 127.0.0.1:19315 --jobs "$JOBS" --size "$SIZE" --clients "$CLIENTS" --sources $sources --max-seconds "$MAX_SECONDS"
-echo "daemon peak RSS: $(peak_rss)"
+echo "daemon peak RSS: $(peak_rss); daemon CPU: $(cpu_per_job "$JOBS")"
 stop_daemon
+fi
+[[ -n ${ONLY:-} ]] && exit 0
 
 echo "== IPP Print-Job"
 if [[ -x scripts/bench-ipp.sh ]]; then
