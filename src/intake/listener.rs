@@ -145,8 +145,7 @@ async fn connection(
             };
             match routed.admit() {
                 Some(slot) => {
-                    crate::metrics::get()
-                        .connection_accepted(routed.tenant().id.as_str(), &name.0);
+                    crate::metrics::get().connection_accepted(routed.tenant().id.as_str(), &name.0);
                     Admission::Admitted { routed, slot }
                 }
                 None => {
