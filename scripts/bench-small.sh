@@ -124,7 +124,10 @@ echo "daemon peak RSS: $(peak_rss)"
 stop_daemon
 
 echo "== peer: socat writing the same stream into a file on the same file system, then fsync"
-socat -u TCP-LISTEN:19303,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &
+# Both directions and a long -t: socat closes the connection when the
+# command ends, after the sync. (With -u it closes about 1 s after the
+# sender's end, whether or not the sync is done: an optimistic peer.)
+socat -t "$MAX_SECONDS" TCP-LISTEN:19303,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &
 for _ in $(seq 50); do ss -Hltn 'sport = :19303' | grep -q . && break; sleep 0.1; done
 $load --addr 127.0.0.1:19303 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.0.1 --max-seconds "$MAX_SECONDS"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
