@@ -16,7 +16,7 @@
 # daemon under `perf record -g` (PERF_ARGS replaces -g, e.g.
 # "--call-graph dwarf") during 1 into FILE. BIN=PATH runs that daemon
 # binary instead of the one built here (to compare two builds in one
-# session); ONLY=raw|lpd runs just that part.
+# session); ONLY=raw|lpd|big runs just that part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-20000}
@@ -103,8 +103,7 @@ $load --protocol lpd --addr 127.0.0.1:19315 --jobs "$JOBS" --size "$SIZE" --clie
 echo "daemon peak RSS: $(peak_rss); daemon CPU: $(cpu_per_job "$JOBS")"
 stop_daemon
 fi
-[[ -n ${ONLY:-} ]] && exit 0
-
+if [[ -z ${ONLY:-} ]]; then
 echo "== IPP Print-Job"
 if [[ -x scripts/bench-ipp.sh ]]; then
     scripts/bench-ipp.sh printjob
@@ -115,8 +114,9 @@ fi
 echo "== the disk: $DISK_RECORDS records of $SIZE appended on the data dir's file system"
 $load --disk "$work" --jobs "$DISK_RECORDS" --size "$SIZE" --group 32 --max-seconds "$MAX_SECONDS"
 $load --disk "$work" --jobs $((DISK_RECORDS / 4)) --size "$SIZE" --group 1 --max-seconds "$MAX_SECONDS"
+fi
 
-[[ ${SMALL_ONLY:-} ]] && exit 0
+[[ ${SMALL_ONLY:-} || ${ONLY:-big} != big ]] && exit 0
 echo "== one $BIG RAW job"
 start_daemon
 $load --addr 127.0.0.1:19300 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.1.10 --max-seconds "$MAX_SECONDS"
