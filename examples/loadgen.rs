@@ -9,7 +9,15 @@
 //! cargo run --release --example loadgen -- --addr 127.0.0.1:9100 --jobs 1 --size 1GiB --clients 1
 //! cargo run --release --example loadgen -- --protocol lpd --queue secure --addr 127.0.0.1:5515 --jobs 10000 --size 4KiB
 //! cargo run --release --example loadgen -- --sink 127.0.1.50:9101     # a discarding RAW printer
+//! cargo run --release --example loadgen -- --addr 127.0.0.1:9100 --clients 16 --sources 127.0.1.10,127.0.2.10
+//! cargo run --release --example loadgen -- --disk /var/tmp/x --jobs 20000 --size 4KiB --group 32
 //! ```
+//!
+//! `--sources` takes one first address or a comma-separated list (one per
+//! tenant): client k sends from the (k mod n)-th address plus k div n.
+//! `--disk DIR` measures the disk instead of a daemon: `--jobs` records of
+//! `--size` bytes appended to one new file in DIR, with one `fdatasync`
+//! after every `--group` records (1: one each), as a group commit would.
 //!
 //! Bounded: it stops after `--jobs` jobs or `--max-seconds`, whichever comes first.
 //! Traffic goes only where `--addr` points; use loopback.
@@ -30,11 +38,15 @@ struct Args {
     jobs: u64,
     size: u64,
     clients: u64,
-    source: IpAddr,
+    sources: Vec<IpAddr>,
     max_seconds: u64,
     sink: Option<SocketAddr>,
     /// LPD queue; `None` sends RAW.
     lpd_queue: Option<String>,
+    /// Measure appends + fdatasync in this folder instead of a daemon.
+    disk: Option<std::path::PathBuf>,
+    /// Records per fdatasync with `--disk`.
+    group: u64,
 }
 
 fn parse_args() -> Args {
@@ -43,10 +55,12 @@ fn parse_args() -> Args {
         jobs: 10_000,
         size: 4096,
         clients: 8,
-        source: "127.0.1.10".parse().unwrap(),
+        sources: vec!["127.0.1.10".parse().unwrap()],
         max_seconds: 300,
         sink: None,
         lpd_queue: None,
+        disk: None,
+        group: 1,
     };
     let mut lpd = false;
     let mut it = std::env::args().skip(1);
@@ -59,13 +73,20 @@ fn parse_args() -> Args {
                 a.size = printroute::config::units::parse_size(&val()).expect("--size e.g. 4KiB")
             }
             "--clients" => a.clients = val().parse().expect("--clients K"),
-            "--sources" => a.source = val().parse().expect("--sources first source address"),
+            "--sources" => {
+                a.sources = val()
+                    .split(',')
+                    .map(|s| s.parse().expect("--sources FIRST_IP[,FIRST_IP...]"))
+                    .collect()
+            }
+            "--disk" => a.disk = Some(val().into()),
+            "--group" => a.group = val().parse().expect("--group N (records per fdatasync)"),
             "--max-seconds" => a.max_seconds = val().parse().expect("--max-seconds N"),
             "--sink" => a.sink = Some(val().parse().expect("--sink ADDR:PORT")),
             "--protocol" => lpd = val() == "lpd",
             "--queue" => a.lpd_queue = Some(val()),
             "--help" | "-h" => {
-                println!("loadgen [--protocol raw|lpd] [--queue Q] [--addr A] [--jobs N] [--size S] [--clients K] [--sources FIRST_IP] [--max-seconds T] | --sink ADDR");
+                println!("loadgen [--protocol raw|lpd] [--queue Q] [--addr A] [--jobs N] [--size S] [--clients K] [--sources FIRST_IP[,FIRST_IP..]] [--max-seconds T] | --sink ADDR | --disk DIR [--jobs N] [--size S] [--group G]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}"),
@@ -169,6 +190,38 @@ async fn send_one_lpd(
     lpd_ack(&mut s).await
 }
 
+/// The disk's own figure: `jobs` records of `size` bytes appended to one
+/// file, one `fdatasync` per `group` records (the last group may be short).
+fn disk(dir: &std::path::Path, jobs: u64, size: u64, group: u64, deadline: Instant) {
+    use std::io::Write;
+    let path = dir.join(format!("loadgen-disk.{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .expect("create the disk test file");
+    let record: Vec<u8> = (0..size).map(|i| (i * 7) as u8).collect();
+    let group = group.max(1);
+    let start = Instant::now();
+    let mut written = 0;
+    while written < jobs && Instant::now() < deadline {
+        let n = group.min(jobs - written);
+        for _ in 0..n {
+            f.write_all(&record).expect("append");
+        }
+        f.sync_data().expect("fdatasync");
+        written += n;
+    }
+    let elapsed = start.elapsed();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "{written} records of {size} B appended, one fdatasync per {group}: {:.0} records/s, {:.1} MiB/s, {:.2?} total",
+        written as f64 / elapsed.as_secs_f64(),
+        (written * size) as f64 / (1 << 20) as f64 / elapsed.as_secs_f64(),
+        elapsed
+    );
+}
+
 async fn sink(addr: SocketAddr) {
     let l = tokio::net::TcpListener::bind(addr)
         .await
@@ -195,6 +248,10 @@ async fn main() {
     if let Some(addr) = a.sink {
         return sink(addr).await;
     }
+    if let Some(dir) = &a.disk {
+        let deadline = Instant::now() + Duration::from_secs(a.max_seconds);
+        return disk(dir, a.jobs, a.size, a.group, deadline);
+    }
     let buf: Arc<Vec<u8>> = Arc::new((0..CHUNK).map(|i| (i * 7 + i / 251) as u8).collect());
     let next = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -203,7 +260,8 @@ async fn main() {
     let mut tasks = Vec::new();
     for k in 0..a.clients {
         let (buf, next, failed) = (buf.clone(), next.clone(), failed.clone());
-        let source = nth_source(a.source, k);
+        let first = a.sources[(k % a.sources.len() as u64) as usize];
+        let source = nth_source(first, k / a.sources.len() as u64);
         let (addr, size, jobs) = (a.addr, a.size, a.jobs);
         let queue = a.lpd_queue.clone();
         tasks.push(tokio::spawn(async move {

@@ -4,9 +4,14 @@
 //!
 //! The metrics are one process-wide set ([`get`]): counting is a hash
 //! lookup and an atomic add on the job path, and whatever counts (store,
-//! listener, dispatcher) needs no handle passed down.
+//! listener, dispatcher) needs no handle passed down. The counting methods
+//! ([`Metrics::job`], [`Metrics::connection_accepted`],
+//! [`Metrics::delivered`]) keep each tenant's counters once looked up, so
+//! that an event builds no label strings: a lookup by `&str` under a read
+//! lock, then an atomic add.
 
-use std::sync::LazyLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, PoisonError, RwLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,9 +66,24 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
 }
 
+/// One tenant's counters, taken from their families once (a family
+/// never drops a label set, so a kept handle always counts in it).
+#[derive(Default)]
+struct TenantHandles {
+    /// `jobs` by event.
+    jobs: HashMap<&'static str, Counter>,
+    /// `connections_accepted` by listener.
+    accepted: HashMap<Box<str>, Counter>,
+    /// `delivered_bytes` and `deliver_seconds`.
+    delivered: Option<(Counter, Histogram)>,
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Registry,
+    /// Handles by tenant id, filled as tenants count (bounded by the
+    /// configured tenants times the fixed event names and listeners).
+    handles: RwLock<HashMap<Box<str>, TenantHandles>>,
     /// Connections routed to a tenant and admitted.
     pub connections_accepted: Family<TenantListener, Counter>,
     /// Connections refused, by reason.
@@ -120,6 +140,7 @@ impl Metrics {
             store_failing: Gauge::default(),
             store_failed_commits: Gauge::default(),
             registry: Registry::default(),
+            handles: RwLock::default(),
         };
         registry.register(
             "connections_accepted",
@@ -174,14 +195,91 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// The handle `get` finds among `tenant`'s, else the one `make` puts
+    /// there: only the first event of its kind builds label strings.
+    fn handle<H: Clone>(
+        &self,
+        tenant: &str,
+        get: impl Fn(&TenantHandles) -> Option<&H>,
+        make: impl FnOnce(&mut TenantHandles) -> H,
+    ) -> H {
+        let found = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(tenant)
+            .and_then(&get)
+            .cloned();
+        if let Some(h) = found {
+            return h;
+        }
+        let mut all = self.handles.write().unwrap_or_else(PoisonError::into_inner);
+        let t = all.entry(tenant.into()).or_default();
+        match get(t) {
+            Some(h) => h.clone(),
+            None => make(t),
+        }
+    }
+
     /// Counts a job event.
-    pub fn job(&self, tenant: &str, event: &str) {
-        self.jobs
-            .get_or_create(&JobEvent {
-                tenant: tenant.to_owned(),
-                event: event.to_owned(),
-            })
-            .inc();
+    pub fn job(&self, tenant: &str, event: &'static str) {
+        self.handle(
+            tenant,
+            |t| t.jobs.get(event),
+            |t| {
+                let c = self
+                    .jobs
+                    .get_or_create(&JobEvent {
+                        tenant: tenant.to_owned(),
+                        event: event.to_owned(),
+                    })
+                    .clone();
+                t.jobs.insert(event, c.clone());
+                c
+            },
+        )
+        .inc();
+    }
+
+    /// Counts a connection routed to `tenant` on `listener` and admitted.
+    pub fn connection_accepted(&self, tenant: &str, listener: &str) {
+        self.handle(
+            tenant,
+            |t| t.accepted.get(listener),
+            |t| {
+                let c = self
+                    .connections_accepted
+                    .get_or_create(&TenantListener {
+                        tenant: tenant.to_owned(),
+                        listener: listener.to_owned(),
+                    })
+                    .clone();
+                t.accepted.insert(listener.into(), c.clone());
+                c
+            },
+        )
+        .inc();
+    }
+
+    /// Counts a delivery of `bytes`, `seconds` after the job's commit.
+    pub fn delivered(&self, tenant: &str, bytes: u64, seconds: f64) {
+        let (sent, time) = self.handle(
+            tenant,
+            |t| t.delivered.as_ref(),
+            |t| {
+                let label = TenantLabel {
+                    tenant: tenant.to_owned(),
+                };
+                let h = (
+                    self.bytes_delivered.get_or_create(&label).clone(),
+                    self.deliver_seconds.get_or_create(&label).clone(),
+                );
+                t.delivered = Some(h.clone());
+                h
+            },
+        );
+        sent.inc_by(bytes);
+        time.observe(seconds);
     }
 
     /// The text exposition of every metric as it stands (the endpoint sets
@@ -190,5 +288,70 @@ impl Metrics {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn kept_handles_count_into_the_exposed_families() {
+        let m = Metrics::new();
+        for _ in 0..3 {
+            m.job("acme", "accepted");
+        }
+        m.job("acme", "delivered");
+        m.job("globex", "accepted");
+        m.connection_accepted("acme", "raw");
+        m.connection_accepted("acme", "raw");
+        m.connection_accepted("acme", "lpd");
+        m.delivered("acme", 4096, 0.25);
+        m.delivered("acme", 100, 0.5);
+        let text = m.encode();
+        let total = |prefix: &str| {
+            line(&text, prefix)
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            total(r#"printroute_jobs_total{tenant="acme",event="accepted"}"#),
+            "3"
+        );
+        assert_eq!(
+            total(r#"printroute_jobs_total{tenant="acme",event="delivered"}"#),
+            "1"
+        );
+        assert_eq!(
+            total(r#"printroute_jobs_total{tenant="globex",event="accepted"}"#),
+            "1"
+        );
+        assert_eq!(
+            total(r#"printroute_connections_accepted_total{tenant="acme",listener="raw"}"#),
+            "2"
+        );
+        assert_eq!(
+            total(r#"printroute_connections_accepted_total{tenant="acme",listener="lpd"}"#),
+            "1"
+        );
+        assert_eq!(
+            total(r#"printroute_delivered_bytes_total{tenant="acme"}"#),
+            "4196"
+        );
+        assert_eq!(
+            total(r#"printroute_deliver_seconds_count{tenant="acme"}"#),
+            "2"
+        );
+        assert_eq!(
+            total(r#"printroute_deliver_seconds_sum{tenant="acme"}"#),
+            "0.75"
+        );
     }
 }

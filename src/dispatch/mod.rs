@@ -502,14 +502,12 @@ async fn forward_step(
                     state.mark_up();
                     drop(turn);
                     let m = crate::metrics::get();
-                    let t = crate::metrics::TenantLabel {
-                        tenant: job.tenant.to_string(),
-                    };
                     m.job(job.tenant.as_str(), "delivered");
-                    m.bytes_delivered.get_or_create(&t).inc_by(bytes);
-                    m.deliver_seconds
-                        .get_or_create(&t)
-                        .observe(now_ms().saturating_sub(job.created_ms) as f64 / 1000.0);
+                    m.delivered(
+                        job.tenant.as_str(),
+                        bytes,
+                        now_ms().saturating_sub(job.created_ms) as f64 / 1000.0,
+                    );
                     job.note(format!(
                         "delivered {bytes} bytes to {name} ({})",
                         device.uri

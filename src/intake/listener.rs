@@ -145,13 +145,7 @@ async fn connection(
             };
             match routed.admit() {
                 Some(slot) => {
-                    crate::metrics::get()
-                        .connections_accepted
-                        .get_or_create(&crate::metrics::TenantListener {
-                            tenant: routed.tenant().id.to_string(),
-                            listener: name.to_string(),
-                        })
-                        .inc();
+                    crate::metrics::get().connection_accepted(routed.tenant().id.as_str(), &name.0);
                     Admission::Admitted { routed, slot }
                 }
                 None => {

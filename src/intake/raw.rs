@@ -11,8 +11,16 @@ use crate::store::job::NewJob;
 use crate::store::StoreError;
 use crate::wire::sniff::{sniff, SNIFF_LIMIT};
 
-/// Read buffer of a RAW connection.
+/// Read buffer of a RAW connection that has shown it is bigger than
+/// [`FIRST_READ_BUFFER`].
 pub const READ_BUFFER: usize = 256 << 10;
+
+/// Read buffer a RAW connection starts with. Most jobs are small: a
+/// buffer of [`READ_BUFFER`] for each (zeroed, and given back to the
+/// system after each job) cost more than the rest of the connection's
+/// work in the profile; a stream that fills this one grows it to
+/// [`READ_BUFFER`].
+pub const FIRST_READ_BUFFER: usize = 16 << 10;
 
 /// User recorded when the stream names none.
 pub const UNKNOWN_USER: &str = "anonymous";
@@ -65,9 +73,14 @@ pub async fn serve(conn: Connection) {
     // a connection that sends nothing (a probe) is not a job being received.
     let mut receiving = None;
     let mut head: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; READ_BUFFER];
+    // Read into spare capacity (`read_buf`): nothing is zeroed first.
+    let mut buf: Vec<u8> = Vec::with_capacity(FIRST_READ_BUFFER);
     loop {
-        let n = match tokio::time::timeout(limits.idle_timeout, stream.read(&mut buf)).await {
+        if buf.len() == buf.capacity() && buf.capacity() < READ_BUFFER {
+            buf.reserve_exact(READ_BUFFER - buf.len());
+        }
+        buf.clear();
+        let n = match tokio::time::timeout(limits.idle_timeout, stream.read_buf(&mut buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 tracing::info!(tenant = %tenant.id, %peer, error = %e, "RAW receive broke off; nothing kept");
