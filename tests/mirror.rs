@@ -538,6 +538,65 @@ fn a_device_down_at_start_keeps_its_last_known_capabilities() {
     assert!(!d.data_dir().join("capabilities").join("a").exists());
 }
 
+#[test]
+fn a_cups_queue_made_with_lpadmin_everywhere_prints_through_printroute() {
+    let eve = eve(
+        "behind-cups",
+        "application/pdf,image/jpeg,image/pwg-raster,image/urf",
+        true,
+    );
+    let extra = format!(
+        "device.eve = {{ uri = \"{}\" }}\nworkflow.direct = {{ steps = [{{ step = \"forward\", devices = [\"eve\"] }}] }}",
+        eve.uri()
+    );
+    let d = TestDaemon::start(&config("direct", &extra));
+    wait_mirrored(&d, "127.0.0.1", "Example Printer");
+    let cups = Cupsd::start(false);
+    // As admins do it: a driverless queue built from printroute's printer.
+    let printer = format!("ipp://127.0.0.1:{}/ipp/print", d.addr("ipp").port());
+    let (ok, out) = cups.run(
+        "lpadmin",
+        &["-p", "Q", "-v", &printer, "-m", "everywhere", "-E"],
+    );
+    assert!(ok, "lpadmin -m everywhere: {out}");
+    // cupsd writes the queue's PPD once it has asked printroute's printer.
+    let ppd = wait_until("the queue's PPD", || {
+        std::fs::read_to_string(cups.dir.path().join("ppd/Q.ppd")).ok()
+    });
+    assert!(
+        ppd.contains("*Duplex DuplexNoTumble") && ppd.contains("*cupsFilter2: \"image/urf"),
+        "the queue's PPD shows the device behind printroute:\n{ppd}"
+    );
+    // A real PDF (CUPS filters it with pdftopdf on the way).
+    let (ok, out) = cups.run(
+        "lp",
+        &[
+            "-d",
+            "Q",
+            "-t",
+            "quarterly via cups",
+            "/usr/share/cups/data/default-testpage.pdf",
+        ],
+    );
+    assert!(ok, "lp: {out}");
+    let (_, doc) = wait_until("the document at ippeveprinter", || {
+        eve.documents()
+            .into_iter()
+            .find(|(name, _)| name.contains("quarterly_via_cups"))
+    });
+    assert!(doc.starts_with(b"%PDF"), "a PDF arrived");
+    // printroute kept the job, with CUPS's job name, and finished it.
+    wait_until("printroute's job completed", || {
+        let jobs = d.live_jobs("a");
+        jobs.iter()
+            .any(|j| {
+                j.name == "quarterly via cups"
+                    && j.state == printroute::store::job::JobState::Completed
+            })
+            .then_some(())
+    });
+}
+
 /// The tests of an ipptool run, by state: names of PASS, FAIL and SKIP.
 fn ipptool_results(uri: &str, suite: &str, doc: &Path) -> [BTreeSet<String>; 3] {
     let out = Command::new(require("ipptool"))
