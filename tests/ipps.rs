@@ -1,10 +1,12 @@
 //! IPPS: an IPP listener with `tls = { cert, key }` speaks TLS and plain
 //! HTTP on one port (told apart by the first byte), or only TLS with
 //! `tls-required`; real clients: curl (OpenSSL) and CUPS's ipptool (GnuTLS,
-//! which needs a server that sends no TLS 1.3 session tickets).
+//! which needs a server that sends no TLS 1.3 session tickets) and the CUPS
+//! `ipp` backend.
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
@@ -160,6 +162,40 @@ fn ipps_and_ipp_share_a_port_and_tls_required_refuses_plain_http() {
             .ok()
             .and_then(|mut r| r.next())
             .map(|_| ())
+    });
+
+    // The CUPS ipp backend prints over ipps too. It trusts a certificate on
+    // first use and, as root, would keep it in /etc/cups/ssl: it runs as
+    // nobody with a private HOME (PEERS.md).
+    let user = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(user.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = user.path().join("report.pdf");
+    let pdf = b"%PDF-1.4\n% over ipps from the CUPS backend\n%%EOF\n";
+    std::fs::write(&report, pdf).unwrap();
+    std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(require("setpriv"))
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(require("ipp"))
+        .args(["1", "alice", "over ipps", "1", ""])
+        .arg(&report)
+        .env("DEVICE_URI", &uri)
+        .env("CONTENT_TYPE", "application/pdf")
+        .env("HOME", user.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "CUPS ipp backend over ipps:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = sha256(pdf);
+    wait_until("the backend's job stored", || {
+        std::fs::read_dir(d.dir.path().join("out"))
+            .ok()?
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .any(|b| sha256(&b) == want)
+            .then_some(())
     });
 
     // tls-required: TLS only.

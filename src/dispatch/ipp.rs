@@ -257,6 +257,8 @@ async fn print_and_follow(
         "document-format",
         Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
     ));
+    g.attributes
+        .extend(super::mirror::outbound_compression(job));
     req.groups.push(super::mirror::outbound_job_group(job));
     let (mut resp, mut sent) =
         exchange(sender, authority, resource, codec::encode(&req), Some(doc)).await?;
@@ -368,8 +370,16 @@ async fn create_and_send(
         "document-format",
         Value::mime(job.format.as_deref().unwrap_or("application/octet-stream")),
     ));
-    let (resp, sent) =
-        exchange(sender, authority, resource, codec::encode(&send), Some(doc)).await?;
+    g.attributes
+        .extend(super::mirror::outbound_compression(job));
+    let (resp, sent) = exchange(
+        sender,
+        authority,
+        resource,
+        codec::encode(&send),
+        Some(doc),
+    )
+    .await?;
     Ok((resp, sent, Some(id)))
 }
 

@@ -18,7 +18,6 @@ use crate::wire::ipp::{self as codec, group, tag, Attribute, Group, Message, Val
 pub const OWNED: &[&str] = &[
     "charset-configured",
     "charset-supported",
-    "compression-supported",
     "document-password-supported",
     "generated-natural-language-supported",
     "ipp-features-supported",
@@ -179,6 +178,8 @@ pub fn declared(d: &Declared) -> Vec<Attribute> {
             "document-format-supported",
             d.formats.iter().map(|f| Value::mime(f)).collect(),
         ),
+        // The bytes reach the device as they are: it gets no compressed document.
+        Attribute::new("compression-supported", Value::keyword("none")),
         Attribute::new("color-supported", Value::Boolean(d.color)),
         Attribute::new("copies-default", Value::Integer(1)),
         Attribute::new("copies-supported", Value::Range(1, 1)),
@@ -578,6 +579,31 @@ pub fn decode_job_attributes(hex: &str) -> Option<Group> {
     m.groups.into_iter().find(|g| g.tag == group::JOB)
 }
 
+/// The `compression` of a document printroute passes on as it came
+/// (RFC 8011 section 4.2.1.1; the devices list it in `compression-supported`).
+/// An operation attribute, kept in the job record's attribute group under
+/// this name and sent in the operation group of the outbound request.
+pub const COMPRESSION: &str = "compression";
+
+/// True when every device of the printer takes documents compressed with
+/// `compression` (`none` always).
+pub fn compression_supported(caps: &[Attribute], compression: &str) -> bool {
+    compression == "none"
+        || find(caps, "compression-supported")
+            .is_some_and(|a| a.values.iter().any(|v| v.as_str() == Some(compression)))
+}
+
+/// The compression of a job's document as the record keeps it (see
+/// [`COMPRESSION`]); none when it came uncompressed.
+pub fn outbound_compression(job: &crate::store::job::Job) -> Option<Attribute> {
+    job.ipp_job_attributes
+        .as_deref()
+        .and_then(decode_job_attributes)?
+        .attributes
+        .into_iter()
+        .find(|a| a.name == COMPRESSION)
+}
+
 /// The job group of an outbound Print-Job or Create-Job: the job template
 /// attributes printroute accepted, and `job-originating-host-name` (the
 /// address the job came from, RFC 8011 section 5.3.17).
@@ -587,7 +613,8 @@ pub fn outbound_job_group(job: &crate::store::job::Job) -> Group {
         .as_deref()
         .and_then(decode_job_attributes)
         .unwrap_or_else(|| Group::new(group::JOB));
-    g.attributes.retain(|a| !is_own_template(&a.name));
+    g.attributes
+        .retain(|a| !is_own_template(&a.name) && a.name != COMPRESSION);
     g.push(Attribute::new(
         "job-originating-host-name",
         Value::name(&job.peer.ip().to_string()),
@@ -753,6 +780,20 @@ mod tests {
         assert!(format_supported(&caps, "application/postscript"));
         assert!(format_supported(&caps, "application/vnd.hp-pcl"));
         assert!(!format_supported(&caps, "application/pdf"));
+    }
+
+    #[test]
+    fn compressed_documents_go_only_to_devices_that_take_them() {
+        let eve = vec![kws("compression-supported", &["deflate", "gzip", "none"])];
+        assert!(compression_supported(&eve, "gzip"));
+        assert!(!compression_supported(&eve, "compress"));
+        let socket = declared(&Declared::default());
+        assert!(compression_supported(&socket, "none"));
+        assert!(!compression_supported(&socket, "gzip"));
+        // A pool of both: only uncompressed documents.
+        let pool = intersect(&[eve, socket]);
+        assert!(!compression_supported(&pool, "gzip"));
+        assert!(compression_supported(&pool, "none"));
     }
 
     #[test]

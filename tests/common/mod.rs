@@ -15,9 +15,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+mod cupsd;
 mod eve;
 mod recording;
 pub mod web;
+#[allow(
+    unused_imports,
+    reason = "each test binary uses a different part of the harness"
+)]
+pub use cupsd::Cupsd;
 #[allow(
     unused_imports,
     reason = "each test binary uses a different part of the harness"

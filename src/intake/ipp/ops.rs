@@ -515,10 +515,13 @@ struct Validated {
     format: Option<String>,
     /// Held until released (`job-hold-until`).
     hold: bool,
-    /// The supported job template attributes, as the job record keeps them.
+    /// The supported job template attributes, as the job record keeps them
+    /// (with the document's `compression`, when it came compressed).
     job_attributes: Option<String>,
     /// The hashed `job-password` (PWG 5100.11), on a printer whose workflow holds.
     pin: Option<String>,
+    /// The document comes compressed: its bytes are not sniffed.
+    compressed: bool,
 }
 
 /// Longest `job-password` taken, in octets (`job-password-supported`,
@@ -585,17 +588,29 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
             .and_then(|a| a.values.first()),
         Some(Value::Boolean(true))
     );
-    if let Some(c) = req.op_str("compression") {
-        if c != "none" {
-            resp.unsupported
-                .push(Attribute::new("compression", Value::keyword(c)));
-            return Err((
-                status::COMPRESSION_NOT_SUPPORTED,
-                "compression not supported",
-            ));
-        }
-    }
     let printer = printer(req);
+    // A compressed document goes to the devices as it came, when every one
+    // of them takes that compression (RFC 8011 section 4.2.1.1).
+    let compression = match req.op_attr(mirror::COMPRESSION) {
+        None => None,
+        Some(a) => match a.values.as_slice() {
+            [v] if v.as_str() == Some("none") => None,
+            [v] if printer.as_ref().is_some_and(|p| {
+                v.as_str()
+                    .is_some_and(|c| mirror::compression_supported(&p.attributes, c))
+            }) =>
+            {
+                Some(a.clone())
+            }
+            _ => {
+                resp.unsupported.push(a.clone());
+                return Err((
+                    status::COMPRESSION_NOT_SUPPORTED,
+                    "compression not supported",
+                ));
+            }
+        },
+    };
     let format = match req.op_attr("document-format") {
         Some(a) => {
             let f = a.values.first().and_then(Value::as_str).unwrap_or("");
@@ -694,11 +709,15 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
             .filter(|a| !mirror::is_own_template(&a.name))
             .collect(),
     };
+    let compressed = compression.is_some();
+    let mut kept = accepted;
+    kept.extend(compression);
     Ok(Validated {
         format,
         hold,
-        job_attributes: mirror::encode_job_attributes(&accepted),
+        job_attributes: mirror::encode_job_attributes(&kept),
         pin,
+        compressed,
     })
 }
 
@@ -832,10 +851,12 @@ async fn receive(
     }
 }
 
-/// The format to record: the client's, or what the bytes show when it said octet-stream.
-fn record_format(given: Option<String>, head: &[u8]) -> Option<String> {
+/// The format to record: the client's, or what the bytes show when it said
+/// octet-stream (compressed bytes show nothing: the devices sniff them).
+fn record_format(given: Option<String>, head: &[u8], compressed: bool) -> Option<String> {
     match given {
         Some(f) if !f.eq_ignore_ascii_case("application/octet-stream") => Some(f),
+        _ if compressed => None,
         _ => sniff(head).format.map(str::to_owned),
     }
 }
@@ -886,13 +907,14 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
         hold,
         job_attributes,
         pin,
+        compressed,
     } = validate_job(req, resp)?;
     let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
     if writer.size() == 0 {
         return Err((status::BAD_REQUEST, "Print-Job without document data"));
     }
-    let format = record_format(format, &head);
+    let format = record_format(format, &head, compressed);
     // Refused: the writer is dropped with its spool file, nothing is stored.
     check_format(req, resp, format.as_deref())?;
     let new = new_job(req, format, job_attributes, pin);
@@ -913,6 +935,7 @@ fn create_job(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         hold,
         job_attributes,
         pin,
+        ..
     } = validate_job(req, resp)?;
     let tenant = req.tenant_id().clone();
     let mut open = open_jobs();
@@ -950,8 +973,8 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             _ => (status::NOT_FOUND, "no such job"),
         });
     };
-    let format = match validate_job(req, resp) {
-        Ok(v) => v.format,
+    let (format, compressed) = match validate_job(req, resp) {
+        Ok(v) => (v.format, v.compressed),
         Err(e) => {
             open_jobs().insert(key, job);
             return Err(e);
@@ -973,7 +996,7 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             ));
         }
         let named = job.new.format.clone();
-        let format = record_format(format.or(job.new.format.take()), &head);
+        let format = record_format(format.or(job.new.format.take()), &head, compressed);
         if let Err(e) = check_format(req, resp, format.as_deref()) {
             // The document is dropped; the job stays open for another.
             job.new.format = named;
@@ -1615,6 +1638,18 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
             f.values.insert(0, Value::mime("application/octet-stream"));
         }
     }
+    // Uncompressed documents always; compressed ones when every device
+    // takes them so (they pass on as they came).
+    match caps.iter_mut().find(|a| a.name == "compression-supported") {
+        Some(c) if !c.values.iter().any(|v| v.as_str() == Some("none")) => {
+            c.values.insert(0, Value::keyword("none"));
+        }
+        Some(_) => {}
+        None => caps.push(Attribute::new(
+            "compression-supported",
+            Value::keyword("none"),
+        )),
+    }
     let make_and_model = mirrored
         .as_ref()
         .map_or(GENERIC_MAKE_AND_MODEL, |p| p.make_and_model.as_str())
@@ -1754,7 +1789,6 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
             "generated-natural-language-supported",
             Value::language("en"),
         ),
-        Attribute::new("compression-supported", Value::keyword("none")),
         Attribute::many("ipp-versions-supported", kw(&["1.1", "2.0"])),
         Attribute::many("ipp-features-supported", kw(&["ipp-everywhere"])),
         Attribute::new("job-ids-supported", Value::Boolean(true)),
