@@ -103,6 +103,8 @@ stop_daemon
 fi
 
 echo "== peer: socat writing the same stream into a file, then fsync"
-socat -u TCP-LISTEN:19103,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &
+# Both directions and a long -t: with -u, socat closes about 1 s after the
+# sender's end whether or not its sync is done; this way it closes after it.
+socat -t 300 TCP-LISTEN:19103,bind=127.0.0.1,reuseaddr SYSTEM:"cat > $work/socat.out && sync $work/socat.out" &
 sleep 0.3
 $load --addr 127.0.0.1:19103 --jobs 1 --size "$BIG" --clients 1 --sources 127.0.0.1 --max-seconds 300

@@ -1806,6 +1806,13 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
             v(&["purge", A_TENANT, "--force", "--json"]),
             v(&["purge", NO_TENANT, "--force", "--json"]),
         ),
+        // Key rotation is a global admin's: refused alike for alpha and for none.
+        cli_row(
+            "cli-rekey-alpha",
+            "rekey",
+            v(&["rekey", A_TENANT, "--wait"]),
+            v(&["rekey", NO_TENANT, "--wait"]),
+        ),
         // Reload names no object: beta's admin is refused as every tenant admin is.
         row(
             "cli-reload",
@@ -1842,6 +1849,14 @@ fn another_tenants_objects_answer_like_ones_that_do_not_exist() {
             0,
         ),
         offline_row("cli-help-prints-text", "help", v(&["help", "jobs"]), 0),
+        // Tokens live in the data folder, which only the daemon's user may
+        // write: beta's admin cannot make one for alpha (exit 1).
+        offline_row(
+            "cli-token-create-for-alpha-needs-the-data-folder",
+            "token",
+            v(&["token", "create", "--tenant", A_TENANT, "--name", "x", "--config", &config_path]),
+            1,
+        ),
         // This config lists no nodes, so there is nothing to export (78).
         offline_row(
             "cli-export-haproxy-reads-a-file-not-the-daemon",

@@ -526,6 +526,8 @@ fn lpd_data_files_held_aside_keep_memory_and_descriptors_bounded() {
 data-dir = "{data}"
 [global.limits]
 max-receives = 64
+# Sessions wait while the others send (a minute or more on a busy machine).
+idle-timeout = "10m"
 [[listener]]
 name = "lpd"
 protocol = "lpd"

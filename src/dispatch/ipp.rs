@@ -372,14 +372,8 @@ async fn create_and_send(
     ));
     g.attributes
         .extend(super::mirror::outbound_compression(job));
-    let (resp, sent) = exchange(
-        sender,
-        authority,
-        resource,
-        codec::encode(&send),
-        Some(doc),
-    )
-    .await?;
+    let (resp, sent) =
+        exchange(sender, authority, resource, codec::encode(&send), Some(doc)).await?;
     Ok((resp, sent, Some(id)))
 }
 

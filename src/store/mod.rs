@@ -1743,6 +1743,24 @@ mod tests {
         assert_eq!(groups, (1011usize).div_ceil(MAX_GROUP_COMMITS));
     }
 
+    /// Opens the store again in the same process: sled lets go of its
+    /// lock file when its last background job of the closed store ends,
+    /// which on a busy machine can be a moment after `close`.
+    fn reopen(dir: &Path) -> Store {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match Store::open(dir, 8 << 20) {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return r.unwrap(),
+            }
+        }
+    }
+
     fn read_document(t: &TenantStore, job: &Job) -> Vec<u8> {
         let mut out = Vec::new();
         io::Read::read_to_end(
@@ -1867,7 +1885,7 @@ mod tests {
             std::fs::create_dir_all(dir.path().join("spool/b")).unwrap();
             std::fs::write(dir.path().join("spool/b/.incoming-1-0"), b"partial").unwrap();
         }
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = reopen(dir.path());
         let ts = store.provision(&[a.clone(), b.clone()]).unwrap();
         assert_eq!(ts[0].active_jobs().unwrap(), vec![JobId(1)]);
         assert_eq!(
@@ -1906,7 +1924,7 @@ mod tests {
             drop(w);
             store.close().unwrap();
         }
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = reopen(dir.path());
         let mut reg = store.registered_tenants().unwrap();
         reg.sort();
         assert_eq!(reg, vec![a.clone(), b.clone()]);
@@ -2075,7 +2093,7 @@ mod tests {
             .unwrap()
             .set_len(5)
             .unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = reopen(dir.path());
         let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
         assert_eq!(t.active_jobs().unwrap(), vec![JobId(1)]);
         let j2 = t.job(JobId(2)).unwrap().unwrap();
