@@ -6,8 +6,8 @@
 #     POST .../jobs/ID/release by 4 Python clients on keep-alive
 #     connections: releases/s (each release also makes the job print on a
 #     discarding RAW device)
-#  3. a device change through the API to its first routed job: PUT the
-#     tenant's device to a new address, then send one RAW job; the time
+#  3. a device change through the API to its first routed job: PUT a
+#     device of the tenant to a new address, then send one RAW job; the time
 #     until the new device has it, and how much of it the PUT took
 #     (validate the whole config, write the file, reload), ROUNDS times.
 # Loopback only; every phase is bounded.
@@ -116,15 +116,22 @@ def api(method, path, body=None):
     c.request(method, path, body=json.dumps(body).encode() if body is not None else None, headers=h)
     r = c.getresponse(); data = r.read(); c.close()
     return r.status, data
-s, b = api("PUT", "/api/v1/tenants/a/inputs", [{"listener": "raw", "workflow": "direct"}])
-assert s == 200, b
+# A device of its own, so that jobs still queued for the sink (the
+# releases above) do not follow it to its new addresses.
+for method, path, body in [
+    ("PUT", "/api/v1/tenants/a/devices/moved", {"uri": "socket://127.0.1.251:19199"}),
+    ("PUT", "/api/v1/tenants/a/workflows/direct", {"steps": [{"step": "forward", "devices": ["moved"]}]}),
+    ("PUT", "/api/v1/tenants/a/inputs", [{"listener": "raw", "workflow": "direct"}]),
+]:
+    s, b = api(method, path, body)
+    assert s in (200, 201), b
 puts, totals = [], []
 for k in range(rounds):
     port = 19200 + k
     srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.1.251", port)); srv.listen(8); srv.settimeout(60)
     t0 = time.perf_counter()
-    s, b = api("PUT", "/api/v1/tenants/a/devices/sink", {"uri": f"socket://127.0.1.251:{port}"})
+    s, b = api("PUT", "/api/v1/tenants/a/devices/moved", {"uri": f"socket://127.0.1.251:{port}"})
     assert s == 200, b
     t1 = time.perf_counter()
     j = socket.socket(); j.bind(("127.0.1.10", 0)); j.connect(("127.0.0.1", 19120))

@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | 8 | the binary: CLI, bind, run | `main.rs` |
 //! | 7 | start, reload, stop, sd_notify: wires the layers below | [`daemon`] |
-//! | 6 | administration: control socket, metrics endpoint, exports | [`admin`] |
+//! | 6 | administration: control socket, metrics endpoint, exports, tokens, admin API and portal | [`admin`] |
 //! | 5 | accept, PROXY, route, admit, receive per protocol, acknowledge | [`intake`] |
 //! | 4 | dispatch: forward (socket, lpd, ipp devices), hold, store to a folder | [`dispatch`] |
 //! | 3 | the snapshot a connection takes at accept: config, routing, stores, admission counters | [`snapshot`] |

@@ -525,3 +525,23 @@ fn requests_without_a_live_token_are_refused_and_failed_sign_ins_are_rate_limite
         "plain HTTP was served"
     );
 }
+
+#[test]
+fn a_renewed_certificate_is_served_from_the_next_reload_on() {
+    let (d, api, aside) = start("", &[]);
+    assert!(api.handshake_ok("127.0.0.1"));
+    let renewed = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(renewed.path());
+    std::fs::copy(&cert, aside.dir.path().join("web.pem")).unwrap();
+    std::fs::copy(&key, aside.dir.path().join("web.key")).unwrap();
+    let (ok, out) = d.cli(&["reload"]);
+    assert!(ok, "{out}");
+    let new = Api::new(api.addr, &cert);
+    assert!(
+        new.handshake_ok("127.0.0.1"),
+        "the renewed certificate is served"
+    );
+    assert!(!api.handshake_ok("127.0.0.1"), "the old one is not");
+    let r = new.call("127.0.0.1", "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(r.status, 200);
+}

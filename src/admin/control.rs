@@ -478,13 +478,17 @@ fn visible(scope: &Scope, admin: &Admin, t: &str) -> Option<TenantId> {
     .then_some(id)
 }
 
-fn job_json(j: &Job) -> Value {
-    let mut v = serde_json::to_value(j).unwrap_or(Value::Null);
+/// A job as admins are shown it: whether a PIN was set, never its hash
+/// (short PINs are guessable from it).
+pub fn shown(mut j: Job) -> Job {
     if j.pin.is_some() {
-        // Whether a PIN was set, never its hash (short PINs are guessable from it).
-        v["pin"] = json!("set");
+        j.pin = Some("set".into());
     }
-    v
+    j
+}
+
+fn job_json(j: &Job) -> Value {
+    serde_json::to_value(shown(j.clone())).unwrap_or(Value::Null)
 }
 
 /// Does one request for a caller of `scope`: the control socket's, and the

@@ -1,5 +1,6 @@
-//! Administration: the control socket, the metrics endpoint and the
-//! config exports (HAProxy). Uses intake, dispatch, snapshot, store, config.
+//! Administration: the control socket, the metrics endpoint, the config
+//! exports (HAProxy, nftables), API tokens, and the admin API and portal
+//! ([`web`]). Uses intake, dispatch, snapshot, store, config.
 
 pub mod control;
 pub mod export;

@@ -252,15 +252,18 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
     };
     let web_stop = CancellationToken::new();
     let web = snapshot.load().config.global.web.clone().and_then(|w| {
+        // Checked here so that a bad certificate is said at start; each
+        // connection takes the one of the snapshot in force (a reload
+        // picks up a renewed certificate).
         let tls = match &w.tls {
             Some(files) => match crate::intake::tls::server_config(files) {
-                Ok(c) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(c))),
+                Ok(_) => true,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot load the admin API's certificate; the API is off");
                     return None;
                 }
             },
-            None => None,
+            None => false,
         };
         match crate::intake::listener::bind(w.bind).and_then(|l| {
             l.set_nonblocking(true)?;
@@ -270,7 +273,7 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
                 let local = l
                     .local_addr()
                     .map_or_else(|_| w.bind.to_string(), |a| a.to_string());
-                let scheme = if tls.is_some() { "https" } else { "http" };
+                let scheme = if tls { "https" } else { "http" };
                 announce(&format!("listening web {scheme} {local}"));
                 tracing::info!(addr = %local, "admin API at {scheme}://{local}/api/v1");
                 Some(tokio::spawn(crate::admin::web::serve(

@@ -111,6 +111,23 @@ impl Api {
         self.request(from, method, path, &headers, body.as_bytes())
     }
 
+    /// Whether a TLS handshake from `from` succeeds (the server's
+    /// certificate is the one this client trusts).
+    pub fn handshake_ok(&self, from: &str) -> bool {
+        let mut tcp = connect_from(from, self.addr).unwrap();
+        let mut conn = rustls::ClientConnection::new(
+            self.tls.clone(),
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+        )
+        .unwrap();
+        while conn.is_handshaking() {
+            if conn.complete_io(&mut tcp).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
     /// One request from `from` with these headers and body.
     pub fn request(
         &self,

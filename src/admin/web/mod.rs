@@ -52,11 +52,15 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of descriptors, say).
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves the admin API on `listener` (with TLS when `tls` is given) until
-/// `stop` fires.
+/// The name the API's certificate is kept under among the TLS acceptors.
+pub const WEB_LISTENER: &str = "web";
+
+/// Serves the admin API on `listener` until `stop` fires: over TLS when
+/// `tls` (with `global.web.tls` of the snapshot in force at each accept,
+/// so that a reload picks up a renewed certificate), else plain HTTP.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: bool,
     admin: Arc<Admin>,
     reload: mpsc::Sender<ReloadRequest>,
     stop: CancellationToken,
@@ -71,6 +75,8 @@ pub async fn serve(
         pin_tries: Default::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let acceptors = crate::intake::tls::Acceptors::default();
+    let name = crate::config::ids::ListenerName(WEB_LISTENER.to_owned());
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
@@ -86,7 +92,29 @@ pub async fn serve(
             },
             _ = stop.cancelled() => return,
         };
-        let (web, tls, stop) = (web.clone(), tls.clone(), stop.clone());
+        let acceptor = if tls {
+            let snapshot = web.admin.snapshot.load();
+            let files = snapshot
+                .config
+                .global
+                .web
+                .as_ref()
+                .and_then(|w| w.tls.clone());
+            match files.map(|f| acceptors.get(&name, &f, snapshot.loaded_at)) {
+                Some(Ok(a)) => Some(a),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "admin API certificate unusable; connection closed");
+                    continue;
+                }
+                None => {
+                    tracing::error!("global.web.tls was removed; restart to serve plain HTTP");
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let (web, tls, stop) = (web.clone(), acceptor, stop.clone());
         web.admin.connections.clone().spawn(async move {
             let _permit = permit;
             match tls {

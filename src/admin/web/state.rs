@@ -164,7 +164,8 @@ impl Reply {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body: serde_json::to_vec_pretty(v).unwrap_or_default(),
+            // Compact: a list of 10,000 jobs is 4.8 MB, 6.9 MB pretty-printed.
+            body: serde_json::to_vec(v).unwrap_or_default(),
         }
     }
 
