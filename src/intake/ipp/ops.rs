@@ -518,8 +518,9 @@ struct Validated {
     /// The supported job template attributes, as the job record keeps them
     /// (with the document's `compression`, when it came compressed).
     job_attributes: Option<String>,
-    /// The document comes compressed: its bytes are not sniffed.
-    compressed: bool,
+    /// The document's `compression`, when it comes compressed (its bytes
+    /// are not sniffed).
+    compression: Option<Attribute>,
 }
 
 /// What the printer of the request's input presents: its devices'
@@ -664,14 +665,13 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
             .filter(|a| !mirror::is_own_template(&a.name))
             .collect(),
     };
-    let compressed = compression.is_some();
     let mut kept = accepted;
-    kept.extend(compression);
+    kept.extend(compression.clone());
     Ok(Validated {
         format,
         hold,
         job_attributes: mirror::encode_job_attributes(&kept),
-        compressed,
+        compression,
     })
 }
 
@@ -854,14 +854,14 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
         format,
         hold,
         job_attributes,
-        compressed,
+        compression,
     } = validate_job(req, resp)?;
     let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
     if writer.size() == 0 {
         return Err((status::BAD_REQUEST, "Print-Job without document data"));
     }
-    let format = record_format(format, &head, compressed);
+    let format = record_format(format, &head, compression.is_some());
     // Refused: the writer is dropped with its spool file, nothing is stored.
     check_format(req, resp, format.as_deref())?;
     let new = new_job(req, format, job_attributes);
@@ -919,8 +919,8 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             _ => (status::NOT_FOUND, "no such job"),
         });
     };
-    let (format, compressed) = match validate_job(req, resp) {
-        Ok(v) => (v.format, v.compressed),
+    let (format, compression) = match validate_job(req, resp) {
+        Ok(v) => (v.format, v.compression),
         Err(e) => {
             open_jobs().insert(key, job);
             return Err(e);
@@ -942,7 +942,11 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             ));
         }
         let named = job.new.format.clone();
-        let format = record_format(format.or(job.new.format.take()), &head, compressed);
+        let format = record_format(
+            format.or(job.new.format.take()),
+            &head,
+            compression.is_some(),
+        );
         if let Err(e) = check_format(req, resp, format.as_deref()) {
             // The document is dropped; the job stays open for another.
             job.new.format = named;
@@ -950,6 +954,9 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             return Err(e);
         }
         job.new.format = format;
+        // The compression is this document's (RFC 8011 section 4.3.1).
+        job.new.ipp_job_attributes =
+            mirror::with_compression(job.new.ipp_job_attributes.as_deref(), compression);
         job.writer = Some(writer);
     }
     if !last {
