@@ -31,7 +31,7 @@ device.down = { uri = "socket://127.0.0.1:9" }
 workflow.direct = { steps = [{ step = "forward", devices = ["down"] }] }
 input = [{ listener = "ipp", workflow = "direct" }]
 EOF
-"$BIN" serve -c "$DIR/p.toml" > "$DIR/log" 2>&1 & PID=$!
+"$BIN" serve --announce -c "$DIR/p.toml" > "$DIR/log" 2>&1 & PID=$!
 until grep -q '^ready' "$DIR/log"; do sleep 0.1; done
 python3 - "$DIR" "$PORT" <<'EOF'
 import struct, sys

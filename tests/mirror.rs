@@ -20,6 +20,8 @@ use printroute::wire::ipp::{self as codec, Message, Value};
 
 const PRINT_JOB: u16 = 0x0002;
 const VALIDATE_JOB: u16 = 0x0004;
+const CREATE_JOB: u16 = 0x0005;
+const SEND_DOCUMENT: u16 = 0x0006;
 const GET_JOBS: u16 = 0x000a;
 const GET_PRINTER_ATTRIBUTES: u16 = 0x000b;
 
@@ -807,6 +809,50 @@ fn a_compressed_document_goes_on_compressed_to_a_printer_that_takes_it() {
             .any(|(_, doc)| sha256(&doc) == want)
             .then_some(())
     });
+    // Create-Job, then Send-Document with a compressed document (as lp sends).
+    let second = std::fs::read("/usr/share/cups/data/default.pdf").unwrap();
+    let second_gz = Command::new(require("gzip"))
+        .arg("-c")
+        .arg("/usr/share/cups/data/default.pdf")
+        .output()
+        .unwrap()
+        .stdout;
+    let uri = format!("ipp://{}/ipp/print", d.addr("ipp"));
+    let created = ipp(
+        A_IP,
+        d.addr("ipp"),
+        "/ipp/print",
+        &Enc::op(CREATE_JOB, &uri)
+            .s(0x42, "job-name", "packed later")
+            .end(),
+    );
+    assert_eq!(created.code, OK);
+    let id = match created.attr(2, "job-id").map(|a| a.values[0].clone()) {
+        Some(Value::Integer(id)) => id,
+        other => panic!("Create-Job answer without job-id: {other:?}"),
+    };
+    let sent = ipp(
+        A_IP,
+        d.addr("ipp"),
+        "/ipp/print",
+        &Enc::op(SEND_DOCUMENT, &uri)
+            .raw(0x21, "job-id", &id.to_be_bytes())
+            .boolean("last-document", true)
+            .s(0x49, "document-format", "application/pdf")
+            .s(0x44, "compression", "gzip")
+            .end()
+            .into_iter()
+            .chain(second_gz.iter().copied())
+            .collect::<Vec<u8>>(),
+    );
+    assert_eq!(sent.code, OK);
+    let want = sha256(&second);
+    wait_until("the second unpacked document at ippeveprinter", || {
+        eve.documents()
+            .into_iter()
+            .any(|(_, doc)| sha256(&doc) == want)
+            .then_some(())
+    });
     // Compression the printer does not take, and any to tenant b's
     // socket device (it gets the bytes as they are): refused, nothing stored.
     let m = print(A_IP, "compress");
@@ -818,6 +864,6 @@ fn a_compressed_document_goes_on_compressed_to_a_printer_that_takes_it() {
     );
     assert_eq!(print(B_IP, "gzip").code, COMPRESSION_NOT_SUPPORTED);
     d.stop();
-    assert_eq!(d.stored_jobs().get("a").map_or(0, Vec::len), 1);
+    assert_eq!(d.stored_jobs().get("a").map_or(0, Vec::len), 2);
     assert!(d.stored_jobs().get("b").is_none_or(Vec::is_empty));
 }

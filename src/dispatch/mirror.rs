@@ -593,6 +593,18 @@ pub fn compression_supported(caps: &[Attribute], compression: &str) -> bool {
             .is_some_and(|a| a.values.iter().any(|v| v.as_str() == Some(compression)))
 }
 
+/// A job record's attributes (see [`encode_job_attributes`]) with the
+/// document's compression set to `compression` (none: uncompressed).
+pub fn with_compression(recorded: Option<&str>, compression: Option<Attribute>) -> Option<String> {
+    let mut attrs = recorded
+        .and_then(decode_job_attributes)
+        .map(|g| g.attributes)
+        .unwrap_or_default();
+    attrs.retain(|a| a.name != COMPRESSION);
+    attrs.extend(compression);
+    encode_job_attributes(&attrs)
+}
+
 /// The compression of a job's document as the record keeps it (see
 /// [`COMPRESSION`]); none when it came uncompressed.
 pub fn outbound_compression(job: &crate::store::job::Job) -> Option<Attribute> {
@@ -794,6 +806,17 @@ mod tests {
         let pool = intersect(&[eve, socket]);
         assert!(!compression_supported(&pool, "gzip"));
         assert!(compression_supported(&pool, "none"));
+        // Send-Document sets the compression of the job's one document.
+        let sides = kws("sides", &["one-sided"]);
+        let gzip = kws(COMPRESSION, &["gzip"]);
+        let kept = encode_job_attributes(std::slice::from_ref(&sides));
+        let packed = with_compression(kept.as_deref(), Some(gzip.clone())).unwrap();
+        assert_eq!(
+            decode_job_attributes(&packed).unwrap().attributes,
+            [sides.clone(), gzip]
+        );
+        let plain = with_compression(Some(&packed), None).unwrap();
+        assert_eq!(decode_job_attributes(&plain).unwrap().attributes, [sides]);
     }
 
     #[test]

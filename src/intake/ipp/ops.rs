@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use super::request::{Access, ConnCtx, Document, Reply};
 use std::sync::Arc;
 
-use crate::config::ids::{JobId, TenantId};
+use crate::config::ids::{JobId, ListenerName, TenantId};
 use crate::dispatch::capabilities::{self, Printer, GENERIC_MAKE_AND_MODEL};
 use crate::dispatch::mirror;
 use crate::snapshot::{ReceiveSlot, Routed};
@@ -520,8 +520,9 @@ struct Validated {
     job_attributes: Option<String>,
     /// The hashed `job-password` (PWG 5100.11), on a printer whose workflow holds.
     pin: Option<String>,
-    /// The document comes compressed: its bytes are not sniffed.
-    compressed: bool,
+    /// The document's `compression`, when it comes compressed (its bytes
+    /// are not sniffed).
+    compression: Option<Attribute>,
 }
 
 /// Longest `job-password` taken, in octets (`job-password-supported`,
@@ -709,15 +710,14 @@ fn validate_job(req: &Req<'_>, resp: &mut Resp) -> Result<Validated, (u16, &'sta
             .filter(|a| !mirror::is_own_template(&a.name))
             .collect(),
     };
-    let compressed = compression.is_some();
     let mut kept = accepted;
-    kept.extend(compression);
+    kept.extend(compression.clone());
     Ok(Validated {
         format,
         hold,
         job_attributes: mirror::encode_job_attributes(&kept),
         pin,
-        compressed,
+        compression,
     })
 }
 
@@ -907,14 +907,14 @@ async fn print_job(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> OpResu
         hold,
         job_attributes,
         pin,
-        compressed,
+        compression,
     } = validate_job(req, resp)?;
     let _receive_slot = receive_slot(req).await?;
     let (writer, head) = receive(req, doc).await?;
     if writer.size() == 0 {
         return Err((status::BAD_REQUEST, "Print-Job without document data"));
     }
-    let format = record_format(format, &head, compressed);
+    let format = record_format(format, &head, compression.is_some());
     // Refused: the writer is dropped with its spool file, nothing is stored.
     check_format(req, resp, format.as_deref())?;
     let new = new_job(req, format, job_attributes, pin);
@@ -973,8 +973,8 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             _ => (status::NOT_FOUND, "no such job"),
         });
     };
-    let (format, compressed) = match validate_job(req, resp) {
-        Ok(v) => (v.format, v.compressed),
+    let (format, compression) = match validate_job(req, resp) {
+        Ok(v) => (v.format, v.compression),
         Err(e) => {
             open_jobs().insert(key, job);
             return Err(e);
@@ -996,7 +996,11 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             ));
         }
         let named = job.new.format.clone();
-        let format = record_format(format.or(job.new.format.take()), &head, compressed);
+        let format = record_format(
+            format.or(job.new.format.take()),
+            &head,
+            compression.is_some(),
+        );
         if let Err(e) = check_format(req, resp, format.as_deref()) {
             // The document is dropped; the job stays open for another.
             job.new.format = named;
@@ -1004,6 +1008,9 @@ async fn send_document(req: &Req<'_>, resp: &mut Resp, doc: &mut Document) -> Op
             return Err(e);
         }
         job.new.format = format;
+        // The compression is this document's (RFC 8011 section 4.3.1).
+        job.new.ipp_job_attributes =
+            mirror::with_compression(job.new.ipp_job_attributes.as_deref(), compression);
         job.writer = Some(writer);
     }
     if !last {
@@ -1609,18 +1616,132 @@ fn device_id(make_and_model: &str, caps: &[Attribute]) -> String {
     )
 }
 
+/// Most printers whose attribute sets are kept built ([`printer_description`]);
+/// past it the kept sets are dropped and built again as asked.
+pub const MAX_KEPT_PRINTER_DESCRIPTIONS: usize = 1024;
+
+/// What a kept attribute set was built from: the printer (tenant,
+/// listener, queue, the path and host the client named it by, TLS).
+type DescriptionKey = (TenantId, ListenerName, Option<String>, String, String, bool);
+
+/// A printer's attribute set, built once per snapshot and device answer.
+struct KeptDescription {
+    loaded_at: std::time::SystemTime,
+    mirrored: Option<Arc<Printer>>,
+    attributes: Arc<Vec<Attribute>>,
+}
+
+/// Printers' attribute sets, kept between requests: a client polls
+/// Get-Printer-Attributes before and during every job.
+static DESCRIPTIONS: LazyLock<Mutex<HashMap<DescriptionKey, KeptDescription>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The attributes of the request's printer that change only with the
+/// snapshot or what its devices say, built once and kept.
+fn printer_description(req: &Req<'_>, mirrored: &Option<Arc<Printer>>) -> Arc<Vec<Attribute>> {
+    let key: DescriptionKey = (
+        req.tenant_id().clone(),
+        req.ctx.listener.clone(),
+        req.queue.clone(),
+        req.path.clone(),
+        req.host.to_owned(),
+        req.ctx.secure,
+    );
+    let loaded_at = req.routed.snapshot.loaded_at;
+    let same_devices = |kept: &KeptDescription| match (&kept.mirrored, mirrored) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    };
+    {
+        let kept = DESCRIPTIONS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.get(&key) {
+            if k.loaded_at == loaded_at && same_devices(k) {
+                return k.attributes.clone();
+            }
+        }
+    }
+    let attributes = Arc::new(build_printer_description(req, mirrored));
+    let mut kept = DESCRIPTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() >= MAX_KEPT_PRINTER_DESCRIPTIONS {
+        kept.clear();
+    }
+    kept.insert(
+        key,
+        KeptDescription {
+            loaded_at,
+            mirrored: mirrored.clone(),
+            attributes: attributes.clone(),
+        },
+    );
+    attributes
+}
+
 fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let want = wanted(req, &["all"]);
-    let tenant = req.routed.tenant();
     let queued = req
         .store()
         .queued_on(&req.ctx.listener, req.queue.as_deref())
         .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+    let mirrored = printer(req);
+    let (pool_state, mut reasons) = mirrored
+        .as_ref()
+        .map_or((3, vec!["none".to_owned()]), |p| p.state.clone());
+    let state = if pool_state == 5 {
+        5
+    } else if queued > 0 {
+        4
+    } else {
+        3
+    };
+    if reasons.is_empty() {
+        reasons.push("none".to_owned());
+    }
+    let mut g = Group::new(group::PRINTER);
+    for a in printer_description(req, &mirrored).iter() {
+        if want.has(&a.name) {
+            g.push(a.clone());
+        }
+    }
+    // What changes from one request to the next.
+    let now = [
+        Attribute::new("printer-state", Value::Enum(state)),
+        Attribute::many(
+            "printer-state-reasons",
+            reasons.iter().map(|r| Value::keyword(r)).collect(),
+        ),
+        Attribute::new(
+            "printer-state-message",
+            Value::text(if state == 5 {
+                "the printer's devices are stopped"
+            } else {
+                "accepting jobs"
+            }),
+        ),
+        Attribute::new(
+            "queued-job-count",
+            Value::Integer(i32::try_from(queued).unwrap_or(i32::MAX)),
+        ),
+        Attribute::new("printer-up-time", Value::Integer(secs(now_ms()))),
+        Attribute::new("printer-current-time", date_time(now_ms() / 1000)),
+    ];
+    for a in now {
+        if want.has(&a.name) {
+            g.push(a);
+        }
+    }
+    resp.group(g);
+    Ok(())
+}
+
+/// Builds what [`printer_description`] keeps: every printer attribute but
+/// the state, the queue count and the clock.
+fn build_printer_description(req: &Req<'_>, mirrored: &Option<Arc<Printer>>) -> Vec<Attribute> {
+    let tenant = req.routed.tenant();
     let name = req.queue.clone().unwrap_or_else(|| "print".to_owned());
     let kw = |v: &[&str]| v.iter().map(|s| Value::keyword(s)).collect::<Vec<_>>();
     let max_k = i32::try_from(tenant.limits.max_job_size.div_ceil(1024)).unwrap_or(i32::MAX);
-    let mirrored = printer(req);
-    let mut caps = match &mirrored {
+    let mut caps = match mirrored {
         Some(p) => p.attributes.clone(),
         None => generic_capabilities(),
     };
@@ -1654,19 +1775,6 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         .as_ref()
         .map_or(GENERIC_MAKE_AND_MODEL, |p| p.make_and_model.as_str())
         .to_owned();
-    let (pool_state, mut reasons) = mirrored
-        .as_ref()
-        .map_or((3, vec!["none".to_owned()]), |p| p.state.clone());
-    let state = if pool_state == 5 {
-        5
-    } else if queued > 0 {
-        4
-    } else {
-        3
-    };
-    if reasons.is_empty() {
-        reasons.push("none".to_owned());
-    }
     let loaded = req
         .routed
         .snapshot
@@ -1742,26 +1850,7 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
             "printer-make-and-model",
             Value::text(truncate(&make_and_model, 127)),
         ),
-        Attribute::new("printer-state", Value::Enum(state)),
-        Attribute::many(
-            "printer-state-reasons",
-            reasons.iter().map(|r| Value::keyword(r)).collect(),
-        ),
-        Attribute::new(
-            "printer-state-message",
-            Value::text(if state == 5 {
-                "the printer's devices are stopped"
-            } else {
-                "accepting jobs"
-            }),
-        ),
         Attribute::new("printer-is-accepting-jobs", Value::Boolean(true)),
-        Attribute::new(
-            "queued-job-count",
-            Value::Integer(i32::try_from(queued).unwrap_or(i32::MAX)),
-        ),
-        Attribute::new("printer-up-time", Value::Integer(secs(now_ms()))),
-        Attribute::new("printer-current-time", date_time(now_ms() / 1000)),
         Attribute::new(
             "printer-config-change-time",
             Value::Integer(secs(loaded * 1000)),
@@ -1846,14 +1935,7 @@ fn get_printer_attributes(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         ));
     }
     attrs.append(&mut caps);
-    let mut g = Group::new(group::PRINTER);
-    for a in attrs {
-        if want.has(&a.name) {
-            g.push(a);
-        }
-    }
-    resp.group(g);
-    Ok(())
+    attrs
 }
 
 /// Paths of the printer icons (PWG 5100.13 `printer-icons`), served by GET.
