@@ -15,6 +15,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio_util::task::TaskTracker;
 
+use crate::dispatch::capabilities::Capabilities;
 use crate::dispatch::Dispatcher;
 use crate::snapshot::Snapshot;
 use crate::store::Store;
@@ -49,6 +50,8 @@ pub struct Admin {
     pub started: Instant,
     /// The listeners bound now; the daemon keeps it current.
     pub listening: Arc<Mutex<Vec<Listening>>>,
+    /// What the IPP devices last said about themselves.
+    pub capabilities: Arc<Capabilities>,
 }
 
 impl Admin {

@@ -178,6 +178,7 @@ pub async fn run(config: Config, bound: Vec<BoundListener>) -> Result<(), Daemon
         connections: intake.connections.clone(),
         started: std::time::Instant::now(),
         listening: listening.clone(),
+        capabilities: intake.capabilities.clone(),
     });
     let mut daemon = Daemon {
         intake: intake.clone(),

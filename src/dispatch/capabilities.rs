@@ -41,6 +41,18 @@ pub const MAX_CAPABILITIES_RESPONSE: usize = 1 << 20;
 /// Folder under the data dir that keeps the answers.
 pub const CACHE_DIR: &str = "capabilities";
 
+/// What [`Capabilities::device_report`] shows of a device's answer.
+pub const REPORTED_ATTRIBUTES: &[&str] = &[
+    "printer-make-and-model",
+    "printer-state",
+    "printer-state-reasons",
+    "printer-state-message",
+    "document-format-supported",
+    "sides-supported",
+    "marker-names",
+    "marker-levels",
+];
+
 /// Make and model a printer shows when no device names one.
 pub const GENERIC_MAKE_AND_MODEL: &str = "printroute routing queue";
 
@@ -92,6 +104,40 @@ impl Capabilities {
 
     fn computed(&self) -> std::sync::MutexGuard<'_, Computed> {
         self.printers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What an IPP device of `tenant` last said about itself (its kept
+    /// Get-Printer-Attributes answer), for its admins: the attributes of
+    /// [`REPORTED_ATTRIBUTES`] it gave, as text. `None` for a device that
+    /// has never answered (or is not an IPP device).
+    pub fn device_report(
+        &self,
+        tenant: &TenantId,
+        device: &str,
+    ) -> Option<Vec<(&'static str, Vec<String>)>> {
+        let printer = self
+            .known()
+            .get(&(tenant.clone(), device.to_owned()))?
+            .printer
+            .clone();
+        Some(
+            REPORTED_ATTRIBUTES
+                .iter()
+                .filter_map(|&name| {
+                    let a = printer.iter().find(|a| a.name == name)?;
+                    let values = a
+                        .values
+                        .iter()
+                        .map(|v| match (v.as_str(), v.as_int()) {
+                            (Some(s), _) => super::device::device_text(s),
+                            (None, Some(n)) => n.to_string(),
+                            (None, None) => "?".to_owned(),
+                        })
+                        .collect();
+                    Some((name, values))
+                })
+                .collect(),
+        )
     }
 
     /// Reads the kept answers of the config's `ipp://` devices (a device that

@@ -614,6 +614,12 @@ fn device_state(web: &Web, id: &TenantId) -> Reply {
                 "retry-in-seconds": health.and_then(|h| h.retry_in).map(|d| d.as_secs()),
                 "queue-depth": health.map_or(0, |h| h.waiting),
                 "last-error": last_error,
+                // What an IPP device last said about itself.
+                "reported": web.admin.capabilities.device_report(id, name).map(|r| {
+                    r.into_iter()
+                        .map(|(k, v)| (k.to_owned(), json!(v)))
+                        .collect::<Map<String, Value>>()
+                }),
             }),
         );
     }
