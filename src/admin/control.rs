@@ -207,6 +207,16 @@ pub fn lookup_identity(uid: u32, gid: u32) -> Identity {
     }
 }
 
+/// The uid and identity of the user called `name` in the system's name
+/// service (blocking, like [`lookup_identity`]); `None`: no such user. For
+/// callers known by name rather than by socket credentials (the portal's
+/// password sign-in), so that [`authorize`] decides for them as for the socket.
+pub fn lookup_user(name: &str) -> Option<(u32, Identity)> {
+    let u = nix::unistd::User::from_name(name).ok().flatten()?;
+    let (uid, gid) = (u.uid.as_raw(), u.gid.as_raw());
+    Some((uid, lookup_identity(uid, gid)))
+}
+
 /// A caller's identity and when it was looked up, by (uid, gid).
 type IdentityCache = HashMap<(u32, u32), (Instant, Arc<Identity>)>;
 

@@ -10,11 +10,13 @@
 //!
 //! The portal ([`portal`]) is served on the same listener, at `/t/<tenant>/`
 //! and `/admin/`, and the PIN release page ([`release`]) at
-//! `/t/<tenant>/release`. Not built yet: PAM sign-in (issue 16).
+//! `/t/<tenant>/release`. The portal also signs admins in with their unix
+//! password through PAM ([`password`]).
 
 pub mod api;
 pub mod caller;
 pub mod edit;
+pub mod password;
 pub mod portal;
 pub mod release;
 pub mod session;
@@ -73,6 +75,7 @@ pub async fn serve(
         edits: tokio::sync::Mutex::new(()),
         sessions: Default::default(),
         pin_tries: Default::default(),
+        passwords: Default::default(),
     });
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let acceptors = crate::intake::tls::Acceptors::default();

@@ -5,15 +5,16 @@
 //! `/admin/` for global admins (tenants with their counts and health,
 //! provision, offboard, any tenant's view).
 //!
-//! Sign-in is by token (a tenant's own or a global one); failed sign-ins
-//! count against the address like the API's. Every action is a form POST
+//! Sign-in is by token (a tenant's own or a global one) or by a tenant or
+//! global admin's unix password through PAM ([`super::password`]); failed
+//! sign-ins of either kind count against the address like the API's and
+//! are answered alike. Every action is a form POST
 //! that carries the session's CSRF token, and a POST another site's page
 //! sends (`Origin` of another origin, or `Sec-Fetch-Site: cross-site`) is
 //! refused before anything else. Every action goes through the API's own
 //! handlers ([`super::api::route`]): the same validation, reload and audit.
 //!
-//! Not built: sign-in with a unix password through PAM. The PIN release
-//! page `/t/<tenant>/release` is [`super::release`].
+//! The PIN release page `/t/<tenant>/release` is [`super::release`].
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -25,6 +26,7 @@ use super::session::{self, Session};
 use super::state::{Caller, Reply, Web};
 use crate::admin::tokens::{self, TokenScope};
 use crate::config::ids::TenantId;
+use crate::config::DEFAULT_PAM_SERVICE;
 
 /// Held jobs listed on a tenant's page, at most.
 pub const MAX_HELD_SHOWN: usize = 200;
@@ -314,16 +316,43 @@ async fn signin(web: &Web, req: &PortalRequest, tenant: Option<TenantId>) -> Rep
             r.status = 429;
             return r.with_header("retry-after", wait.as_secs().max(1).to_string());
         }
-        let presented = req.field("token").unwrap_or("").trim();
-        let record = web.tokens.verify(&web.data_dir(), presented);
-        let fits = record.as_ref().is_some_and(|r| match (&r.scope, &tenant) {
-            (TokenScope::Global, _) => true,
-            (TokenScope::Tenant(mine), Some(t)) => mine == t,
-            (TokenScope::Tenant(_), None) => false,
-        });
-        if let (Some(r), true) = (record, fits) {
-            let id = web.sessions.start(Caller::from_token(&r));
-            tracing::info!(ip = %req.peer, who = %format!("token {} ({})", r.id, r.name), "portal sign-in");
+        let caller = match req.field("user") {
+            // The password form: the user's unix password, through PAM.
+            Some(user) => {
+                let snapshot = web.admin.snapshot.load_full();
+                let service = snapshot
+                    .config
+                    .global
+                    .web
+                    .as_ref()
+                    .map_or(DEFAULT_PAM_SERVICE, |w| w.pam_service.as_str());
+                let password = req.field("password").unwrap_or("");
+                web.passwords
+                    .sign_in(
+                        &snapshot.config,
+                        service,
+                        req.peer,
+                        user.trim(),
+                        password,
+                        tenant.as_ref(),
+                    )
+                    .await
+            }
+            None => {
+                let presented = req.field("token").unwrap_or("").trim();
+                let record = web.tokens.verify(&web.data_dir(), presented);
+                record
+                    .filter(|r| match (&r.scope, &tenant) {
+                        (TokenScope::Global, _) => true,
+                        (TokenScope::Tenant(mine), Some(t)) => mine == t,
+                        (TokenScope::Tenant(_), None) => false,
+                    })
+                    .map(|r| Caller::from_token(&r))
+            }
+        };
+        if let Some(caller) = caller {
+            tracing::info!(ip = %req.peer, who = %caller.who, "portal sign-in");
+            let id = web.sessions.start(caller);
             let mut out = redirect(&here);
             out.headers
                 .push(("set-cookie", session::set_cookie(&id, req.tls)));
@@ -352,7 +381,13 @@ fn signin_form(here: &str, failed: bool) -> Reply {
             "{err}<form method=\"post\" action=\"{a}\"><p><label for=\"token\">API token</label><br>\
 <input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" size=\"80\" required></p>\
 <p><button type=\"submit\">Sign in</button></p></form>\
-<p>Tokens are made by the central admin: <code>printroute token create --tenant ID --name NAME</code>.</p>",
+<p>Tokens are made by the central admin: <code>printroute token create --tenant ID --name NAME</code>.</p>\
+<h2>Or with your system account</h2>\
+<form method=\"post\" action=\"{a}\"><p><label for=\"user\">User name</label><br>\
+<input id=\"user\" name=\"user\" autocomplete=\"username\" required></p>\
+<p><label for=\"password\">Password</label><br>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required></p>\
+<p><button type=\"submit\">Sign in</button></p></form>",
             a = esc(&action)
         ),
     )

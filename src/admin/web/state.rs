@@ -1,5 +1,5 @@
 //! What every admin API request shares: the daemon's handles, the token
-//! verifier, the sign-in rate limiter, the lock that serialises config
+//! verifier, the sign-in rate limiter, the PAM conversations, the lock that serialises config
 //! changes, and the answers (JSON, errors, the one "not found").
 
 use std::collections::HashMap;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 pub use super::caller::Caller;
+use super::password::Passwords;
 use super::session::Sessions;
 use crate::admin::control::ReloadRequest;
 use crate::admin::tokens::Verifier;
@@ -49,6 +50,8 @@ pub struct Web {
     pub sessions: Sessions,
     /// Wrong PINs per held job (the release page).
     pub pin_tries: PinTries,
+    /// Password sign-ins through PAM.
+    pub passwords: Passwords,
 }
 
 impl Web {
