@@ -204,7 +204,11 @@ fn a_tenant_token_changes_its_devices_and_workflows_and_jobs_follow() {
     // Device state and the tenant's own metrics.
     let r = api.call(from, "GET", "/api/v1/tenants/acme/device-state", t, None);
     assert_eq!(r.json()["d2"]["state"], json!("up"), "{}", r.body);
-    assert_eq!(r.json()["d2"]["reported"], json!(null), "a socket device says nothing");
+    assert_eq!(
+        r.json()["d2"]["reported"],
+        json!(null),
+        "a socket device says nothing"
+    );
     // An IPP device: its state shows what it says of itself.
     let eve = EvePrinter::start();
     let r = api.call(
@@ -214,14 +218,16 @@ fn a_tenant_token_changes_its_devices_and_workflows_and_jobs_follow() {
         t,
         Some(&json!({ "uri": eve.uri() })),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 201, "a new device: {}", r.body);
     let reported = wait_until("the IPP device's own report", || {
         let r = api.call(from, "GET", "/api/v1/tenants/acme/device-state", t, None);
         let rep = r.json()["eve"]["reported"].clone();
         (!rep.is_null()).then_some(rep)
     });
     assert!(
-        reported["printer-state"].as_array().is_some_and(|v| !v.is_empty())
+        reported["printer-state"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
             && reported["document-format-supported"]
                 .as_array()
                 .is_some_and(|v| v.iter().any(|f| f == "application/pdf")),
@@ -242,7 +248,12 @@ fn a_tenant_token_changes_its_devices_and_workflows_and_jobs_follow() {
         .collect();
     assert_eq!(
         actions,
-        ["put device d2", "put workflow direct", "put input"]
+        [
+            "put device d2",
+            "put workflow direct",
+            "put input",
+            "put device eve"
+        ]
     );
     let first = &log[0];
     assert!(
