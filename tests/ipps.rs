@@ -10,40 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use common::web::certificate;
 use common::*;
 use printroute::wire::ipp::{self as codec, Message};
-
-/// A self-signed certificate for localhost and 127.0.0.1, made by the
-/// openssl command (the daemon itself links no OpenSSL).
-fn certificate(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("ipp.pem"), dir.join("ipp.key"));
-    let out = Command::new(require("openssl"))
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        cert.to_str().unwrap().to_owned(),
-        key.to_str().unwrap().to_owned(),
-    )
-}
 
 fn config(cert: &str, key: &str, required: bool) -> String {
     format!(
