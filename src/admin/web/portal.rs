@@ -116,6 +116,18 @@ pub fn esc(s: &str) -> String {
     o
 }
 
+/// The answer to a form posted from another site (403): nothing is done.
+pub fn cross_site_refused(req: &PortalRequest) -> Reply {
+    tracing::info!(ip = %req.peer, path = ?req.path, "cross-site form post refused");
+    let mut r = page(
+        "Refused",
+        "",
+        "<p class=\"err\">A form sent from another site was refused.</p>",
+    );
+    r.status = 403;
+    r
+}
+
 /// A whole page: the header, `nav`, the title and `body` (HTML).
 pub fn page(title: &str, nav: &str, body: &str) -> Reply {
     let html = format!(
@@ -236,14 +248,7 @@ pub async fn answer(web: &Web, req: &PortalRequest) -> Reply {
     let path: Vec<&str> = req.path.iter().map(String::as_str).collect();
     let post = req.method == "POST";
     if post && req.cross_site() {
-        tracing::info!(ip = %req.peer, path = ?req.path, "cross-site form post refused");
-        let mut r = page(
-            "Refused",
-            "",
-            "<p class=\"err\">A form sent from another site was refused.</p>",
-        );
-        r.status = 403;
-        return r;
+        return cross_site_refused(req);
     }
     match path.as_slice() {
         [] => redirect("/admin/"),

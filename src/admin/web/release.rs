@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use super::portal::{esc, not_found, page, PortalRequest};
+use super::portal::{cross_site_refused, esc, not_found, page, PortalRequest};
 use super::session::Session;
 use super::state::{Reply, Web};
 pub use super::state::{MAX_PIN_TRIES, PIN_LOCK};
@@ -46,13 +46,7 @@ pub async fn answer(web: &Web, req: &PortalRequest, t: &TenantId, rest: &[&str])
         return not_found();
     }
     if req.method == "POST" && req.cross_site() {
-        let mut r = page(
-            "Refused",
-            "",
-            "<p class=\"err\">A form sent from another site was refused.</p>",
-        );
-        r.status = 403;
-        return r;
+        return cross_site_refused(req);
     }
     if req.method == "POST" {
         if let Some(wait) = web.limiter.blocked(req.peer) {
