@@ -6,7 +6,7 @@
 //! when it was due, so queueing in the daemon counts too).
 //! Phase 2: the same b load while tenant a runs, all bounded by the phase's time:
 //! - a flood of small RAW jobs at `--a-rate` per second (set it to about 10x
-//!   what the daemon takes; `scripts/bench-load.sh` measures that), from up to
+//!   what the daemon takes; `scripts/bench-small.sh` measures that), from up to
 //!   `--a-conns` connections at once (a due job that finds them all busy is
 //!   counted as not sent);
 //! - `--slowloris` connections that trickle one byte every `--trickle-ms`

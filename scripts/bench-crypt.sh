@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What sealing costs: the figures of scripts/bench-load.sh (RAW only:
-# 10,000 jobs of 4 KiB from 8 clients of two tenants; one 1 GiB job against
-# socat writing into a synced file) for the daemon before spool documents
-# were sealed (BASE, a git revision) and for this tree, alternating, ROUNDS
-# times each, in one run. The base is built in a temporary worktree.
+# What sealing costs: the RAW figures of scripts/bench-small.sh (JOBS jobs
+# of 4 KiB from 16 connections of two tenants, with the daemon's CPU per
+# job; one 1 GiB job against socat writing into a synced file) for the
+# daemon before spool documents were sealed (BASE, a git revision) and for
+# this tree, alternating, ROUNDS times each, in one run. The base is built
+# in a temporary worktree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${BASE:-66d2c66}
@@ -21,9 +22,12 @@ if [[ -z $base_bin ]]; then
     base_bin=$base_target/release/printroute
 fi
 cargo build --release --quiet --bins --examples
+export JOBS=${JOBS:-10000}
 for r in $(seq "$ROUNDS"); do
     echo "######## round $r: base $BASE (documents plain)"
-    PRINTROUTE_BIN=$base_bin RAW_ONLY=1 scripts/bench-load.sh
+    BIN=$base_bin ONLY=raw scripts/bench-small.sh
+    BIN=$base_bin ONLY=big scripts/bench-small.sh
     echo "######## round $r: this tree (documents sealed)"
-    RAW_ONLY=1 scripts/bench-load.sh
+    ONLY=raw scripts/bench-small.sh
+    ONLY=big scripts/bench-small.sh
 done
