@@ -181,6 +181,13 @@ impl TenantStore {
         }
     }
 
+    /// True when `job` finished (or went) while its document was being
+    /// re-sealed: its document was emptied or removed under the reader.
+    fn finished_meanwhile(&self, job: &Job) -> Result<bool, StoreError> {
+        Ok(!self.spool_path(job.id).exists()
+            || self.job(job.id)?.is_none_or(|j| j.state.is_final()))
+    }
+
     /// Seals a job's document again with the current key unless it already
     /// is; true when it was replaced.
     fn reseal_document(&self, job: &Job, ring: &KeyRing) -> Result<bool, StoreError> {
@@ -191,8 +198,17 @@ impl TenantStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e.into()),
         };
-        if reader.sealed_with_current_key()? {
-            return Ok(false);
+        match reader.sealed_with_current_key() {
+            Ok(true) => return Ok(false),
+            Ok(false) => {}
+            // Emptied under the reader (the job finished): nothing to re-seal.
+            Err(e) => {
+                return if self.finished_meanwhile(job)? {
+                    Ok(false)
+                } else {
+                    Err(e.into())
+                };
+            }
         }
         let n = self.incoming_seq.fetch_add(1, Ordering::Relaxed);
         // An incoming name: a crash leaves it to the start-up clean-up.
@@ -234,7 +250,13 @@ impl TenantStore {
         })();
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+            // Finished meanwhile: its document was emptied or removed under
+            // the reader. Nothing to re-seal.
+            return if self.finished_meanwhile(job)? {
+                Ok(false)
+            } else {
+                Err(e)
+            };
         }
         // Into place, unless the job finished meanwhile: removing a
         // document takes the same lock.
