@@ -23,7 +23,8 @@ fi
 
 # Cargo.toml's assets name target/release/...; cargo-deb maps that prefix to
 # $CARGO_TARGET_DIR/release.
-cargo build --release --bin printroute --quiet >&2
+# With PAM: the package ships /etc/pam.d/printroute for password sign-in.
+cargo build --release --bin printroute --features pam --quiet >&2
 assets="$target_dir/release/assets"
 rm -rf "$assets"
 "$target_dir/release/printroute" generate-assets "$assets" >&2

@@ -2,6 +2,9 @@
 //! test (`useradd`, `chpasswd`; removed at the end, also on failure), a PAM
 //! service file of the test's own in `/etc/pam.d` (PAM looks nowhere else;
 //! removed at the end), and the real daemon over HTTPS on loopback.
+//!
+//! Built only with the `pam` feature (scripts/test builds with it).
+#![cfg(feature = "pam")]
 
 mod common;
 

@@ -153,6 +153,7 @@ pub fn session_scope(rights: Scope, tenant: Option<&TenantId>) -> Option<TokenSc
 
 /// Whether PAM service `service` authenticates `user` with `password` and
 /// accepts the account (not locked or expired). Blocking.
+#[cfg(feature = "pam")]
 pub fn pam_accepts(service: &str, user: &str, password: &str) -> bool {
     use pam_client::{conv_mock::Conversation, Context, Flag};
     let conversation = Conversation::with_credentials(user, password);
@@ -166,6 +167,17 @@ pub fn pam_accepts(service: &str, user: &str, password: &str) -> bool {
     let ok = context.authenticate(Flag::NONE).is_ok() && context.acct_mgmt(Flag::NONE).is_ok();
     // PAM may let a module change the user name; only the one asked for counts.
     ok && context.user().ok().as_deref() == Some(user)
+}
+
+/// Built without the `pam` feature: no password is accepted (sign in with a token).
+#[cfg(not(feature = "pam"))]
+pub fn pam_accepts(service: &str, user: &str, _password: &str) -> bool {
+    tracing::warn!(
+        service,
+        user,
+        "password sign-in refused: this build has no PAM (cargo feature pam)"
+    );
+    false
 }
 
 #[cfg(test)]
