@@ -76,6 +76,8 @@ struct TenantHandles {
     accepted: HashMap<Box<str>, Counter>,
     /// `delivered_bytes` and `deliver_seconds`.
     delivered: Option<(Counter, Histogram)>,
+    /// `received_bytes` and `ack_seconds` by listener.
+    received: HashMap<Box<str>, (Counter, Histogram)>,
 }
 
 /// Every metric of the daemon.
@@ -261,6 +263,29 @@ impl Metrics {
         .inc();
     }
 
+    /// Counts a job of `bytes` committed from `listener`, acknowledged
+    /// `seconds` after its receive began.
+    pub fn received(&self, tenant: &str, listener: &str, bytes: u64, seconds: f64) {
+        let (got, time) = self.handle(
+            tenant,
+            |t| t.received.get(listener),
+            |t| {
+                let label = TenantListener {
+                    tenant: tenant.to_owned(),
+                    listener: listener.to_owned(),
+                };
+                let h = (
+                    self.bytes_received.get_or_create(&label).clone(),
+                    self.ack_seconds.get_or_create(&label).clone(),
+                );
+                t.received.insert(listener.into(), h.clone());
+                h
+            },
+        );
+        got.inc_by(bytes);
+        time.observe(seconds);
+    }
+
     /// Counts a delivery of `bytes`, `seconds` after the job's commit.
     pub fn delivered(&self, tenant: &str, bytes: u64, seconds: f64) {
         let (sent, time) = self.handle(
@@ -312,6 +337,9 @@ mod tests {
         m.connection_accepted("acme", "lpd");
         m.delivered("acme", 4096, 0.25);
         m.delivered("acme", 100, 0.5);
+        m.received("acme", "raw", 4096, 0.01);
+        m.received("acme", "raw", 10, 0.02);
+        m.received("acme", "lpd", 7, 0.03);
         let text = m.encode();
         let total = |prefix: &str| {
             line(&text, prefix)
@@ -344,6 +372,14 @@ mod tests {
         assert_eq!(
             total(r#"printroute_delivered_bytes_total{tenant="acme"}"#),
             "4196"
+        );
+        assert_eq!(
+            total(r#"printroute_received_bytes_total{tenant="acme",listener="raw"}"#),
+            "4106"
+        );
+        assert_eq!(
+            total(r#"printroute_ack_seconds_count{tenant="acme",listener="lpd"}"#),
+            "1"
         );
         assert_eq!(
             total(r#"printroute_deliver_seconds_count{tenant="acme"}"#),

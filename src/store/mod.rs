@@ -1572,15 +1572,13 @@ impl TenantStore {
         writer.committed = true;
         self.queue_counts.added(&job);
         let m = crate::metrics::get();
-        let labels = crate::metrics::TenantListener {
-            tenant: self.id.to_string(),
-            listener: job.listener.to_string(),
-        };
         m.job(self.id.as_str(), "accepted");
-        m.bytes_received.get_or_create(&labels).inc_by(job.size);
-        m.ack_seconds
-            .get_or_create(&labels)
-            .observe(writer.started.elapsed().as_secs_f64());
+        m.received(
+            self.id.as_str(),
+            &job.listener.0,
+            job.size,
+            writer.started.elapsed().as_secs_f64(),
+        );
         Ok(job)
     }
 }
