@@ -187,14 +187,14 @@ fn chunk_nonce(prefix: &[u8; DOC_NONCE_PREFIX], index: u32, last: bool) -> XNonc
 pub struct DocSealer {
     cipher: XChaCha20Poly1305,
     prefix: [u8; DOC_NONCE_PREFIX],
-    aad: Vec<u8>,
+    aad: std::sync::Arc<[u8]>,
     index: u32,
 }
 
 impl DocSealer {
     /// A sealer for a new document bound to `aad` (its tenant), and the
     /// header to write before its first chunk.
-    pub fn new(key: &TenantKey, aad: &[u8]) -> (DocSealer, [u8; DOC_HEADER_LEN]) {
+    pub fn new(key: &TenantKey, aad: std::sync::Arc<[u8]>) -> (DocSealer, [u8; DOC_HEADER_LEN]) {
         let mut prefix = [0u8; DOC_NONCE_PREFIX];
         OsRng.fill_bytes(&mut prefix);
         let mut header = [0u8; DOC_HEADER_LEN];
@@ -203,7 +203,7 @@ impl DocSealer {
         let sealer = DocSealer {
             cipher: key.cipher.clone(),
             prefix,
-            aad: aad.to_vec(),
+            aad,
             index: 0,
         };
         (sealer, header)
@@ -225,7 +225,7 @@ impl DocSealer {
 pub struct DocOpener {
     cipher: XChaCha20Poly1305,
     prefix: [u8; DOC_NONCE_PREFIX],
-    aad: Vec<u8>,
+    aad: std::sync::Arc<[u8]>,
     index: u32,
     done: bool,
 }
@@ -238,7 +238,7 @@ impl DocOpener {
     pub fn new<'k>(
         keys: impl IntoIterator<Item = &'k TenantKey>,
         header: &[u8],
-        aad: &[u8],
+        aad: &std::sync::Arc<[u8]>,
         first: &mut Vec<u8>,
         first_is_last: bool,
     ) -> Result<(DocOpener, usize), CryptError> {
@@ -251,14 +251,14 @@ impl DocOpener {
             let mut attempt = first.clone();
             if key
                 .cipher
-                .decrypt_in_place(&nonce, aad, &mut attempt)
+                .decrypt_in_place(&nonce, &aad[..], &mut attempt)
                 .is_ok()
             {
                 *first = attempt;
                 let opener = DocOpener {
                     cipher: key.cipher.clone(),
                     prefix,
-                    aad: aad.to_vec(),
+                    aad: aad.clone(),
                     index: 1,
                     done: first_is_last,
                 };

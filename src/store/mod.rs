@@ -691,6 +691,8 @@ pub struct TenantStore {
     /// The tenant's key file, and its keys once loaded or created.
     key_path: PathBuf,
     keys: arc_swap::ArcSwapOption<crypt::KeyRing>,
+    /// What its spool documents' chunks are bound to (see [`TenantStore::document_aad`]).
+    doc_aad: Arc<[u8]>,
     /// Held (cloned) by every receive: a key rotation swaps it and waits
     /// until no receive holds the old one (they seal with the old key).
     writers: Mutex<Arc<()>>,
@@ -738,10 +740,12 @@ impl TenantStore {
         spool_sync: SpoolSync,
         min_free: Arc<AtomicU64>,
     ) -> Result<TenantStore, StoreError> {
+        let doc_aad = [id.as_str().as_bytes(), b"/document"].concat().into();
         let mut t = TenantStore {
             id,
             key_path,
             keys: arc_swap::ArcSwapOption::empty(),
+            doc_aad,
             writers: Mutex::new(Arc::new(())),
             rekeying: AtomicBool::new(false),
             db,
@@ -958,7 +962,7 @@ impl TenantStore {
                 (path, file)
             }
         };
-        let (sealer, header) = crypt::DocSealer::new(&ring.current, &self.document_aad());
+        let (sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
         let mut file = tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file);
         file.write_all(&header).await?;
         Ok(SpoolWriter {
@@ -1420,7 +1424,7 @@ impl TenantStore {
 
     /// What a spool document's chunks are bound to: its tenant.
     fn document_aad(&self) -> Arc<[u8]> {
-        [self.id.as_str().as_bytes(), b"/document"].concat().into()
+        self.doc_aad.clone()
     }
 
     /// A record as stored: sealed with the tenant's current key.

@@ -217,7 +217,7 @@ impl TenantStore {
             .join(format!("{INCOMING_PREFIX}rekey-{}-{n}", std::process::id()));
         let written = (|| -> Result<(), StoreError> {
             let mut out = io::BufWriter::new(private::create_file(&tmp)?);
-            let (mut sealer, header) = crypt::DocSealer::new(&ring.current, &self.document_aad());
+            let (mut sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
             out.write_all(&header)?;
             let mut chunk = Vec::with_capacity(DOC_CHUNK + TAG_LEN);
             let mut left = job.size;
