@@ -248,6 +248,7 @@ struct Seen {
 #[test]
 fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     require("socat");
+    let _turn = KILL_TESTS.lock().unwrap_or_else(|p| p.into_inner());
     let devs = [
         RecordingDevice::good("127.0.1.50"),
         RecordingDevice::good("127.0.2.50"),
@@ -352,13 +353,7 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
         })
         .collect();
     for (i, t) in ["a", "b", "c"].into_iter().enumerate() {
-        wait_until_long(
-            &format!("tenant {t}'s acknowledged jobs at its device"),
-            || {
-                let got: HashSet<String> = devs[i].printed().into_iter().collect();
-                want[t].iter().all(|s| got.contains(s)).then_some(())
-            },
-        );
+        wait_for_acknowledged(&mut d, t, || devs[i].printed(), &want[t]);
     }
     let mut jobs = None;
     for round in 0..20 {
@@ -496,6 +491,256 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     assert!(
         want.values().all(|w| !w.is_empty()),
         "every tenant had jobs acknowledged"
+    );
+}
+
+/// The two tests that kill the daemon 100 times under load take turns:
+/// each keeps both cores busy.
+static KILL_TESTS: Mutex<()> = Mutex::new(());
+
+/// Waits until every acknowledged document of `want` has reached tenant
+/// `t`'s printer in order (`printed`: the digests it printed). If one does
+/// not, stops the daemon and fails naming each missing digest and what the
+/// store holds of it.
+fn wait_for_acknowledged(
+    d: &mut TestDaemon,
+    t: &str,
+    printed: impl Fn() -> Vec<String>,
+    want: &[String],
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: HashSet<String> = printed().into_iter().collect();
+        let missing: Vec<&String> = want.iter().filter(|s| !got.contains(*s)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            d.stop();
+            let all = d.stored_jobs();
+            let records = all.get(t).map(Vec::as_slice).unwrap_or_default();
+            let report: Vec<String> = missing
+                .iter()
+                .map(|m| {
+                    let r: Vec<_> = records.iter().filter(|j| &&j.sha256 == m).collect();
+                    format!("{m}: records {r:?}")
+                })
+                .collect();
+            panic!(
+                "tenant {t}: {} acknowledged jobs never reached the printer:\n{}",
+                missing.len(),
+                report.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Client threads per tenant of the spool log crash test.
+const LOG_CLIENTS_PER_TENANT: usize = 4;
+/// Largest document of the spool log crash test (all go to the log).
+const LOG_MAX_DOC: u64 = 8 << 10;
+
+fn log_config(raw: u16, a_device: &str, b_device: &str) -> String {
+    format!(
+        r#"
+[global]
+data-dir = "{{data}}"
+control-socket = "{{dir}}/control.sock"
+shutdown-grace = "2s"
+[global.limits]
+idle-timeout = "5s"
+delivery-timeout = "1h"
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:{raw}"]
+
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+device.printer = {{ uri = "{a_device}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["printer"] }}] }}
+input = [{{ listener = "raw", workflow = "direct" }}]
+
+[tenant.b]
+ranges = ["127.0.2.0/24"]
+device.printer = {{ uri = "{b_device}" }}
+workflow.direct = {{ steps = [{{ step = "forward", devices = ["printer"] }}] }}
+input = [{{ listener = "raw", workflow = "direct" }}]
+"#
+    )
+}
+
+/// Bytes the daemon's starts cut from spool log segments (torn tails and
+/// dead entries at their ends), summed from its log.
+fn cut_bytes(log: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("dead tails cut"))
+        .filter_map(|l| l.split("cut_bytes=").nth(1))
+        .filter_map(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// Small jobs go to the tenants' spool logs: many in flight from eight
+/// RAW clients of two tenants while the daemon is killed 100 times, so
+/// kills land between an entry's append and its group's commit. A's
+/// printer is down meanwhile (its entries stay live across restarts, its
+/// segments grow and roll); b's prints at once (entries die, segments go
+/// under load). Then a's printer comes up. Every acknowledged job reaches
+/// its printer whole; the starts cut the tails no record named; no segment
+/// is left once every job is done.
+#[test]
+fn small_jobs_survive_100_kill_9s_during_spool_log_appends() {
+    let _turn = KILL_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+    let a_addr: SocketAddr = format!("127.0.1.60:{}", free_port("127.0.1.60"))
+        .parse()
+        .unwrap();
+    let b_dev = RecordingDevice::good("127.0.2.60");
+    let raw = free_port("127.0.0.1");
+    let mut d = TestDaemon::start(&log_config(
+        raw,
+        &format!("socket://{a_addr}"),
+        &b_dev.uri(),
+    ));
+    let to: SocketAddr = format!("127.0.0.1:{raw}").parse().unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("spool log crash test seed {seed:#x}");
+    let seen = Arc::new(Seen::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for (t, tenant) in ["a", "b"].into_iter().enumerate() {
+        for k in 0..LOG_CLIENTS_PER_TENANT {
+            let (seen, stop) = (seen.clone(), stop.clone());
+            let mut rng = Rng(seed.wrapping_add((t * 16 + k) as u64 * 0x9E37_79B9) | 1);
+            clients.push(std::thread::spawn(move || {
+                for n in 0..MAX_ATTEMPTS {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let from = format!("127.0.{}.{}", t + 1, 10 + (n % 20));
+                    let data = document(
+                        &format!("log-{tenant}-{k}-{n}"),
+                        rng.range(256, LOG_MAX_DOC) as usize,
+                    );
+                    match send_raw(&from, to, &data) {
+                        Ok(()) => seen
+                            .acked
+                            .lock()
+                            .unwrap()
+                            .push((tenant.to_string(), sha256(&data))),
+                        Err(_) => {
+                            seen.unacked.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    let mut rng = Rng(seed);
+    let start = Instant::now();
+    for i in 0..KILLS {
+        assert!(
+            start.elapsed() < KILL_PHASE_LIMIT,
+            "kill phase took too long: {i} kills"
+        );
+        std::thread::sleep(Duration::from_millis(rng.range(10, 150)));
+        d.kill9();
+        d.spawn();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().expect("client thread");
+    }
+    let acked = seen.acked.lock().unwrap().clone();
+    let want = |t: &str| -> Vec<String> {
+        acked
+            .iter()
+            .filter(|(at, _)| at == t)
+            .map(|(_, s)| s.clone())
+            .collect()
+    };
+    let (want_a, want_b) = (want("a"), want("b"));
+    assert!(
+        !want_a.is_empty() && !want_b.is_empty(),
+        "both tenants had jobs acknowledged"
+    );
+    let cut = cut_bytes(&d.log());
+    let a_before = d.spool_files("a").len();
+
+    // A's printer comes up; a restart makes the daemon try it at once.
+    let a_dev = RecordingDevice::start_on(&a_addr.to_string(), Behaviour::Good, 0, Behaviour::Good);
+    d.kill9();
+    d.spawn();
+    for (t, dev, want) in [("a", &a_dev, &want_a), ("b", &b_dev, &want_b)] {
+        wait_for_acknowledged(&mut d, t, || dev.printed(), want);
+    }
+    wait_until_long("every job finished", || {
+        let open: usize = ["a", "b"]
+            .iter()
+            .map(|t| {
+                d.live_jobs(t)
+                    .iter()
+                    .filter(|j| !j.state.is_final())
+                    .count()
+            })
+            .sum();
+        (open == 0).then_some(())
+    });
+    assert_eq!(d.stop(), 0, "daemon stops cleanly");
+    let stored = d.stored_jobs();
+    for (t, dev) in [("a", &a_dev), ("b", &b_dev)] {
+        let printed: HashSet<String> = dev.printed().into_iter().collect();
+        for j in &stored[t] {
+            assert_eq!(
+                j.state,
+                printroute::store::job::JobState::Completed,
+                "tenant {t}: {:?}",
+                j.history
+            );
+            assert!(
+                printed.contains(&j.sha256),
+                "tenant {t}: job {} not printed whole",
+                j.id
+            );
+        }
+        let spool = d.data_dir().join("spool").join(t);
+        let segments: Vec<String> = std::fs::read_dir(&spool)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| printroute::store::log::segment_number(n).is_some())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            segments.is_empty(),
+            "tenant {t}: segments left {segments:?}"
+        );
+        assert!(
+            d.spool_files(t).is_empty(),
+            "tenant {t}: {:?}",
+            d.spool_files(t)
+        );
+    }
+    println!(
+        "spool log crash test: kills={KILLS} acknowledged a={} b={} unacknowledged-attempts={} a's documents waiting in the log={a_before} bytes cut at starts={cut}",
+        want_a.len(),
+        want_b.len(),
+        seen.unacked.load(Ordering::Relaxed),
+    );
+    assert!(
+        a_before >= want_a.len(),
+        "a's acknowledged jobs were all in the log: {a_before} < {}",
+        want_a.len()
+    );
+    assert!(
+        cut > 0,
+        "no start found a tail to cut in 100 kills during appends"
     );
 }
 

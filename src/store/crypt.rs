@@ -221,6 +221,28 @@ impl DocSealer {
     }
 }
 
+impl DocSealer {
+    /// Seals the bytes of `buf` from `from` on as the next chunk, in place,
+    /// and appends its tag: a document kept whole in memory is sealed
+    /// chunk by chunk without a buffer of its own.
+    pub fn seal_tail(
+        &mut self,
+        buf: &mut Vec<u8>,
+        from: usize,
+        last: bool,
+    ) -> Result<(), CryptError> {
+        debug_assert!(buf.len() - from <= DOC_CHUNK);
+        let nonce = chunk_nonce(&self.prefix, self.index, last);
+        self.index = self.index.checked_add(1).ok_or(CryptError::TooLong)?;
+        let tag = self
+            .cipher
+            .encrypt_in_place_detached(&nonce, &self.aad, &mut buf[from..])
+            .map_err(|_| CryptError::TooLong)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+}
+
 /// Opens a document sealed by [`DocSealer`], chunk by chunk.
 pub struct DocOpener {
     cipher: XChaCha20Poly1305,

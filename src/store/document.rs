@@ -13,11 +13,12 @@ use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 
 use super::crypt::{self, DocOpener, KeyRing, DOC_CHUNK, DOC_HEADER_LEN, TAG_LEN};
+use super::log;
 
 /// A committed (or parked) document of a tenant, ready to be read.
 #[derive(Clone)]
 pub struct Document {
-    pub(super) path: PathBuf,
+    pub(super) source: Source,
     /// Plain bytes.
     pub(super) size: u64,
     /// The tenant's keys when the file is sealed; `None` for a plain file.
@@ -26,22 +27,36 @@ pub struct Document {
     pub(super) aad: Arc<[u8]>,
 }
 
+/// Where a document's (sealed) bytes are.
+#[derive(Clone)]
+pub(super) enum Source {
+    /// A spool file of its own.
+    File(PathBuf),
+    /// An entry of the tenant's spool log.
+    Log(log::Entry),
+}
+
 impl Document {
     /// Its plain size in bytes.
     pub fn size(&self) -> u64 {
         self.size
     }
 
-    /// Where it lives in the spool (sealed: unreadable as it is).
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// Opens it for reading on the runtime.
+    /// Opens it for reading on the runtime. An entry of the spool log is
+    /// read whole (it is small) in the blocking pool and checked.
     pub async fn reader(&self) -> io::Result<DocumentReader> {
-        let file = tokio::fs::File::open(&self.path).await?;
+        let raw = match &self.source {
+            Source::File(path) => Raw::File(tokio::fs::File::open(path).await?),
+            Source::Log(entry) => {
+                let entry = entry.clone();
+                let bytes = tokio::task::spawn_blocking(move || entry.read())
+                    .await
+                    .map_err(io::Error::other)??;
+                Raw::Memory(io::Cursor::new(bytes))
+            }
+        };
         Ok(DocumentReader {
-            file,
+            raw,
             chunks: Chunks::new(self),
             buf: Vec::with_capacity(DOC_CHUNK + TAG_LEN),
         })
@@ -49,8 +64,12 @@ impl Document {
 
     /// Opens it for reading in blocking code.
     pub fn blocking_reader(&self) -> io::Result<BlockingDocumentReader> {
+        let raw = match &self.source {
+            Source::File(path) => BlockingRaw::File(std::fs::File::open(path)?),
+            Source::Log(entry) => BlockingRaw::Memory(io::Cursor::new(entry.read()?)),
+        };
         Ok(BlockingDocumentReader {
-            file: std::fs::File::open(&self.path)?,
+            raw,
             chunks: Chunks::new(self),
             buf: Vec::with_capacity(DOC_CHUNK + TAG_LEN),
             pos: 0,
@@ -58,8 +77,45 @@ impl Document {
     }
 }
 
+/// A document's bytes being read on the runtime.
+enum Raw {
+    File(tokio::fs::File),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Raw {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Raw::File(f) => f.read(buf).await,
+            Raw::Memory(c) => Read::read(c, buf),
+        }
+    }
+
+    async fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Raw::File(f) => f.read_exact(buf).await.map(drop),
+            Raw::Memory(c) => Read::read_exact(c, buf),
+        }
+    }
+}
+
+/// A document's bytes being read in blocking code.
+enum BlockingRaw {
+    File(std::fs::File),
+    Memory(io::Cursor<Vec<u8>>),
+}
+
+impl Read for BlockingRaw {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BlockingRaw::File(f) => f.read(buf),
+            BlockingRaw::Memory(c) => Read::read(c, buf),
+        }
+    }
+}
+
 /// Why a document does not read: a bad chunk, or a file of the wrong length.
-fn unreadable(why: &str) -> io::Error {
+pub(super) fn unreadable(why: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
         format!("the spool document {why}"),
@@ -167,7 +223,7 @@ impl Chunks {
 
 /// Reads a document chunk by chunk on the runtime.
 pub struct DocumentReader {
-    file: tokio::fs::File,
+    raw: Raw,
     chunks: Chunks,
     buf: Vec<u8>,
 }
@@ -179,14 +235,14 @@ impl DocumentReader {
             if self.chunks.finished() {
                 // Nothing may follow the last chunk.
                 let mut probe = [0u8; 1];
-                if self.file.read(&mut probe).await? != 0 {
+                if self.raw.read(&mut probe).await? != 0 {
                     return Err(unreadable("is longer than its record says"));
                 }
                 return Ok(None);
             }
             let n = self.chunks.next_raw();
             self.buf.resize(n, 0);
-            if let Err(e) = self.file.read_exact(&mut self.buf).await {
+            if let Err(e) = self.raw.read_exact(&mut self.buf).await {
                 if e.kind() == io::ErrorKind::UnexpectedEof {
                     return Err(unreadable("is shorter than its record says"));
                 }
@@ -202,7 +258,7 @@ impl DocumentReader {
 
 /// Reads a document in blocking code ([`std::io::Read`]).
 pub struct BlockingDocumentReader {
-    file: std::fs::File,
+    raw: BlockingRaw,
     chunks: Chunks,
     buf: Vec<u8>,
     /// Bytes of `buf` already handed out.
@@ -228,7 +284,7 @@ impl BlockingDocumentReader {
         let n = self.chunks.next_raw();
         self.buf.resize(n, 0);
         self.pos = 0;
-        if let Err(e) = self.file.read_exact(&mut self.buf) {
+        if let Err(e) = self.raw.read_exact(&mut self.buf) {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 return Err(unreadable("is shorter than its record says"));
             }
@@ -243,7 +299,7 @@ impl Read for BlockingDocumentReader {
         while self.pos == self.buf.len() {
             if self.chunks.finished() {
                 let mut probe = [0u8; 1];
-                if self.file.read(&mut probe)? != 0 {
+                if self.raw.read(&mut probe)? != 0 {
                     return Err(unreadable("is longer than its record says"));
                 }
                 return Ok(0);

@@ -20,6 +20,7 @@ pub mod counts;
 pub mod crypt;
 pub mod document;
 pub mod job;
+pub mod log;
 pub mod private;
 pub mod rekey;
 
@@ -66,6 +67,10 @@ pub const MAX_FREE_SPOOL_FILES: usize = 256;
 /// Buffer of a spool file's writer; one per connection receiving a document.
 const SPOOL_WRITE_BUFFER: usize = 256 << 10;
 
+/// What a receive first allocates for its document in memory; it grows
+/// with the document up to [`log::SMALL_DOCUMENT_MAX`].
+const MEMORY_WRITER_START: usize = 8 << 10;
+
 /// Most record removals one prune hands to one commit group.
 const PRUNE_BATCH: usize = 1024;
 
@@ -105,6 +110,15 @@ pub mod keys {
     pub const QUEUE_PREFIX: &[u8] = b"q/";
     /// The next job id counter.
     pub const NEXT_JOB_ID: &[u8] = b"c/next-job-id";
+    /// Where a job's document lies in the spool log: `l/` + big-endian id
+    /// (see [`super::log::Location`]). Kept apart from the record, which
+    /// the dispatcher rewrites: only the group commit that appends an
+    /// entry writes its location.
+    pub fn location(id: JobId) -> [u8; 6] {
+        prefixed(b"l/", id)
+    }
+    /// Prefix of spool log locations.
+    pub const LOCATION_PREFIX: &[u8] = b"l/";
 
     fn prefixed(p: &[u8; 2], id: JobId) -> [u8; 6] {
         let b = id.0.to_be_bytes();
@@ -201,9 +215,54 @@ impl Op {
     }
 }
 
-/// The outcome of one commit group, as its waiters see it: `None` while
-/// it is pending, then `Ok` or the reason it failed.
-type GroupOutcome = Option<Result<(), Arc<str>>>;
+/// Why a commit failed, as its waiter hears it.
+#[derive(Clone, Debug)]
+enum CommitFailure {
+    /// No space for it (a refusal, like a quota's).
+    DiskFull,
+    Failed(Arc<str>),
+}
+
+impl CommitFailure {
+    fn of(e: &StoreError) -> CommitFailure {
+        match e {
+            StoreError::DiskFull => CommitFailure::DiskFull,
+            StoreError::Io(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) =>
+            {
+                CommitFailure::DiskFull
+            }
+            e => CommitFailure::Failed(e.to_string().into()),
+        }
+    }
+}
+
+/// The outcome of one commit, as its waiter sees it: `None` while it is
+/// pending, then `Ok` or the reason it failed.
+type GroupOutcome = Option<Result<(), CommitFailure>>;
+
+/// A small document for the spool log, appended by the group that commits
+/// its job's record (see [`log`]).
+struct Append {
+    log: Arc<log::SpoolLog>,
+    /// The tenant's tree, for the entry's location.
+    tree: sled::Tree,
+    /// The tenant's spool folder, synced when a segment is created.
+    dir: Arc<File>,
+    id: JobId,
+    /// The frame's room ([`log::FRAME_LEN`]), then the sealed document.
+    entry: Vec<u8>,
+    /// It moves a live job's document (a key rotation).
+    relocate: bool,
+}
+
+/// An entry appended for a group, live once the group is durable.
+struct Written {
+    log: Arc<log::SpoolLog>,
+    id: JobId,
+    loc: log::Location,
+    relocate: bool,
+}
 
 /// Most commits (a job's record, a record change) in one group. Groups
 /// take commits round-robin across lanes (one lane per tenant, one for the
@@ -215,6 +274,8 @@ pub const MAX_GROUP_COMMITS: usize = 256;
 /// One caller's commit, waiting for a group.
 struct Entry {
     ops: Vec<Op>,
+    /// A document for the spool log, written before the ops.
+    append: Option<Append>,
     sync_spool: bool,
     /// The spool folder whose new entry (a rename) must be durable with it.
     dir: Option<Arc<File>>,
@@ -301,12 +362,14 @@ impl Committer {
         &self,
         lane: u32,
         ops: Vec<Op>,
+        append: Option<Append>,
         sync_spool: bool,
         dir: Option<&Arc<File>>,
     ) -> watch::Receiver<GroupOutcome> {
         let (done, rx) = watch::channel(None);
         let entry = Entry {
             ops,
+            append,
             sync_spool,
             dir: dir.cloned(),
             done,
@@ -326,7 +389,8 @@ impl Committer {
         match o {
             Some(Ok(())) => Ok(()),
             _ if poisoned => Err(StoreError::Poisoned),
-            Some(Err(why)) => Err(StoreError::CommitFailed(why.clone())),
+            Some(Err(CommitFailure::DiskFull)) => Err(StoreError::DiskFull),
+            Some(Err(CommitFailure::Failed(why))) => Err(StoreError::CommitFailed(why.clone())),
             None => Err(StoreError::CommitFailed("the flusher stopped".into())),
         }
     }
@@ -338,10 +402,22 @@ impl Committer {
         sync_spool: bool,
         dir: Option<&Arc<File>>,
     ) -> Result<(), StoreError> {
+        self.commit_with(lane, ops, None, sync_spool, dir).await
+    }
+
+    /// Like [`Committer::commit`], with a document for the spool log.
+    async fn commit_with(
+        &self,
+        lane: u32,
+        ops: Vec<Op>,
+        append: Option<Append>,
+        sync_spool: bool,
+        dir: Option<&Arc<File>>,
+    ) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let mut rx = self.enqueue(lane, ops, sync_spool, dir);
+        let mut rx = self.enqueue(lane, ops, append, sync_spool, dir);
         let outcome = match rx.wait_for(Option::is_some).await {
             Ok(o) => o.clone(),
             Err(_) => None,
@@ -350,10 +426,19 @@ impl Committer {
     }
 
     fn commit_blocking(&self, lane: u32, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.commit_blocking_with(lane, ops, None)
+    }
+
+    fn commit_blocking_with(
+        &self,
+        lane: u32,
+        ops: Vec<Op>,
+        append: Option<Append>,
+    ) -> Result<(), StoreError> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(StoreError::Poisoned);
         }
-        let rx = self.enqueue(lane, ops, false, None);
+        let rx = self.enqueue(lane, ops, append, false, None);
         loop {
             let outcome = rx.borrow().clone();
             if outcome.is_some() || rx.has_changed().is_err() {
@@ -381,11 +466,68 @@ impl Committer {
                 }
                 p.take_group()
             };
+            // Small documents first: appended to their tenants' logs, one
+            // sync per log touched. An entry that fails fails only its own
+            // commit.
+            let mut members = Vec::with_capacity(group.len());
+            for mut e in group {
+                let mut written = None;
+                let mut failed = None;
+                if let Some(a) = e.append.take() {
+                    match a.log.write(&a.entry) {
+                        Ok(loc) => {
+                            e.ops.push(Op::Insert(
+                                a.tree,
+                                keys::location(a.id).to_vec(),
+                                loc.encode().to_vec(),
+                            ));
+                            written = Some((
+                                Written {
+                                    log: a.log,
+                                    id: a.id,
+                                    loc,
+                                    relocate: a.relocate,
+                                },
+                                a.dir,
+                            ));
+                        }
+                        Err(err) => failed = Some(CommitFailure::of(&err.into())),
+                    }
+                }
+                members.push((e, written, failed));
+            }
+            let mut synced: Vec<(Arc<log::SpoolLog>, Result<(), CommitFailure>)> = Vec::new();
+            for (_, written, failed) in &mut members {
+                let Some((w, dir)) = written else { continue };
+                let r = match synced.iter().find(|(l, _)| Arc::ptr_eq(l, &w.log)) {
+                    Some((_, r)) => r.clone(),
+                    None => {
+                        let r = w
+                            .log
+                            .sync(dir)
+                            .map_err(|err| CommitFailure::of(&err.into()));
+                        synced.push((w.log.clone(), r.clone()));
+                        r
+                    }
+                };
+                if let Err(f) = r {
+                    w.log.abandoned(&w.loc);
+                    *written = None;
+                    *failed = Some(f);
+                }
+            }
             let mut ops = Vec::new();
             let mut sync_spool = false;
             let mut dirs: Vec<Arc<File>> = Vec::new();
-            let mut done = Vec::with_capacity(group.len());
-            for e in group {
+            let mut done = Vec::with_capacity(members.len());
+            let mut refused = Vec::new();
+            let mut placed = Vec::new();
+            for (e, written, failed) in members {
+                if let Some(f) = failed {
+                    tracing::error!(error = ?f, "a spool log append failed; its job is refused");
+                    refused.push((e.done, f));
+                    continue;
+                }
                 ops.extend(e.ops);
                 sync_spool |= e.sync_spool;
                 if let Some(d) = e.dir {
@@ -393,14 +535,25 @@ impl Committer {
                         dirs.push(d);
                     }
                 }
+                placed.extend(written.map(|(w, _)| w));
                 done.push(e.done);
             }
             let bytes = ops.iter().map(Op::bytes).sum();
             let result = if self.poisoned.load(Ordering::Acquire) {
                 Err(StoreError::Poisoned)
+            } else if done.is_empty() {
+                // Every commit of the group was refused.
+                Ok(())
             } else {
                 Self::flush_group(db, db_file, spool_root, ops, bytes, sync_spool, &dirs)
             };
+            for w in &placed {
+                match (&result, w.relocate) {
+                    (Ok(()), false) => w.log.placed(w.id, &w.loc),
+                    (Ok(()), true) => w.log.relocated(w.id, &w.loc),
+                    (Err(_), _) => w.log.abandoned(&w.loc),
+                }
+            }
             let outcome = match result {
                 Ok(()) => {
                     let mut h = self.health.lock().expect("health lock");
@@ -423,11 +576,14 @@ impl Committer {
                     } else if !fatal {
                         tracing::error!(error = %e, "group commit failed; its writes are refused, later ones are tried");
                     }
-                    Err(Arc::<str>::from(e.to_string()))
+                    Err(CommitFailure::of(&e))
                 }
             };
             for d in done {
                 d.send_replace(Some(outcome.clone()));
+            }
+            for (d, f) in refused {
+                d.send_replace(Some(Err(f)));
             }
         }
     }
@@ -719,6 +875,8 @@ pub struct TenantStore {
     free: Mutex<Vec<PathBuf>>,
     /// Unfinished jobs per queue.
     queue_counts: counts::QueueCounts,
+    /// Its small documents (see [`log`]).
+    log: Arc<log::SpoolLog>,
 }
 
 impl TenantStore {
@@ -759,9 +917,10 @@ impl TenantStore {
             spool_sync,
             min_free,
             spool_dir_file: OnceLock::new(),
-            spool_dir,
             free: Mutex::new(Vec::new()),
             queue_counts: counts::QueueCounts::default(),
+            log: Arc::new(log::SpoolLog::new(&spool_dir)),
+            spool_dir,
         };
         if tree.is_none() && !has_spool {
             // Nothing of this tenant on disk: both come with its first job.
@@ -787,14 +946,30 @@ impl TenantStore {
                 }
             }
         }
+        // Where unfinished jobs' small documents lie in the spool log.
+        let mut in_log = HashMap::new();
+        if let Some(tree) = &tree {
+            for name in &active {
+                let Ok(n) = name.parse::<u32>() else { continue };
+                if let Some(v) = tree.get(keys::location(JobId(n)))? {
+                    if let Some(loc) = log::Location::decode(&v) {
+                        in_log.insert(JobId(n), loc);
+                    }
+                }
+            }
+        }
         let mut spool_bytes = 0;
         // Remove what no committed, unfinished record owns: partial receives
-        // of a previous run and documents of finished jobs.
+        // of a previous run and documents of finished jobs. The spool log's
+        // segments are the log's to clean.
         let mut sizes = HashMap::new();
         for entry in std::fs::read_dir(spool_dir)? {
             let entry = entry?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            if log::segment_number(&name).is_some() {
+                continue;
+            }
             if active.contains(name.as_ref()) {
                 let len = entry.metadata()?.len();
                 spool_bytes += len;
@@ -804,6 +979,12 @@ impl TenantStore {
                 std::fs::remove_file(entry.path())?;
             }
         }
+        let opened = log::SpoolLog::open(spool_dir, in_log.clone())?;
+        if opened.deleted > 0 || opened.cut > 0 {
+            tracing::info!(tenant = %id, deleted = opened.deleted, cut_bytes = opened.cut, "spool log: segments with no live entry deleted, dead tails cut");
+        }
+        let log_damage: HashMap<JobId, String> = opened.damaged.into_iter().collect();
+        let log = opened.log;
         // Check every unfinished job: its record must decode and its document
         // be there whole. One that is not can never be delivered: it ends
         // aborted, saying why, instead of failing again on every start.
@@ -822,18 +1003,33 @@ impl TenantStore {
                             None
                         }
                         Err(e) => Some((None, format!("its record cannot be read: {e}"))),
-                        Ok(job) => match sizes.get(name) {
-                            Some(&len) if len == job.stored_len() => {
+                        Ok(job) => match (in_log.get(&jid), sizes.get(name)) {
+                            (Some(_), _) if log_damage.contains_key(&jid) => {
+                                Some((Some(job), log_damage[&jid].clone()))
+                            }
+                            (Some(loc), _) if u64::from(loc.len) == job.stored_len() => {
+                                spool_bytes += job.size;
+                                None
+                            }
+                            (Some(loc), _) => {
+                                let why = format!(
+                                    "its spool log entry has {} of {} bytes",
+                                    loc.len,
+                                    job.stored_len()
+                                );
+                                Some((Some(job), why))
+                            }
+                            (None, Some(&len)) if len == job.stored_len() => {
                                 // Quotas count plain bytes, as receives do.
                                 spool_bytes = spool_bytes - len + job.size;
                                 None
                             }
-                            Some(&len) => {
+                            (None, Some(&len)) => {
                                 let why =
                                     format!("its document has {len} of {} bytes", job.stored_len());
                                 Some((Some(job), why))
                             }
-                            None => Some((Some(job), "its document is missing".to_owned())),
+                            (None, None) => Some((Some(job), "its document is missing".to_owned())),
                         },
                     },
                 };
@@ -843,6 +1039,7 @@ impl TenantStore {
                         spool_bytes -= len;
                         std::fs::remove_file(spool_dir.join(name))?;
                     }
+                    log.remove(jid);
                     repairs.push(Op::Remove(tree.clone(), keys::queue(jid).to_vec()));
                     if let Some(mut job) = job {
                         job.set_state(JobState::Aborted, format!("found damaged at start: {why}"));
@@ -852,6 +1049,7 @@ impl TenantStore {
                 }
             }
         }
+        t.log = Arc::new(log);
         if !repairs.is_empty() {
             t.committer.commit_blocking(t.lane, repairs)?;
         }
@@ -943,8 +1141,40 @@ impl TenantStore {
         self.spool_dir_file()?;
         let epoch = self.writers.lock().expect("writer epoch lock").clone();
         let ring = self.key()?;
+        let (sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
+        // Small until it grows past the spool log's limit: in memory, with
+        // room for the log's frame before the sealed document.
+        let mut mem = Vec::with_capacity(MEMORY_WRITER_START);
+        mem.resize(log::FRAME_LEN, 0);
+        mem.extend_from_slice(&header);
+        Ok(SpoolWriter {
+            tenant: self.clone(),
+            file: None,
+            mem_chunk: mem.len(),
+            mem: Some(mem),
+            sealer,
+            chunk: Vec::new(),
+            finished: false,
+            keys: ring,
+            _epoch: epoch,
+            path: PathBuf::new(),
+            size: 0,
+            max_size,
+            quota,
+            hasher: Sha256::new(),
+            committed: false,
+            started: std::time::Instant::now(),
+            unchecked: 0,
+            in_flight: None,
+            held: 0,
+        })
+    }
+
+    /// A new spool file for a document of its own (an emptied one reused
+    /// when there is one).
+    async fn spool_file(&self) -> Result<(PathBuf, tokio::fs::File), StoreError> {
         let reused = self.free.lock().expect("free spool list lock").pop();
-        let (path, file) = match reused {
+        Ok(match reused {
             Some(path) => {
                 let file = tokio::fs::OpenOptions::new()
                     .write(true)
@@ -961,27 +1191,6 @@ impl TenantStore {
                 let file = tokio::fs::File::from_std(private::create_file(&path)?);
                 (path, file)
             }
-        };
-        let (sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
-        let mut file = tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file);
-        file.write_all(&header).await?;
-        Ok(SpoolWriter {
-            tenant: self.clone(),
-            file: Some(file),
-            sealer,
-            chunk: Vec::with_capacity(crypt::DOC_CHUNK + crypt::TAG_LEN),
-            keys: ring,
-            _epoch: epoch,
-            path,
-            size: 0,
-            max_size,
-            quota,
-            hasher: Sha256::new(),
-            committed: false,
-            started: std::time::Instant::now(),
-            unchecked: 0,
-            in_flight: None,
-            held: 0,
         })
     }
 
@@ -1058,9 +1267,11 @@ impl TenantStore {
             let finished_ms = job.history.last().map_or(job.created_ms, |e| e.at_ms);
             if job.state.is_final() && finished_ms < cutoff_ms {
                 ops.push(Op::Remove(tree.clone(), k.to_vec()));
+                ops.push(Op::Remove(tree.clone(), keys::location(job.id).to_vec()));
             }
         }
-        let n = ops.len();
+        // A record and its location each.
+        let n = ops.len() / 2;
         // In groups of bounded size: the commits of every tenant that share
         // a group with a prune wait for all of its removals.
         while !ops.is_empty() {
@@ -1130,6 +1341,11 @@ impl TenantStore {
 
     /// Deletes a finished job's document from the spool.
     pub fn remove_document(&self, job: &Job) {
+        if self.log.remove(job.id) {
+            self.spool_bytes
+                .fetch_sub(job.size.min(self.spool_bytes()), Ordering::Relaxed);
+            return;
+        }
         match self.recycle(&self.spool_path(job.id)) {
             Ok(()) => {
                 self.spool_bytes
@@ -1168,11 +1384,21 @@ impl TenantStore {
 /// Dropped without commit, its partial file is deleted.
 pub struct SpoolWriter {
     tenant: Arc<TenantStore>,
+    /// The document's own spool file, once it has one and until it is finished.
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+    /// The document while it is small enough for the spool log (at most
+    /// [`log::SMALL_DOCUMENT_MAX`] plain bytes): room for the log's frame,
+    /// the header, the sealed chunks, then the plain bytes of the chunk
+    /// being filled (from `mem_chunk`). `None` once it has a file.
+    mem: Option<Vec<u8>>,
+    mem_chunk: usize,
     /// Seals the document's chunks with the tenant's current key.
     sealer: crypt::DocSealer,
-    /// Plain bytes of the chunk being filled (sealed in place when full).
+    /// Plain bytes of the chunk being filled, once the document has a file
+    /// (sealed in place when full).
     chunk: Vec<u8>,
+    /// Its last chunk is sealed: it takes no more bytes.
+    finished: bool,
     /// The keys the writer started with: a key rotation waits until no
     /// writer holds the ring it replaced.
     keys: Arc<crypt::KeyRing>,
@@ -1243,7 +1469,29 @@ impl SpoolWriter {
             self.held += n;
         }
         self.hasher.update(buf);
+        if self.mem.is_some() && self.size > log::SMALL_DOCUMENT_MAX {
+            self.spill().await?;
+        }
         let mut rest = buf;
+        if let Some(mem) = self.mem.as_mut() {
+            while !rest.is_empty() {
+                let take = rest
+                    .len()
+                    .min(crypt::DOC_CHUNK - (mem.len() - self.mem_chunk));
+                mem.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if mem.len() - self.mem_chunk == crypt::DOC_CHUNK {
+                    self.sealer
+                        .seal_tail(mem, self.mem_chunk, false)
+                        .map_err(|err| StoreError::Key {
+                            tenant: self.tenant.id.clone(),
+                            err,
+                        })?;
+                    self.mem_chunk = mem.len();
+                }
+            }
+            return Ok(());
+        }
         while !rest.is_empty() {
             let take = rest.len().min(crypt::DOC_CHUNK - self.chunk.len());
             self.chunk.extend_from_slice(&rest[..take]);
@@ -1273,12 +1521,53 @@ impl SpoolWriter {
         self.tenant.disk_full(r)
     }
 
+    /// Gives the document a spool file of its own: it has grown past the
+    /// spool log's limit, or waits parked, or is read back. What is in
+    /// memory goes to the file (all of it when the document is finished,
+    /// which closes the file).
+    async fn spill(&mut self) -> Result<(), StoreError> {
+        let Some(mem) = self.mem.take() else {
+            return Ok(());
+        };
+        let (path, file) = self.tenant.spool_file().await?;
+        self.path = path;
+        let mut file = tokio::io::BufWriter::with_capacity(SPOOL_WRITE_BUFFER, file);
+        let sealed = if self.finished {
+            mem.len()
+        } else {
+            self.mem_chunk
+        };
+        let r = file.write_all(&mem[log::FRAME_LEN..sealed]).await;
+        self.tenant.disk_full(r)?;
+        if self.finished {
+            let r = file.flush().await;
+            return self.tenant.disk_full(r);
+        }
+        self.chunk = Vec::with_capacity(crypt::DOC_CHUNK + crypt::TAG_LEN);
+        self.chunk.extend_from_slice(&mem[self.mem_chunk..]);
+        self.file = Some(file);
+        Ok(())
+    }
+
     /// Seals the last chunk (possibly empty) and flushes: the file holds
-    /// the whole sealed document. Takes no more writes.
+    /// the whole sealed document (or memory does, for the spool log).
+    /// Takes no more writes. Returns the file if it is still open.
     async fn finish(&mut self) -> Result<Option<tokio::fs::File>, StoreError> {
-        if self.file.is_none() {
+        if self.finished {
             return Ok(None);
         }
+        if let Some(mem) = self.mem.as_mut() {
+            self.sealer
+                .seal_tail(mem, self.mem_chunk, true)
+                .map_err(|err| StoreError::Key {
+                    tenant: self.tenant.id.clone(),
+                    err,
+                })?;
+            self.mem_chunk = mem.len();
+            self.finished = true;
+            return Ok(None);
+        }
+        self.finished = true;
         self.seal_chunk(true).await?;
         // No chunk buffer from here on (a parked writer may wait long).
         self.chunk = Vec::new();
@@ -1309,6 +1598,7 @@ impl SpoolWriter {
     /// in-flight count (those of the chunk being filled, at most
     /// [`crypt::DOC_CHUNK`], are synced with the next).
     async fn sync_held(&mut self) -> Result<(), StoreError> {
+        self.spill().await?;
         let file = self.file.as_mut().expect("writer not yet finished");
         file.flush().await?;
         match file.get_mut().sync_data().await {
@@ -1342,6 +1632,10 @@ impl Drop for SpoolWriter {
             // Unlinking a big file frees many blocks and can take a while:
             // not on a runtime thread that other tenants' connections share.
             let path = std::mem::take(&mut self.path);
+            if path.as_os_str().is_empty() {
+                // In memory only.
+                return;
+            }
             match tokio::runtime::Handle::try_current() {
                 Ok(rt) if self.size >= UNLINK_IN_BACKGROUND_BYTES => {
                     rt.spawn_blocking(move || std::fs::remove_file(path));
@@ -1456,8 +1750,12 @@ impl TenantStore {
         } else {
             None
         };
+        let source = match self.log.entry(job.id) {
+            Some(entry) => document::Source::Log(entry),
+            None => document::Source::File(self.spool_path(job.id)),
+        };
         Ok(document::Document {
-            path: self.spool_path(job.id),
+            source,
             size: job.size,
             keys,
             aad: self.document_aad(),
@@ -1507,6 +1805,9 @@ impl TenantStore {
         id: JobId,
     ) -> Result<Job, StoreError> {
         let file = writer.finish().await?;
+        if let Some(entry) = writer.mem.take() {
+            return self.commit_to_log(writer, new, id, entry).await;
+        }
         if let Some(file) = file {
             if self.spool_sync == SpoolSync::Files {
                 file.sync_data().await?;
@@ -1522,9 +1823,78 @@ impl TenantStore {
         let final_path = self.spool_path(id);
         tokio::fs::rename(&writer.path, &final_path).await?;
         writer.path = final_path;
+        let job = self.new_record(&writer, new, id);
+        // A tenant's first job creates its tree; sled makes the new tree
+        // durable with the flush of this job's group.
+        let tree = self.tree()?;
+        let ops = vec![
+            Op::Insert(
+                tree.clone(),
+                keys::job(id).to_vec(),
+                self.encode(&keys::job(id), &job)?,
+            ),
+            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+            // A location left under this id by a group that a crash cut
+            // short (the id was never committed, so it is given again)
+            // must not take this job's document for an entry of the log.
+            Op::Remove(tree.clone(), keys::location(id).to_vec()),
+        ];
+        let fs_sync = self.spool_sync == SpoolSync::Filesystem;
+        let dir = if fs_sync {
+            None
+        } else {
+            Some(self.spool_dir_file()?)
+        };
+        self.committer.commit(self.lane, ops, fs_sync, dir).await?;
+        Ok(self.committed(writer, job))
+    }
+
+    /// Commits a small document (finished in memory, `entry`) with its
+    /// job: the group commit appends it to the tenant's spool log.
+    async fn commit_to_log(
+        &self,
+        writer: SpoolWriter,
+        new: NewJob,
+        id: JobId,
+        mut entry: Vec<u8>,
+    ) -> Result<Job, StoreError> {
+        let job = self.new_record(&writer, new, id);
+        log::frame(&mut entry, id);
+        let tree = self.tree()?;
+        let ops = vec![
+            Op::Insert(
+                tree.clone(),
+                keys::job(id).to_vec(),
+                self.encode(&keys::job(id), &job)?,
+            ),
+            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+        ];
+        let append = Append {
+            log: self.log.clone(),
+            tree: tree.clone(),
+            dir: self.spool_dir_file()?.clone(),
+            id,
+            entry,
+            relocate: false,
+        };
+        let r = self
+            .committer
+            .commit_with(self.lane, ops, Some(append), false, None)
+            .await;
+        if matches!(r, Err(StoreError::DiskFull)) {
+            crate::metrics::get().job(self.id.as_str(), "refused-disk-full");
+        }
+        r?;
+        Ok(self.committed(writer, job))
+    }
+
+    /// A new job's record, for the document `writer` received.
+    fn new_record(&self, writer: &SpoolWriter, new: NewJob, id: JobId) -> Job {
         let now = now_ms();
         let sha = writer.hasher.clone().finalize();
-        let job = Job {
+        Job {
             tenant: self.id.clone(),
             id,
             listener: new.listener,
@@ -1553,26 +1923,11 @@ impl TenantStore {
             history_dropped: 0,
             ipp_job_attributes: new.ipp_job_attributes,
             pin: new.pin,
-        };
-        // A tenant's first job creates its tree; sled makes the new tree
-        // durable with the flush of this job's group.
-        let tree = self.tree()?;
-        let ops = vec![
-            Op::Insert(
-                tree.clone(),
-                keys::job(id).to_vec(),
-                self.encode(&keys::job(id), &job)?,
-            ),
-            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-        ];
-        let fs_sync = self.spool_sync == SpoolSync::Filesystem;
-        let dir = if fs_sync {
-            None
-        } else {
-            Some(self.spool_dir_file()?)
-        };
-        self.committer.commit(self.lane, ops, fs_sync, dir).await?;
+        }
+    }
+
+    /// Counts a committed job in and returns it.
+    fn committed(&self, mut writer: SpoolWriter, job: Job) -> Job {
         writer.committed = true;
         self.queue_counts.added(&job);
         let m = crate::metrics::get();
@@ -1583,7 +1938,7 @@ impl TenantStore {
             job.size,
             writer.started.elapsed().as_secs_f64(),
         );
-        Ok(job)
+        job
     }
 }
 
@@ -1596,8 +1951,9 @@ impl SpoolWriter {
     /// still deleted when the writer is dropped uncommitted.
     pub async fn document(&mut self) -> Result<document::Document, StoreError> {
         self.finish().await?;
+        self.spill().await?;
         Ok(document::Document {
-            path: self.path.clone(),
+            source: document::Source::File(self.path.clone()),
             size: self.size,
             keys: Some(self.keys.clone()),
             aad: self.tenant.document_aad(),
@@ -1612,6 +1968,7 @@ impl SpoolWriter {
     /// [`SpoolWriter::document`], and it is deleted when dropped uncommitted.
     pub async fn park(&mut self) -> Result<(), StoreError> {
         self.finish().await?;
+        self.spill().await?;
         Ok(())
     }
 }
@@ -1714,6 +2071,7 @@ mod tests {
         let push = |p: &mut Pending, lane: u32| {
             let entry = Entry {
                 ops: Vec::new(),
+                append: None,
                 sync_spool: false,
                 dir: None,
                 done: watch::channel(None).0,
@@ -1786,7 +2144,19 @@ mod tests {
             .unwrap();
         let (t, other) = (&ts[0], &ts[1]);
         let c = crypt::DOC_CHUNK;
-        for size in [0, 1, c - 1, c, c + 1, 2 * c, 3 * c + 17] {
+        let small = log::SMALL_DOCUMENT_MAX as usize;
+        for size in [
+            0,
+            1,
+            c - 1,
+            c,
+            c + 1,
+            2 * c,
+            3 * c + 17,
+            small,
+            small + 1,
+            5 * c + 3,
+        ] {
             let body: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
             let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
             // Odd write sizes, so writes straddle chunks.
@@ -1794,10 +2164,21 @@ mod tests {
                 w.write(part).await.unwrap();
             }
             let job = t.commit_new(w, new_job("a")).await.unwrap();
-            assert_eq!(
-                std::fs::metadata(t.spool_path(job.id)).unwrap().len(),
-                crypt::sealed_len(size as u64)
-            );
+            // Small ones in the spool log, the others in files of their own.
+            if size <= small {
+                assert!(!t.spool_path(job.id).exists(), "size {size}");
+                let entry = t.log.entry(job.id).expect("in the spool log");
+                assert_eq!(
+                    u64::from(entry.sealed_len()),
+                    crypt::sealed_len(size as u64)
+                );
+            } else {
+                assert!(t.log.entry(job.id).is_none(), "size {size}");
+                assert_eq!(
+                    std::fs::metadata(t.spool_path(job.id)).unwrap().len(),
+                    crypt::sealed_len(size as u64)
+                );
+            }
             assert_eq!(read_document(t, &job), body, "blocking, size {size}");
             let mut r = t.document(&job).unwrap().reader().await.unwrap();
             let mut got = Vec::new();
@@ -1807,7 +2188,7 @@ mod tests {
             assert_eq!(got, body, "async, size {size}");
         }
         let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
-        w.write(&vec![9u8; 2 * c + 5]).await.unwrap();
+        w.write(&vec![9u8; small + 2 * c + 5]).await.unwrap();
         let job = t.commit_new(w, new_job("a")).await.unwrap();
         let path = t.spool_path(job.id);
         let good = std::fs::read(&path).unwrap();
@@ -1843,10 +2224,10 @@ mod tests {
         let w = other.spool_writer(1 << 30, 1 << 30).await.unwrap();
         other.commit_new(w, new_job("b")).await.unwrap();
         let mut foreign = other.document(&job).unwrap();
-        foreign.path = path.clone();
+        foreign.source = document::Source::File(path.clone());
         let mut out = Vec::new();
         assert!(io::Read::read_to_end(&mut foreign.blocking_reader().unwrap(), &mut out).is_err());
-        assert_eq!(read_document(t, &job).len(), 2 * c + 5);
+        assert_eq!(read_document(t, &job).len(), small + 2 * c + 5);
     }
 
     fn new_job(user: &str) -> NewJob {
@@ -1936,17 +2317,18 @@ mod tests {
         assert!(jobs.iter().all(|j| j.tenant == a));
         assert_eq!(jobs[1].sha256, hex(&Sha256::digest(b"doc 0 1")));
         assert_eq!(read_document(&ts[0], &jobs[1]), b"doc 0 1");
-        let raw = std::fs::read(ts[0].spool_path(JobId(2))).unwrap();
-        assert!(
-            !raw.windows(7).any(|w| w == b"doc 0 1"),
-            "the spool file is sealed"
-        );
         assert_eq!(ts[0].active_jobs().unwrap().len(), 3);
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("spool/a"))
-                .unwrap()
-                .count(),
-            3
+        // The three small documents are in one spool log segment, sealed;
+        // the partial receive left nothing.
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("spool/a"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let raw = std::fs::read(&files[0]).unwrap();
+        assert!(
+            !raw.windows(5).any(|w| w == b"doc 0"),
+            "the spool log is sealed"
         );
         let mut w = ts[0].spool_writer(1 << 20, 1 << 30).await.unwrap();
         w.write(b"x").await.unwrap();
@@ -2052,8 +2434,10 @@ mod tests {
             v.sort();
             v
         };
-        let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
-        w.write(b"a long first document").await.unwrap();
+        // Documents past the spool log's limit get files of their own.
+        let big = log::SMALL_DOCUMENT_MAX as usize + 1;
+        let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+        w.write(&vec![1u8; big]).await.unwrap();
         let first = t.commit_new(w, new_job("a")).await.unwrap();
         t.remove_document(&first);
         let after = names();
@@ -2062,16 +2446,39 @@ mod tests {
             after[0].0.starts_with(FREE_PREFIX) && after[0].1 == 0,
             "{after:?}"
         );
-        let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
-        w.write(b"second").await.unwrap();
+        let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+        w.write(&vec![2u8; big]).await.unwrap();
         let second = t.commit_new(w, new_job("a")).await.unwrap();
         assert_eq!(
             names(),
-            vec![("2".to_owned(), crypt::sealed_len(6))],
+            vec![("2".to_owned(), crypt::sealed_len(big as u64))],
             "the emptied file was reused"
         );
-        assert_eq!(read_document(&t, &second), b"second");
-        assert_eq!(t.spool_bytes(), 6);
+        assert_eq!(read_document(&t, &second), vec![2u8; big]);
+        assert_eq!(t.spool_bytes(), big as u64);
+        // Small ones share a segment of the spool log, which goes when
+        // the last of them finishes.
+        let mut small = Vec::new();
+        for body in [&b"third"[..], b"fourth"] {
+            let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
+            w.write(body).await.unwrap();
+            small.push(t.commit_new(w, new_job("a")).await.unwrap());
+        }
+        let n = names();
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(n[1].0.starts_with(log::SEGMENT_PREFIX), "{n:?}");
+        assert_eq!(read_document(&t, &small[1]), b"fourth");
+        t.remove_document(&small[0]);
+        assert_eq!(names().len(), 2);
+        t.remove_document(&small[1]);
+        t.remove_document(&second);
+        let n = names();
+        assert!(
+            n.iter()
+                .all(|(name, len)| name.starts_with(FREE_PREFIX) && *len == 0),
+            "{n:?}"
+        );
+        assert_eq!(t.spool_bytes(), 0);
     }
 
     #[tokio::test]
@@ -2081,35 +2488,48 @@ mod tests {
         {
             let store = Store::open(dir.path(), 8 << 20).unwrap();
             let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
-            for body in [&b"whole document"[..], b"document cut short"] {
-                let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
+            let big = vec![3u8; log::SMALL_DOCUMENT_MAX as usize + 10];
+            for body in [&b"whole document"[..], b"document cut short", &big] {
+                let mut w = t.spool_writer(1 << 30, 1 << 30).await.unwrap();
                 w.write(body).await.unwrap();
                 t.commit_new(w, new_job("a")).await.unwrap();
             }
             store.close().unwrap();
         }
-        // Job 2's document loses its tail (say, a disk that lied about a sync).
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(dir.path().join("spool/a/2"))
-            .unwrap()
-            .set_len(5)
-            .unwrap();
+        // Job 2's entry in the spool log and job 3's file lose their tails
+        // (say, a disk that lied about a sync).
+        let cut = |name: &str, by: u64| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.path().join("spool/a").join(name))
+                .unwrap();
+            let len = f.metadata().unwrap().len();
+            f.set_len(len - by).unwrap();
+        };
+        cut("log-000000000001", 4);
+        cut("3", 7);
         let store = reopen(dir.path());
         let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
         assert_eq!(t.active_jobs().unwrap(), vec![JobId(1)]);
-        let j2 = t.job(JobId(2)).unwrap().unwrap();
-        assert_eq!(j2.state, JobState::Aborted);
+        let note = |id| {
+            let j = t.job(JobId(id)).unwrap().unwrap();
+            assert_eq!(j.state, JobState::Aborted);
+            j.history.last().unwrap().note.clone()
+        };
         assert!(
-            j2.history
-                .last()
-                .unwrap()
-                .note
-                .contains(&format!("5 of {} bytes", crypt::sealed_len(18))),
-            "{:?}",
-            j2.history
+            note(2).contains("spool log entry is cut short"),
+            "{}",
+            note(2)
         );
-        assert!(!dir.path().join("spool/a/2").exists());
+        let len3 = crypt::sealed_len(log::SMALL_DOCUMENT_MAX + 10);
+        assert!(
+            note(3).contains(&format!("{} of {len3} bytes", len3 - 7)),
+            "{}",
+            note(3)
+        );
+        assert!(!dir.path().join("spool/a/3").exists());
         assert_eq!(t.spool_bytes(), 14);
+        let j1 = t.job(JobId(1)).unwrap().unwrap();
+        assert_eq!(read_document(&t, &j1), b"whole document");
     }
 }

@@ -97,7 +97,9 @@ impl TenantStore {
         drop(old_writers);
         let ring = self.existing_key()?;
         let mut report = RekeyReport::default();
-        // 3. Records, then documents.
+        // 3. Records, then documents. New entries of the spool log go to a
+        // new segment, so the older ones die as their entries move out.
+        self.log.roll();
         if let Some(tree) = self.existing_tree() {
             for kv in tree.scan_prefix(keys::JOB_PREFIX) {
                 let (k, _) = kv?;
@@ -184,13 +186,90 @@ impl TenantStore {
     /// True when `job` finished (or went) while its document was being
     /// re-sealed: its document was emptied or removed under the reader.
     fn finished_meanwhile(&self, job: &Job) -> Result<bool, StoreError> {
-        Ok(!self.spool_path(job.id).exists()
-            || self.job(job.id)?.is_none_or(|j| j.state.is_final()))
+        Ok(
+            (self.log.entry(job.id).is_none() && !self.spool_path(job.id).exists())
+                || self.job(job.id)?.is_none_or(|j| j.state.is_final()),
+        )
+    }
+
+    /// Writes `job`'s document read from `reader` sealed again with the
+    /// current key (a new header and chunks) to `out`.
+    fn reseal_into(
+        &self,
+        job: &Job,
+        reader: &mut super::document::BlockingDocumentReader,
+        ring: &KeyRing,
+        out: &mut impl Write,
+    ) -> Result<(), StoreError> {
+        let (mut sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
+        out.write_all(&header)?;
+        let mut chunk = Vec::with_capacity(DOC_CHUNK + TAG_LEN);
+        let mut left = job.size;
+        loop {
+            let want = left.min(DOC_CHUNK as u64) as usize;
+            chunk.resize(want, 0);
+            reader.read_exact(&mut chunk)?;
+            left -= want as u64;
+            // A full chunk is never the last: a document whose length
+            // is a multiple of the chunk ends with an empty one.
+            let last = want < DOC_CHUNK;
+            sealer
+                .seal(&mut chunk, last)
+                .map_err(|err| StoreError::Key {
+                    tenant: self.id.clone(),
+                    err,
+                })?;
+            out.write_all(&chunk)?;
+            if last {
+                break;
+            }
+        }
+        // The reader checks that nothing follows the last chunk.
+        if reader.read(&mut [0u8; 1])? != 0 {
+            return Err(io::Error::other("the document is longer than its record").into());
+        }
+        Ok(())
+    }
+
+    /// Moves a job's document in the spool log to the current segment,
+    /// sealed again with the current key; true when it was sealed with
+    /// the old one. The entry's location changes in a group commit; a job
+    /// that finishes meanwhile keeps no entry.
+    fn reseal_log_document(&self, job: &Job, ring: &KeyRing) -> Result<bool, StoreError> {
+        let doc = self.document(job)?;
+        let resealed = (|| -> Result<(Vec<u8>, bool), StoreError> {
+            let mut reader = doc.blocking_reader()?;
+            let old = !reader.sealed_with_current_key()?;
+            let mut entry = vec![0u8; super::log::FRAME_LEN];
+            self.reseal_into(job, &mut reader, ring, &mut entry)?;
+            Ok((entry, old))
+        })();
+        let (mut entry, old) = match resealed {
+            Ok(r) => r,
+            Err(_) if self.finished_meanwhile(job)? => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        super::log::frame(&mut entry, job.id);
+        let tree = self.tree()?;
+        let append = super::Append {
+            log: self.log.clone(),
+            tree: tree.clone(),
+            dir: self.spool_dir_file()?.clone(),
+            id: job.id,
+            entry,
+            relocate: true,
+        };
+        self.committer
+            .commit_blocking_with(self.lane, Vec::new(), Some(append))?;
+        Ok(old)
     }
 
     /// Seals a job's document again with the current key unless it already
     /// is; true when it was replaced.
     fn reseal_document(&self, job: &Job, ring: &KeyRing) -> Result<bool, StoreError> {
+        if self.log.entry(job.id).is_some() {
+            return self.reseal_log_document(job, ring);
+        }
         let doc = self.document(job)?;
         let mut reader = match doc.blocking_reader() {
             Ok(r) => r,
@@ -217,33 +296,7 @@ impl TenantStore {
             .join(format!("{INCOMING_PREFIX}rekey-{}-{n}", std::process::id()));
         let written = (|| -> Result<(), StoreError> {
             let mut out = io::BufWriter::new(private::create_file(&tmp)?);
-            let (mut sealer, header) = crypt::DocSealer::new(&ring.current, self.document_aad());
-            out.write_all(&header)?;
-            let mut chunk = Vec::with_capacity(DOC_CHUNK + TAG_LEN);
-            let mut left = job.size;
-            loop {
-                let want = left.min(DOC_CHUNK as u64) as usize;
-                chunk.resize(want, 0);
-                reader.read_exact(&mut chunk)?;
-                left -= want as u64;
-                // A full chunk is never the last: a document whose length
-                // is a multiple of the chunk ends with an empty one.
-                let last = want < DOC_CHUNK;
-                sealer
-                    .seal(&mut chunk, last)
-                    .map_err(|err| StoreError::Key {
-                        tenant: self.id.clone(),
-                        err,
-                    })?;
-                out.write_all(&chunk)?;
-                if last {
-                    break;
-                }
-            }
-            // The reader checks that nothing follows the last chunk.
-            if reader.read(&mut [0u8; 1])? != 0 {
-                return Err(io::Error::other("the document is longer than its record").into());
-            }
+            self.reseal_into(job, &mut reader, ring, &mut out)?;
             let f = out.into_inner().map_err(|e| e.into_error())?;
             f.sync_data()?;
             Ok(())

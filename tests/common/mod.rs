@@ -336,8 +336,10 @@ impl TestDaemon {
         stored_jobs_at(&self.data_dir())
     }
 
-    /// Documents in a tenant's spool folder. Emptied files kept for reuse
-    /// (`.free-*`) are not documents; they are checked to be empty.
+    /// Documents in a tenant's spool folder: files of their own, named by
+    /// job id, and the entries of its spool log segments (by job id; dead
+    /// entries are erased, so only live ones are seen). Emptied files kept
+    /// for reuse (`.free-*`) are not documents; they are checked to be empty.
     pub fn spool_files(&self, tenant: &str) -> Vec<String> {
         let Ok(rd) = std::fs::read_dir(self.data_dir().join("spool").join(tenant)) else {
             return Vec::new();
@@ -352,6 +354,10 @@ impl TestDaemon {
                     0,
                     "a recycled spool file {name} still holds data"
                 );
+            } else if printroute::store::log::segment_number(&name).is_some() {
+                let bytes = std::fs::read(e.path()).unwrap_or_default();
+                let ids = printroute::store::log::scan(&bytes);
+                out.extend(ids.iter().map(|id| id.0.to_string()));
             } else {
                 out.push(name);
             }
