@@ -28,6 +28,11 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Binds a listening socket: `SO_REUSEADDR`, and IPv6 sockets take IPv6
 /// only, so `0.0.0.0:P` and `[::]:P` can both be bound.
 pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    bind_with(addr, None)
+}
+
+/// Like [`bind`], with `linger` set on the socket before it listens.
+fn bind_with(addr: SocketAddr, linger: Option<Duration>) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -35,6 +40,11 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Before listen: the kernel copies the listening socket's options into
+    // each connection when its handshake completes, also before accept.
+    if linger.is_some() {
+        socket.set_linger(linger)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
@@ -46,14 +56,16 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// ends with a reset, also when the process dies before its task ran. (An
 /// orderly close is RAW's only acknowledgement: a sender that connected
 /// and had not sent yet would otherwise read the dying process's FIN as
-/// one.) LPD and IPP acknowledge in their protocols; their sockets get the
-/// ordinary close back at accept.
+/// one.) It is set before the socket listens: a connection whose handshake
+/// completed between `listen` and a later `setsockopt` would keep the
+/// ordinary close, and a daemon killed after reading its data would close
+/// it in order, an acknowledgement of a job never kept (seen under load by
+/// the kill -9 tests, with senders retrying during a restart). LPD and IPP
+/// acknowledge in their protocols; their sockets get the ordinary close
+/// back at accept.
 pub fn bind_listener(addr: SocketAddr, protocol: Protocol) -> io::Result<std::net::TcpListener> {
-    let l = bind(addr)?;
-    if protocol == Protocol::Raw {
-        socket2::SockRef::from(&l).set_linger(Some(Duration::ZERO))?;
-    }
-    Ok(l)
+    let linger = (protocol == Protocol::Raw).then_some(Duration::ZERO);
+    bind_with(addr, linger)
 }
 
 /// Accepts connections until `stop` fires, handing each to its protocol.
