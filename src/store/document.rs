@@ -42,6 +42,16 @@ impl Document {
         self.size
     }
 
+    /// Bytes a reader holds: one sealed chunk, or the whole document when
+    /// it is smaller (most are: no 64 KiB buffer for a 4 KiB job).
+    fn read_buffer(&self) -> usize {
+        (DOC_CHUNK + TAG_LEN).min(
+            crypt::sealed_len(self.size)
+                .try_into()
+                .unwrap_or(usize::MAX),
+        )
+    }
+
     /// Opens it for reading on the runtime. An entry of the spool log is
     /// read whole (it is small) in the blocking pool and checked.
     pub async fn reader(&self) -> io::Result<DocumentReader> {
@@ -58,7 +68,7 @@ impl Document {
         Ok(DocumentReader {
             raw,
             chunks: Chunks::new(self),
-            buf: Vec::with_capacity(DOC_CHUNK + TAG_LEN),
+            buf: Vec::with_capacity(self.read_buffer()),
         })
     }
 
@@ -71,7 +81,7 @@ impl Document {
         Ok(BlockingDocumentReader {
             raw,
             chunks: Chunks::new(self),
-            buf: Vec::with_capacity(DOC_CHUNK + TAG_LEN),
+            buf: Vec::with_capacity(self.read_buffer()),
             pos: 0,
         })
     }
