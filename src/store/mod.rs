@@ -476,11 +476,17 @@ impl Committer {
                 if let Some(a) = e.append.take() {
                     match a.log.write(&a.entry) {
                         Ok(loc) => {
-                            e.ops.push(Op::Insert(
-                                a.tree,
-                                keys::location(a.id).to_vec(),
-                                loc.encode().to_vec(),
-                            ));
+                            // First: sled keeps a prefix of a group's writes
+                            // when the process dies during its flush, so a
+                            // queue entry it kept always has its location.
+                            e.ops.insert(
+                                0,
+                                Op::Insert(
+                                    a.tree,
+                                    keys::location(a.id).to_vec(),
+                                    loc.encode().to_vec(),
+                                ),
+                            );
                             written = Some((
                                 Written {
                                     log: a.log,
