@@ -215,6 +215,27 @@ impl Op {
     }
 }
 
+/// Syncs each log of a group (see [`log::SpoolLog::sync`]): the first on
+/// the calling thread, the others on threads of their own meanwhile.
+fn sync_logs(logs: &[(Arc<log::SpoolLog>, Arc<File>)]) -> Vec<Result<(), CommitFailure>> {
+    let sync = |(log, dir): &(Arc<log::SpoolLog>, Arc<File>)| {
+        log.sync(dir).map_err(|err| CommitFailure::of(&err.into()))
+    };
+    match logs {
+        [] => Vec::new(),
+        [one] => vec![sync(one)],
+        [first, rest @ ..] => std::thread::scope(|s| {
+            let others: Vec<_> = rest.iter().map(|l| s.spawn(move || sync(l))).collect();
+            let mut out = vec![sync(first)];
+            out.extend(others.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CommitFailure::Failed("a log sync panicked".into())))
+            }));
+            out
+        }),
+    }
+}
+
 /// Why a commit failed, as its waiter hears it.
 #[derive(Clone, Debug)]
 enum CommitFailure {
@@ -502,24 +523,27 @@ impl Committer {
                 }
                 members.push((e, written, failed));
             }
-            let mut synced: Vec<(Arc<log::SpoolLog>, Result<(), CommitFailure>)> = Vec::new();
-            for (_, written, failed) in &mut members {
-                let Some((w, dir)) = written else { continue };
-                let r = match synced.iter().find(|(l, _)| Arc::ptr_eq(l, &w.log)) {
-                    Some((_, r)) => r.clone(),
-                    None => {
-                        let r = w
-                            .log
-                            .sync(dir)
-                            .map_err(|err| CommitFailure::of(&err.into()));
-                        synced.push((w.log.clone(), r.clone()));
-                        r
+            // The logs touched, each synced once, different tenants' at
+            // the same time (their syncs wait on the disk, not the CPU).
+            let mut logs: Vec<(Arc<log::SpoolLog>, Arc<File>)> = Vec::new();
+            for (_, written, _) in &members {
+                if let Some((w, dir)) = written {
+                    if !logs.iter().any(|(l, _)| Arc::ptr_eq(l, &w.log)) {
+                        logs.push((w.log.clone(), dir.clone()));
                     }
-                };
-                if let Err(f) = r {
+                }
+            }
+            let synced = sync_logs(&logs);
+            for (_, written, failed) in &mut members {
+                let Some((w, _)) = written else { continue };
+                let i = logs
+                    .iter()
+                    .position(|(l, _)| Arc::ptr_eq(l, &w.log))
+                    .expect("every touched log was synced");
+                if let Err(f) = &synced[i] {
                     w.log.abandoned(&w.loc);
+                    *failed = Some(f.clone());
                     *written = None;
-                    *failed = Some(f);
                 }
             }
             let mut ops = Vec::new();
