@@ -124,6 +124,15 @@ pub fn check(entry: &[u8], id: JobId, loc: &Location) -> Result<(), &'static str
     Ok(())
 }
 
+/// A damaged entry's read error: `InvalidData`, which the document layer
+/// and the dispatcher take for a document that can never read.
+fn damaged(why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the spool document {why}"),
+    )
+}
+
 /// A live entry, to read.
 #[derive(Clone)]
 pub struct Entry {
@@ -138,11 +147,11 @@ impl Entry {
         let mut buf = vec![0u8; FRAME_LEN + self.loc.len as usize];
         match self.file.read_exact_at(&mut buf, self.loc.offset) {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(super::document::unreadable("is cut short in the spool log"))
+                return Err(damaged("is cut short in the spool log"))
             }
             r => r?,
         }
-        check(&buf, self.id, &self.loc).map_err(super::document::unreadable)?;
+        check(&buf, self.id, &self.loc).map_err(damaged)?;
         buf.drain(..FRAME_LEN);
         Ok(buf)
     }
