@@ -1053,3 +1053,110 @@ input = [{{ listener = "ipp", workflow = "pull" }}]
     dev.wait_for_digests(&[sha256(&doc)]);
     wait_until("job completed", || (state() == [9]).then_some(()));
 }
+
+#[test]
+fn get_jobs_lists_a_printers_jobs_in_id_order_by_owner_state_and_limit() {
+    let mut d = TestDaemon::start(&config("held", "held", ""));
+    let to = d.addr("ipp");
+    let owner = |id: i32| if id % 2 == 1 { "alice" } else { "bob" };
+    let print = |to: SocketAddr, id: i32, path: &str| {
+        let m = print_job(
+            "127.0.1.90",
+            to,
+            path,
+            owner(id),
+            &format!("j{id}"),
+            &document(id as u32, 3000),
+        );
+        assert_eq!(m.code, OK);
+        assert_eq!(job_ints(&m, "job-id"), [id]);
+    };
+    // Get-Jobs as `user` at `path` (printer-uri the same), with extra
+    // operation attributes.
+    let get_jobs = |to: SocketAddr, path: &str, user: &str, extra: &dyn Fn(Enc) -> Enc| {
+        let uri = format!("ipp://{to}{path}");
+        let m = ipp(
+            "127.0.1.91",
+            to,
+            path,
+            &extra(Enc::op(GET_JOBS, &uri, user)).end(),
+        );
+        assert_eq!(m.code, OK, "Get-Jobs at {path}");
+        m
+    };
+    let ids = |m: &Message| job_ints(m, "job-id");
+    let none = |e: Enc| e;
+    let limit = |n: i32| move |e: Enc| e.int("limit", n);
+
+    for id in 1..=4 {
+        print(to, id, "/ipp/print");
+    }
+    // The first listing reads what is queued; later jobs join it as they commit.
+    assert_eq!(ids(&get_jobs(to, "/ipp/print", "x", &none)), [1, 2, 3, 4]);
+    for id in 5..=6 {
+        print(to, id, "/ipp/print");
+    }
+    for id in 7..=8 {
+        print(to, id, "/ipp/print/secure");
+    }
+    assert_eq!(job_op_as(CANCEL_JOB, "127.0.1.92", to, 2, "bob").code, OK);
+
+    let check = |to: SocketAddr| {
+        // The default answer: job-id and job-uri of each not-completed job
+        // of this printer, oldest first.
+        let m = get_jobs(to, "/ipp/print", "x", &none);
+        assert_eq!(ids(&m), [1, 3, 4, 5, 6]);
+        for g in m.groups.iter().filter(|g| g.tag == 2) {
+            let names: Vec<&str> = g.attributes.iter().map(|a| a.name.as_str()).collect();
+            assert_eq!(names, ["job-id", "job-uri"]);
+            let id = g.get("job-id").unwrap().values[0].as_int().unwrap();
+            let uri = g.get("job-uri").unwrap().values[0].as_str().unwrap();
+            assert!(uri.ends_with(&format!("/jobs/{id}")), "{uri} of job {id}");
+        }
+        assert_eq!(ids(&get_jobs(to, "/ipp/print", "x", &limit(3))), [1, 3, 4]);
+        assert_eq!(ids(&get_jobs(to, "/ipp/print/secure", "x", &none)), [7, 8]);
+        // my-jobs: the requesting user's only.
+        let mine = |e: Enc| e.raw(0x22, "my-jobs", &[1]);
+        assert_eq!(ids(&get_jobs(to, "/ipp/print", "alice", &mine)), [1, 3, 5]);
+        let mine_1 = |e: Enc| e.raw(0x22, "my-jobs", &[1]).int("limit", 1);
+        assert_eq!(ids(&get_jobs(to, "/ipp/print", "bob", &mine_1)), [4]);
+        assert!(ids(&get_jobs(to, "/ipp/print", "carol", &mine)).is_empty());
+        // which-jobs: completed ones (the canceled one), and all.
+        let completed = |e: Enc| e.s(0x44, "which-jobs", "completed");
+        assert_eq!(ids(&get_jobs(to, "/ipp/print", "x", &completed)), [2]);
+        let all = |e: Enc| e.s(0x44, "which-jobs", "all");
+        assert_eq!(
+            ids(&get_jobs(to, "/ipp/print", "x", &all)),
+            [1, 3, 4, 5, 6, 2]
+        );
+        // Every printer of the listener, at the server's job URI.
+        assert_eq!(ids(&get_jobs(to, "/", "x", &none)), [1, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(ids(&get_jobs(to, "/", "x", &limit(6))), [1, 3, 4, 5, 6, 7]);
+        // More than ids: the same jobs, with what their records say.
+        let described = |e: Enc| {
+            e.raw(0x22, "my-jobs", &[1])
+                .int("limit", 2)
+                .s(0x44, "requested-attributes", "job-id")
+                .s(0x44, "", "job-state")
+                .s(0x44, "", "job-originating-user-name")
+                .s(0x44, "", "job-name")
+        };
+        let m = get_jobs(to, "/ipp/print", "alice", &described);
+        assert_eq!(ids(&m), [1, 3]);
+        assert_eq!(job_ints(&m, "job-state"), [4, 4], "both held");
+        let text = |name: &str| -> Vec<String> {
+            m.groups
+                .iter()
+                .filter_map(|g| g.get(name))
+                .filter_map(|a| a.values[0].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(text("job-originating-user-name"), ["alice", "alice"]);
+        assert_eq!(text("job-name"), ["j1", "j3"]);
+    };
+    check(to);
+    // After a restart the listing is built again from the records.
+    assert_eq!(d.stop(), 0);
+    d.spawn();
+    check(d.addr("ipp"));
+}

@@ -18,6 +18,7 @@ use crate::config::ids::{JobId, ListenerName, TenantId};
 use crate::dispatch::capabilities::{self, Printer, GENERIC_MAKE_AND_MODEL};
 use crate::dispatch::mirror;
 use crate::snapshot::{ReceiveSlot, Routed};
+use crate::store::counts::Listing;
 use crate::store::job::{now_ms, Job, JobState, NewJob};
 use crate::store::{SpoolWriter, StoreError, TenantStore};
 use crate::wire::ipp::{self as codec, group, op, status, tag, Attribute, Group, Message, Value};
@@ -1364,6 +1365,19 @@ fn job_group(req: &Req<'_>, job: &JobView<'_>, state: Option<JobState>, wanted: 
 use crate::wire::truncate_str as truncate;
 
 /// True when a job came in through this printer.
+/// A job's group with its ids only (`job-id`, `job-uri`, as wanted): the
+/// default Get-Jobs answer (RFC 8011 section 4.2.6.1), made without its record.
+fn id_group(req: &Req<'_>, id: JobId, wanted: &Wanted) -> Group {
+    let mut g = Group::new(group::JOB);
+    if wanted.has("job-id") {
+        g.push(Attribute::new("job-id", Value::Integer(id.0 as i32)));
+    }
+    if wanted.has("job-uri") {
+        g.push(Attribute::new("job-uri", Value::uri(&req.job_uri(id))));
+    }
+    g
+}
+
 fn on_printer(req: &Req<'_>, j: &Job) -> bool {
     j.listener == req.ctx.listener && (req.server_wide || j.queue == req.queue)
 }
@@ -1439,13 +1453,35 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
             }
         }
         drop(map);
-        for j in req.store().unfinished_jobs() {
-            if groups.len() >= limit {
-                break;
+        // Which jobs, from the store's index of unfinished ones: no record
+        // is read to pick them, whatever the backlog or the other queues
+        // hold. Only an answer that wants more than ids reads theirs.
+        let listing = Listing {
+            listener: &req.ctx.listener,
+            queue: (!req.server_wide).then_some(req.queue.as_deref()),
+            owner: my_jobs.then_some(user.as_str()),
+            limit: limit - groups.len(),
+        };
+        let ids = req
+            .store()
+            .unfinished_ids(&listing)
+            .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
+        let ids_only = match &want {
+            Wanted::All => false,
+            Wanted::Names(n) => n.iter().all(|n| n == "job-id" || n == "job-uri"),
+        };
+        for id in ids {
+            if ids_only {
+                groups.push(id_group(req, id, &want));
+                continue;
             }
-            let j = j.map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
-            if !j.state.is_final() && mine(&j) {
-                groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+            match req.store().job(id) {
+                // Finished since it was listed: no longer not-completed.
+                Ok(Some(j)) if !j.state.is_final() => {
+                    groups.push(job_group(req, &JobView::Committed(&j), None, &want));
+                }
+                Ok(_) => {}
+                Err(_) => return Err((status::INTERNAL_ERROR, "storage failed")),
             }
         }
     }
