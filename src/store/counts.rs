@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::ids::{JobId, ListenerName};
 use crate::store::job::Job;
-use crate::store::StoreError;
 
 /// The queue a job came in by.
 type QueueKey = (ListenerName, Option<String>);
@@ -200,21 +199,6 @@ impl QueueCounts {
         unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
     ) -> Result<Vec<JobId>, E> {
         self.with(unfinished, |c| c.list(listing))
-    }
-}
-
-impl super::TenantStore {
-    /// Ids of the unfinished jobs `listing` wants, oldest first, from the
-    /// index kept with the jobs: no record is read (after the first use of
-    /// the index in this process, which reads the unfinished ones once).
-    pub fn unfinished_ids(&self, listing: &Listing<'_>) -> Result<Vec<JobId>, StoreError> {
-        self.queue_counts.unfinished(listing, || {
-            let mut out = Vec::new();
-            for id in self.active_jobs()? {
-                out.extend(self.job(id)?);
-            }
-            Ok(out)
-        })
     }
 }
 

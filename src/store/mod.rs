@@ -20,6 +20,7 @@ pub mod counts;
 pub mod crypt;
 pub mod document;
 pub mod job;
+pub mod listing;
 pub mod log;
 pub mod private;
 pub mod rekey;
