@@ -12,14 +12,26 @@
 #             them for a device that is down (its intake does not depend on
 #             the backlog), cupsd prints them to /dev/null (a raw queue, so
 #             its queue stays short: its best case)
-#   gpa       Get-Printer-Attributes (a client's poll, and `all`) plain and
-#             over TLS, with an empty queue, then with JOBS (default 100000)
-#             more jobs queued for a device that is down (printroute: a
-#             socket device on a closed port; cupsd: a stopped raw queue)
+#   gpa       Get-Printer-Attributes (a client's poll, and `all`) and Get-Jobs
+#             (limit 10, answering job-id and job-uri) plain and over TLS,
+#             with an empty queue, then with JOBS (default 100000) more jobs
+#             queued for a device that is down (printroute: a socket device
+#             on a closed port; cupsd: a stopped raw queue)
 #   all       both (the default)
 #
-# Environment: JOBS, PRINT_JOBS, GPA_N (requests per GPA figure, default
-# 20000), PRINTROUTE_BIN (default: the release binary under
+# cupsd's backlog: it takes CUPS_REAL_JOBS (default 1000) real Print-Jobs
+# into the stopped queue (its intake rate: "cups fill"), is stopped, gets
+# the rest written into its spool as it keeps jobs itself (control files,
+# documents, job.cache: scripts/cups-backlog.py) and loads them when it
+# starts again. Its intake slows as its queue grows (about 97 jobs/s at
+# 40,000), so a real fill of 100,000 takes about an hour. Before the GPA
+# runs, both servers' queued-job-count, and cupsd's Get-Jobs, must show
+# the backlog.
+#
+# Environment: JOBS, PRINT_JOBS, GPA_N (requests per GPA or Get-Jobs
+# figure, default 20000, or fewer for a server that answers fewer than
+# GPA_N in GPA_SECONDS, default 10, as a probe of GPA_PROBE requests, default
+# 500, shows), CUPS_REAL_JOBS, PRINTROUTE_BIN (default: the release binary under
 # CARGO_TARGET_DIR, built first). Loopback only; each h2load run is bounded
 # by -n. The last lines are the ratios printroute / cupsd.
 set -euo pipefail
@@ -31,8 +43,12 @@ case $MODE in all | printjob | gpa) ;; *)
     ;;
 esac
 JOBS=${JOBS:-100000}
+CUPS_REAL_JOBS=${CUPS_REAL_JOBS:-1000}
+if ((CUPS_REAL_JOBS > JOBS)); then CUPS_REAL_JOBS=$JOBS; fi
 PRINT_JOBS=${PRINT_JOBS:-20000}
 GPA_N=${GPA_N:-20000}
+GPA_SECONDS=${GPA_SECONDS:-10}
+GPA_PROBE=${GPA_PROBE:-500}
 CONNS=8
 if [[ -z ${PRINTROUTE_BIN:-} ]]; then
     cargo build --release --quiet --bins
@@ -122,11 +138,17 @@ DataDir /usr/share/cups
 FileDevice Yes
 SyncOnClose Yes
 EOF
-DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent cupsd -f -c "$work/cups/cupsd.conf" -s "$work/cups/cups-files.conf" &
-pids+=($!)
+start_cupsd() {
+    DBUS_SYSTEM_BUS_ADDRESS=unix:path=/nonexistent cupsd -f -c "$work/cups/cupsd.conf" -s "$work/cups/cups-files.conf" &
+    CUPS_PID=$!
+    pids+=("$CUPS_PID")
+}
+# `lpstat -r` exits 0 while the scheduler is not up yet: read what it says.
+cupsd_up() { lpstat -h "127.0.0.1:$CUPS_PORT" -r 2>/dev/null | grep -q 'is running'; }
+start_cupsd
 
 for _ in $(seq 300); do
-    grep -q '^ready' "$work/printroute.out" 2>/dev/null && lpstat -h "127.0.0.1:$CUPS_PORT" -r >/dev/null 2>&1 && break
+    grep -q '^ready' "$work/printroute.out" 2>/dev/null && cupsd_up && break
     sleep 0.1
 done
 grep -q '^ready' "$work/printroute.out" || {
@@ -158,6 +180,7 @@ for name, uri in (('pr', f'ipp://localhost:{pr}/ipp/print'), ('cups', f'ipp://lo
     open(f'{d}/{name}-gpa', 'wb').write(req(uri, 0x0b, poll))
     open(f'{d}/{name}-gpa-all', 'wb').write(req(uri, 0x0b))
     open(f'{d}/{name}-fill', 'wb').write(req(uri, 0x02, *doc))
+    open(f'{d}/{name}-jobs', 'wb').write(req(uri, 0x0a, attr(0x21, 'limit', struct.pack('>i', 10))))
 open(f'{d}/pr-print', 'wb').write(req(f'ipp://localhost:{pr}/ipp/print', 0x02, *doc))
 open(f'{d}/cups-print', 'wb').write(req(f'ipp://localhost:{cups}/printers/raw', 0x02, *doc))
 EOF
@@ -202,12 +225,47 @@ measure() {
 ratio() { awk -v a="${fig[$1]}" -v b="${fig[$2]}" 'BEGIN {printf "%.2f", a / b}'; }
 report() { printf '%-44s %6s x  (printroute %s/s, cupsd %s/s)\n' "$1" "$(ratio "$2" "$3")" "${fig[$2]}" "${fig[$3]}"; }
 
+# cups_backlog N: N more jobs for cupsd's stopped queue, written into its
+# spool while it is stopped; then cupsd is started again and loads them.
+cups_backlog() {
+    local t0 t1 keep=()
+    kill "$CUPS_PID"
+    wait "$CUPS_PID" || true
+    for p in "${pids[@]}"; do [[ $p == "$CUPS_PID" ]] || keep+=("$p"); done
+    pids=("${keep[@]}")
+    t0=$(date +%s.%N)
+    python3 scripts/cups-backlog.py fill "$work/cups" down "$1"
+    t1=$(date +%s.%N)
+    start_cupsd
+    until cupsd_up; do
+        kill -0 "$CUPS_PID" 2>/dev/null || {
+            echo "cupsd did not start again:" >&2
+            tail "$work/cups/log/error_log" >&2
+            exit 1
+        }
+        sleep 0.2
+    done
+    echo "  cupsd: $1 more jobs written into its spool in $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.0f", b - a}') s; up with them after $(awk -v a="$t1" -v b="$(date +%s.%N)" 'BEGIN {printf "%.0f", b - a}') s"
+}
+
+# queries SERVER REQUEST SCHEME: how many requests to time: GPA_N, or what a
+# slow server answers in about GPA_SECONDS (after a probe of GPA_PROBE).
+queries() {
+    local probe
+    probe=$(rate "$1" "$2" "$GPA_PROBE" "$3")
+    awk -v r="$probe" -v s="$GPA_SECONDS" -v max="$GPA_N" -v min="$GPA_PROBE" \
+        'BEGIN {n = int(r * s); if (n > max) n = max; if (n < min) n = min; print n}'
+}
 gpa_phase() { # LABEL
-    echo "Get-Printer-Attributes, $1 (n=$GPA_N, $CONNS connections):"
+    echo "Get-Printer-Attributes and Get-Jobs, $1 (n=$GPA_N or ${GPA_SECONDS} s worth, $CONNS connections):"
+    local s q scheme label
     for s in pr cups; do
-        measure "$s gpa $1" "$s" gpa "$GPA_N" http
-        measure "$s gpa-all $1" "$s" gpa-all "$GPA_N" http
-        measure "$s gpa tls $1" "$s" gpa "$GPA_N" https
+        for q in "gpa http" "gpa-all http" "gpa https" "jobs http" "jobs https"; do
+            read -r q scheme <<<"$q"
+            label="$s $q"
+            if [[ $scheme == https ]]; then label+=" tls"; fi
+            measure "$label $1" "$s" "$q" "$(queries "$s" "$q" "$scheme")" "$scheme"
+        done
     done
 }
 printjob_phase() { # N
@@ -230,8 +288,16 @@ gpa | all)
     fi
     echo "queueing $JOBS jobs for the down device on each:"
     measure "pr fill" pr fill "$JOBS" http
-    measure "cups fill" cups fill "$JOBS" http
-    echo "queued-job-count: printroute $(queued pr), cupsd $(queued cups)"
+    measure "cups fill" cups fill "$CUPS_REAL_JOBS" http
+    if ((JOBS > CUPS_REAL_JOBS)); then
+        cups_backlog $((JOBS - CUPS_REAL_JOBS))
+    fi
+    echo "printroute: $(queued pr) queued (queued-job-count)"
+    echo "cupsd: $(python3 scripts/cups-backlog.py holds "http://127.0.0.1:$CUPS_PORT/printers/down")"
+    if (($(queued pr) < JOBS || $(queued cups) < JOBS)); then
+        echo "a backlog is short of $JOBS jobs" >&2
+        exit 1
+    fi
     gpa_phase "$JOBS+ jobs queued"
     ;;
 esac
@@ -242,10 +308,12 @@ if [[ $MODE != gpa ]]; then
     report "Print-Job 4 KiB over TLS" "pr print tls" "cups print tls"
 fi
 if [[ $MODE != printjob ]]; then
-    report "Print-Job 4 KiB, filling the backlog" "pr fill" "cups fill"
+    report "Print-Job 4 KiB, filling (cupsd: its first $CUPS_REAL_JOBS)" "pr fill" "cups fill"
     for phase in "empty queue" "$JOBS+ jobs queued"; do
         report "GPA poll, $phase (goal >= 2)" "pr gpa $phase" "cups gpa $phase"
         report "GPA all, $phase" "pr gpa-all $phase" "cups gpa-all $phase"
         report "GPA poll over TLS, $phase" "pr gpa tls $phase" "cups gpa tls $phase"
+        report "Get-Jobs limit 10, $phase" "pr jobs $phase" "cups jobs $phase"
+        report "Get-Jobs limit 10 over TLS, $phase" "pr jobs tls $phase" "cups jobs tls $phase"
     done
 fi
