@@ -1364,7 +1364,6 @@ fn job_group(req: &Req<'_>, job: &JobView<'_>, state: Option<JobState>, wanted: 
 
 use crate::wire::truncate_str as truncate;
 
-/// True when a job came in through this printer.
 /// A job's group with its ids only (`job-id`, `job-uri`, as wanted): the
 /// default Get-Jobs answer (RFC 8011 section 4.2.6.1), made without its record.
 fn id_group(req: &Req<'_>, id: JobId, wanted: &Wanted) -> Group {
@@ -1378,6 +1377,7 @@ fn id_group(req: &Req<'_>, id: JobId, wanted: &Wanted) -> Group {
     g
 }
 
+/// True when a job came in through this printer.
 fn on_printer(req: &Req<'_>, j: &Job) -> bool {
     j.listener == req.ctx.listener && (req.server_wide || j.queue == req.queue)
 }
