@@ -10,11 +10,14 @@
 # IPP request; the backlog is made by h2load POSTing a 4 KiB Print-Job.
 # Requests: gpa (a client's poll: state, reasons, queued-job-count),
 # gpa-all, jobs (Get-Jobs limit 10: job-id and job-uri), jobs-described
-# (Get-Jobs limit 10 asking for job-state and job-name too: reads records).
+# (Get-Jobs limit 10 asking for job-state and job-name too: reads records),
+# jobs-completed (Get-Jobs limit 10, which-jobs completed: none here).
 # The daemon's resident memory (ps -o rss) is shown after each phase.
 set -euo pipefail
 JOBS=${1:-100000}
 N=${N:-40000}
+# jobs-completed walks every job record (finished_jobs_newest_first): fewer requests.
+N_COMPLETED=${N_COMPLETED:-400}
 BIN=${PRINTROUTE_BIN:-${CARGO_TARGET_DIR:-target}/release/printroute}
 DIR=$(mktemp -d)
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
@@ -53,17 +56,19 @@ def req(op, extra=b'', doc=b''):
 open(f'{d}/gpa', 'wb').write(req(0x0b, attr(0x44, 'requested-attributes', b'printer-state') + attr(0x44, '', b'queued-job-count') + attr(0x44, '', b'printer-state-reasons')))
 open(f'{d}/gpa-all', 'wb').write(req(0x0b))
 open(f'{d}/jobs', 'wb').write(req(0x0a, attr(0x21, 'limit', struct.pack('>i', 10))))
+open(f'{d}/jobs-completed', 'wb').write(req(0x0a, attr(0x21, 'limit', struct.pack('>i', 10)) + attr(0x44, 'which-jobs', b'completed')))
 open(f'{d}/jobs-described', 'wb').write(req(0x0a, attr(0x21, 'limit', struct.pack('>i', 10)) + attr(0x44, 'requested-attributes', b'job-id') + attr(0x44, '', b'job-state') + attr(0x44, '', b'job-name')))
 open(f'{d}/print', 'wb').write(req(0x02, attr(0x49, 'document-format', b'application/octet-stream'), b'\x1bE' + bytes(4094)))
 EOF
 URL="http://127.0.0.1:$PORT/ipp/print"
 rate() { h2load --h1 -n "$2" -c 8 -d "$DIR/$1" -H 'Content-Type: application/ipp' "$URL" | awk '/^finished in/ {print $4, $5} /^requests:/ {print "  " $0}'; }
 rss() { echo "daemon RSS $(ps -o rss= -p "$PID") KiB"; }
-QUERIES="gpa gpa-all jobs jobs-described"
-for q in $QUERIES; do echo "empty queue, $q: $(rate $q $N)"; done
+QUERIES="gpa gpa-all jobs jobs-described jobs-completed"
+n() { if [[ $1 == jobs-completed ]]; then echo "$N_COMPLETED"; else echo "$N"; fi; }
+for q in $QUERIES; do echo "empty queue, $q: $(rate $q "$(n $q)")"; done
 rss
 echo "queueing 10 jobs: $(rate print 10)"
 for q in jobs jobs-described; do echo "10 queued, $q: $(rate $q $N)"; done
 echo "queueing $((JOBS - 10)) more jobs: $(rate print $((JOBS - 10)))"
-for q in $QUERIES; do echo "$JOBS queued, $q: $(rate $q $N)"; done
+for q in $QUERIES; do echo "$JOBS queued, $q: $(rate $q "$(n $q)")"; done
 rss
