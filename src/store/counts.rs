@@ -5,6 +5,11 @@
 //! only for ids (its default answer, job-id and job-uri) reads no record
 //! however long the backlog.
 //!
+//! It also keeps, as runs of consecutive ids, the ids known to have no
+//! finished record (unfinished jobs, and stretches a walk found empty), so
+//! a Get-Jobs for completed jobs, newest first, passes a backlog of
+//! unfinished ones newer than them in a lookup or two, not one per job.
+//!
 //! Built from the tenant's queue on first use (one read of the unfinished
 //! records per process); while it is built, commits and saves wait, and
 //! the changes they made are in what it reads. Ids rather than bare
@@ -34,6 +39,68 @@ struct Counted {
     queues: Vec<Queue>,
     /// Owners of the indexed jobs, each name once.
     owners: HashSet<Arc<str>>,
+    /// Ids that have no finished record: each indexed job's, and those a
+    /// walk down the records found without any (see [`Runs`]).
+    no_finished: Runs,
+}
+
+/// A set of ids as runs of consecutive ones, first id to last (both in),
+/// each run as long as it can be: two runs never touch. Whether an id is
+/// in, and the highest one under it that is not, cost one lookup however
+/// long its run.
+#[derive(Default)]
+struct Runs(BTreeMap<u32, u32>);
+
+impl Runs {
+    /// The run that holds `id`, as (first, last).
+    fn run_of(&self, id: u32) -> Option<(u32, u32)> {
+        let (&first, &last) = self.0.range(..=id).next_back()?;
+        (last >= id).then_some((first, last))
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.run_of(id).is_some()
+    }
+
+    /// The highest id at most `id` that is not in the set (None: every
+    /// one from `id` down to 0 is).
+    fn outside_at_most(&self, id: u32) -> Option<u32> {
+        match self.run_of(id) {
+            Some((first, _)) => first.checked_sub(1),
+            None => Some(id),
+        }
+    }
+
+    /// Puts `first..=last` in, joined with the runs it meets or touches.
+    fn insert(&mut self, first: u32, last: u32) {
+        let (mut lo, mut hi) = (first, last);
+        if let Some((&f, &l)) = self.0.range(..=first).next_back() {
+            if u64::from(l) + 1 >= u64::from(first) {
+                lo = f;
+                hi = hi.max(l);
+            }
+        }
+        // The runs that start inside lo..=hi or right after it.
+        while let Some((&f, &l)) = self.0.range(lo..=hi.saturating_add(1)).next() {
+            self.0.remove(&f);
+            hi = hi.max(l);
+        }
+        self.0.insert(lo, hi);
+    }
+
+    /// Takes `id` out, splitting its run.
+    fn remove(&mut self, id: u32) {
+        let Some((first, last)) = self.run_of(id) else {
+            return;
+        };
+        self.0.remove(&first);
+        if first < id {
+            self.0.insert(first, id - 1);
+        }
+        if id < last {
+            self.0.insert(id + 1, last);
+        }
+    }
 }
 
 /// Which unfinished jobs a listing wants: those of one listener, of one of
@@ -83,9 +150,13 @@ impl Counted {
             }
         };
         self.queues[i].jobs.insert(job.id, owner);
+        self.no_finished.insert(job.id.0, job.id.0);
     }
 
     fn remove(&mut self, id: JobId) {
+        // Its finished record is written: the walk must find it, whether
+        // it was indexed or sat in a stretch found empty before it came.
+        self.no_finished.remove(id.0);
         let Some(owner) = self.queues.iter_mut().find_map(|q| q.jobs.remove(&id)) else {
             return;
         };
@@ -144,13 +215,12 @@ impl QueueCounts {
         self.counted.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The index, built first from what `unfinished` reads if this is its
-    /// first use.
-    fn with<T, E>(
+    /// The index, locked, built first from what `unfinished` reads if this
+    /// is its first use.
+    fn built<E>(
         &self,
         unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
-        f: impl FnOnce(&Counted) -> T,
-    ) -> Result<T, E> {
+    ) -> Result<MutexGuard<'_, Option<Counted>>, E> {
         let mut guard = self.lock();
         if guard.is_none() {
             let mut c = Counted::default();
@@ -161,7 +231,16 @@ impl QueueCounts {
             }
             *guard = Some(c);
         }
-        Ok(f(guard.as_ref().expect("built above")))
+        Ok(guard)
+    }
+
+    /// `f` of the index, built first if this is its first use.
+    fn with<T, E>(
+        &self,
+        unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
+        f: impl FnOnce(&Counted) -> T,
+    ) -> Result<T, E> {
+        Ok(f(self.built(unfinished)?.as_ref().expect("built")))
     }
 
     /// A committed job entered the queue.
@@ -189,6 +268,53 @@ impl QueueCounts {
         unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
     ) -> Result<u64, E> {
         self.with(unfinished, |c| c.count(listener, queue))
+    }
+
+    /// The record with the highest id at most `at_most` that is not an
+    /// unfinished job's, as `record_at_most` finds it (with whatever it
+    /// returns, `T`); None when there is none. `record_at_most(id)` finds
+    /// the record with the highest id at most `id` (None: none is), and
+    /// `unfinished` is as for [`QueueCounts::queued`].
+    ///
+    /// Runs of unfinished jobs are passed in one lookup of the index, and
+    /// the stretches without records under them (pruned, or ids never
+    /// committed) in one call of `record_at_most`, which the index then
+    /// keeps as ids with no finished record: however the unfinished jobs
+    /// lie between the finished ones, a walk that went past them once
+    /// needs a lookup or two per record it returns. A record of a job
+    /// committed but not yet [`QueueCounts::added`] may be returned:
+    /// the caller reads its state.
+    pub fn newest_finished_at_most<T, E>(
+        &self,
+        at_most: JobId,
+        unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
+        mut record_at_most: impl FnMut(JobId) -> Result<Option<(JobId, T)>, E>,
+    ) -> Result<Option<(JobId, T)>, E> {
+        let mut at_most = at_most.0;
+        let mut guard = self.built(unfinished)?;
+        loop {
+            let c = guard.as_mut().expect("built");
+            let Some(free) = c.no_finished.outside_at_most(at_most) else {
+                return Ok(None);
+            };
+            // Under the lock, so no job commits and finishes between the
+            // lookup and the index keeping what it found empty.
+            let found = record_at_most(JobId(free))?;
+            let empty_from = match &found {
+                Some((id, _)) => id.0.checked_add(1),
+                None => Some(0),
+            };
+            if let Some(from) = empty_from.filter(|&from| from <= free) {
+                c.no_finished.insert(from, free);
+            }
+            match found {
+                Some((id, _)) if c.no_finished.contains(id.0) => at_most = id.0,
+                found => return Ok(found),
+            }
+            // Commits and saves may go on between two steps of a long walk.
+            drop(guard);
+            guard = self.lock();
+        }
     }
 
     /// Ids of the unfinished jobs `listing` wants, in id order; `unfinished`
@@ -324,6 +450,186 @@ mod tests {
         assert!(c.lock().as_ref().unwrap().owners.contains("alice"));
         assert_eq!(c.queued(&ipp, None, || Ok::<_, ()>(vec![])), Ok(1));
         assert_eq!(c.queued(&ipp, Some("q"), || Ok::<_, ()>(vec![])), Ok(2));
+    }
+
+    #[test]
+    fn runs_join_ids_that_touch_and_split_where_one_leaves() {
+        let mut r = Runs::default();
+        let runs = |r: &Runs| r.0.iter().map(|(&f, &l)| (f, l)).collect::<Vec<_>>();
+        r.insert(5, 5);
+        r.insert(7, 7);
+        assert_eq!(runs(&r), [(5, 5), (7, 7)]);
+        r.insert(6, 6);
+        assert_eq!(runs(&r), [(5, 7)]);
+        r.insert(0, 2);
+        r.insert(3, 4);
+        assert_eq!(runs(&r), [(0, 7)]);
+        assert_eq!(r.outside_at_most(7), None, "all down to 0 are in");
+        r.remove(0);
+        r.remove(7);
+        r.remove(4);
+        assert_eq!(runs(&r), [(1, 3), (5, 6)]);
+        assert_eq!(r.outside_at_most(6), Some(4));
+        assert_eq!(r.outside_at_most(3), Some(0));
+        assert_eq!(r.outside_at_most(9), Some(9));
+        // One insert over several runs and up to the top id.
+        r.insert(10, 12);
+        r.insert(20, u32::MAX);
+        r.insert(2, 25);
+        assert_eq!(runs(&r), [(1, u32::MAX)]);
+        r.remove(u32::MAX);
+        r.remove(1);
+        assert_eq!(runs(&r), [(2, u32::MAX - 1)]);
+    }
+
+    /// Inserts and removals at random against a plain set: the same ids,
+    /// the same answers, and runs that never touch.
+    #[test]
+    fn runs_hold_the_same_ids_as_a_set() {
+        let mut r = Runs::default();
+        let mut set = std::collections::BTreeSet::new();
+        let mut x: u32 = 0x9e37_79b9;
+        let mut next = |n: u32| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x % n
+        };
+        for _ in 0..3_000 {
+            let (a, len, op) = (next(64), next(5), next(3));
+            if op == 0 {
+                r.remove(a);
+                set.remove(&a);
+            } else {
+                r.insert(a, a + len);
+                set.extend(a..=a + len);
+            }
+            let mut last_end: Option<u32> = None;
+            for (&f, &l) in &r.0 {
+                assert!(f <= l);
+                assert!(last_end.is_none_or(|e| e + 1 < f), "runs touch: {:?}", r.0);
+                last_end = Some(l);
+            }
+            for id in 0..72 {
+                assert_eq!(r.contains(id), set.contains(&id), "{id} in {:?}", r.0);
+                let below = (0..=id).rev().find(|i| !set.contains(i));
+                assert_eq!(r.outside_at_most(id), below, "{id} in {:?}", r.0);
+            }
+        }
+    }
+
+    /// Records as a tenant's tree holds them: state by id.
+    type Records = BTreeMap<u32, JobState>;
+
+    /// Walks `records` down from the top as the store does, reading what
+    /// `newest_finished_at_most` asks: the finished ids, newest first, and
+    /// how many reads it took.
+    fn walk(c: &QueueCounts, records: &Records) -> (Vec<u32>, usize) {
+        let unfinished = || {
+            Ok::<_, ()>(
+                records
+                    .iter()
+                    .filter(|(_, s)| !s.is_final())
+                    .map(|(&id, &s)| job(id, None, s))
+                    .collect(),
+            )
+        };
+        let mut reads = 0;
+        let mut found = Vec::new();
+        let mut at_most = Some(JobId(u32::MAX));
+        while let Some(at) = at_most {
+            let record_at_most = |id: JobId| {
+                reads += 1;
+                Ok(records
+                    .range(..=id.0)
+                    .next_back()
+                    .map(|(&id, &s)| (JobId(id), s)))
+            };
+            let Some((id, state)) = c
+                .newest_finished_at_most(at, unfinished, record_at_most)
+                .unwrap()
+            else {
+                break;
+            };
+            if state.is_final() {
+                found.push(id.0);
+            }
+            at_most = id.0.checked_sub(1).map(JobId);
+        }
+        (found, reads)
+    }
+
+    #[test]
+    fn finished_jobs_are_found_past_a_backlog_in_a_read_each() {
+        // Ten finished jobs, then 100,000 unfinished ones.
+        let mut records: Records = (1..=10).map(|id| (id, JobState::Completed)).collect();
+        records.extend((11..=100_010).map(|id| (id, JobState::Pending)));
+        let c = QueueCounts::default();
+        let (found, reads) = walk(&c, &records);
+        assert_eq!(found, (1..=10).rev().collect::<Vec<_>>());
+        // The top, then one per finished job, then the bottom.
+        assert!(reads <= 12, "{reads} reads");
+        let (again, reads_again) = walk(&c, &records);
+        assert_eq!(again, found);
+        assert!(reads_again <= reads, "{reads_again} reads the second time");
+        // Finished and unfinished in turn: a read per finished job still.
+        let mixed: Records = (1..=1000)
+            .map(|id| {
+                let s = if id % 2 == 0 {
+                    JobState::Held
+                } else {
+                    JobState::Canceled
+                };
+                (id, s)
+            })
+            .collect();
+        let c = QueueCounts::default();
+        let (found, reads) = walk(&c, &mixed);
+        assert_eq!(found, (1..1000).rev().step_by(2).collect::<Vec<_>>());
+        assert!(reads <= 502, "{reads} reads");
+    }
+
+    #[test]
+    fn stretches_without_records_are_read_past_once() {
+        // Ten finished jobs; over them unfinished jobs, each followed by
+        // the id of one whose record was pruned.
+        let mut records: Records = (1..=10).map(|id| (id, JobState::Aborted)).collect();
+        records.extend((0..50_000).map(|i| (11 + 2 * i, JobState::Pending)));
+        let c = QueueCounts::default();
+        let (found, first) = walk(&c, &records);
+        assert_eq!(found, (1..=10).rev().collect::<Vec<_>>());
+        assert!(first > 50_000, "the first walk finds each empty id");
+        let (found, reads) = walk(&c, &records);
+        assert_eq!(found, (1..=10).rev().collect::<Vec<_>>());
+        assert!(reads <= 12, "{reads} reads once they are known");
+        assert!(c.lock().as_ref().unwrap().no_finished.0.len() <= 2);
+    }
+
+    #[test]
+    fn a_job_that_finishes_in_a_stretch_found_empty_is_found() {
+        let mut records: Records = [(1, JobState::Completed), (5, JobState::Completed)].into();
+        let c = QueueCounts::default();
+        assert_eq!(walk(&c, &records).0, [5, 1]);
+        // 3 was reserved, its document still coming, when the walk found
+        // nothing between 1 and 5; then it commits, and finishes.
+        records.insert(3, JobState::Pending);
+        c.added(&job(3, None, JobState::Pending));
+        assert_eq!(walk(&c, &records).0, [5, 1]);
+        records.insert(3, JobState::Completed);
+        c.saved(&job(3, None, JobState::Completed));
+        assert_eq!(walk(&c, &records).0, [5, 3, 1]);
+        // Above every record too: 9 comes after the walk read the top.
+        records.insert(9, JobState::Processing);
+        c.added(&job(9, None, JobState::Processing));
+        assert_eq!(walk(&c, &records).0, [5, 3, 1]);
+        records.insert(9, JobState::Canceled);
+        c.saved(&job(9, None, JobState::Canceled));
+        assert_eq!(walk(&c, &records).0, [9, 5, 3, 1]);
+        // A record committed and not yet counted in is returned as it is:
+        // the caller reads its state.
+        records.insert(12, JobState::Pending);
+        let (found, _) = walk(&c, &records);
+        assert_eq!(found, [9, 5, 3, 1]);
     }
 
     #[test]

@@ -1486,7 +1486,7 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         }
     }
     if done {
-        for j in req.store().finished_jobs_newest_first() {
+        for j in req.store().finished_jobs_newest_first_past_backlog() {
             if groups.len() >= limit {
                 break;
             }
