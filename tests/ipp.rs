@@ -1160,3 +1160,100 @@ fn get_jobs_lists_a_printers_jobs_in_id_order_by_owner_state_and_limit() {
     d.spawn();
     check(d.addr("ipp"));
 }
+
+#[test]
+fn get_jobs_lists_completed_jobs_newest_first_past_a_backlog_of_held_ones() {
+    let mut d = TestDaemon::start(&config("held", "held", ""));
+    let to = d.addr("ipp");
+    let owner = |id: i32| if id % 2 == 1 { "alice" } else { "bob" };
+    let print = |to: SocketAddr, id: i32, path: &str| {
+        let m = print_job(
+            "127.0.1.93",
+            to,
+            path,
+            owner(id),
+            &format!("j{id}"),
+            &document(id as u32, 500),
+        );
+        assert_eq!(m.code, OK);
+        assert_eq!(job_ints(&m, "job-id"), [id]);
+    };
+    let cancel = |to: SocketAddr, id: i32| {
+        let m = job_op_as(CANCEL_JOB, "127.0.1.94", to, id, owner(id));
+        assert_eq!(m.code, OK, "Cancel-Job {id}");
+    };
+    let get_jobs = |to: SocketAddr, path: &str, user: &str, extra: &dyn Fn(Enc) -> Enc| {
+        let uri = format!("ipp://{to}{path}");
+        let body = extra(Enc::op(GET_JOBS, &uri, user).s(0x44, "which-jobs", "completed"));
+        let m = ipp("127.0.1.95", to, path, &body.end());
+        assert_eq!(m.code, OK, "Get-Jobs at {path}");
+        job_ints(&m, "job-id")
+    };
+    let none = |e: Enc| e;
+
+    for id in 1..=6 {
+        print(to, id, "/ipp/print");
+    }
+    for id in 7..=8 {
+        print(to, id, "/ipp/print/secure");
+    }
+    for id in [2, 3, 5, 7] {
+        cancel(to, id);
+    }
+    // The first listing builds the index; the backlog comes after it.
+    assert_eq!(get_jobs(to, "/ipp/print", "x", &none), [5, 3, 2]);
+    // A backlog of held jobs newer than every finished one, one of them
+    // canceled in its midst.
+    for id in 9..=258 {
+        print(to, id, "/ipp/print");
+    }
+    cancel(to, 130);
+
+    let check = |to: SocketAddr| {
+        // RFC 8011 section 4.2.6.2: completed jobs, most recent first.
+        assert_eq!(get_jobs(to, "/ipp/print", "x", &none), [130, 5, 3, 2]);
+        let limit = |n: i32| move |e: Enc| e.int("limit", n);
+        assert_eq!(get_jobs(to, "/ipp/print", "x", &limit(2)), [130, 5]);
+        assert_eq!(get_jobs(to, "/ipp/print", "x", &limit(1)), [130]);
+        // Of this printer only, or of every printer at the server's URI.
+        assert_eq!(get_jobs(to, "/ipp/print/secure", "x", &none), [7]);
+        assert_eq!(get_jobs(to, "/", "x", &none), [130, 7, 5, 3, 2]);
+        assert_eq!(get_jobs(to, "/", "x", &limit(3)), [130, 7, 5]);
+        // my-jobs: the requesting user's only.
+        let mine = |e: Enc| e.raw(0x22, "my-jobs", &[1]);
+        assert_eq!(get_jobs(to, "/ipp/print", "alice", &mine), [5, 3]);
+        assert_eq!(get_jobs(to, "/ipp/print", "bob", &mine), [130, 2]);
+        assert_eq!(get_jobs(to, "/", "alice", &mine), [7, 5, 3]);
+        assert!(get_jobs(to, "/ipp/print", "carol", &mine).is_empty());
+        // What their records say: canceled.
+        let uri = format!("ipp://{to}/ipp/print");
+        let m = ipp(
+            "127.0.1.95",
+            to,
+            "/ipp/print",
+            &Enc::op(GET_JOBS, &uri, "x")
+                .s(0x44, "which-jobs", "completed")
+                .int("limit", 2)
+                .s(0x44, "requested-attributes", "job-id")
+                .s(0x44, "", "job-state")
+                .end(),
+        );
+        assert_eq!(job_ints(&m, "job-id"), [130, 5]);
+        assert_eq!(job_ints(&m, "job-state"), [7, 7]);
+        // which-jobs=all: the held ones in id order, then these.
+        let all = Enc::op(GET_JOBS, &format!("ipp://{to}/ipp/print/secure"), "x")
+            .s(0x44, "which-jobs", "all")
+            .end();
+        let m = ipp("127.0.1.95", to, "/ipp/print/secure", &all);
+        assert_eq!(job_ints(&m, "job-id"), [8, 7]);
+    };
+    check(to);
+    // After a restart the index is built again from the records.
+    assert_eq!(d.stop(), 0);
+    d.spawn();
+    let to = d.addr("ipp");
+    check(to);
+    // A job that finishes after the walk has passed its id is listed.
+    cancel(to, 257);
+    assert_eq!(get_jobs(to, "/ipp/print", "x", &none), [257, 130, 5, 3, 2]);
+}
