@@ -1257,3 +1257,55 @@ fn get_jobs_lists_completed_jobs_newest_first_past_a_backlog_of_held_ones() {
     cancel(to, 257);
     assert_eq!(get_jobs(to, "/ipp/print", "x", &none), [257, 130, 5, 3, 2]);
 }
+
+#[test]
+fn get_jobs_lists_only_the_jobs_of_the_listener_it_is_asked_on() {
+    const CREATE_JOB: u16 = 0x0005;
+    // One tenant behind two IPP listeners, each with its default printer.
+    let cfg = config("held", "held", "")
+        .replace(
+            "[tenant.a]",
+            "[[listener]]\nname = \"ipp2\"\nprotocol = \"ipp\"\nbind = [\"127.0.0.1:0\"]\n\n[tenant.a]",
+        )
+        .replace(
+            "input = [{ listener = \"ipp\", workflow = \"held\" }, ",
+            "input = [{ listener = \"ipp2\", workflow = \"held\" }, { listener = \"ipp\", workflow = \"held\" }, ",
+        );
+    let d = TestDaemon::start(&cfg);
+    let (one, two) = (d.addr("ipp"), d.addr("ipp2"));
+    let get_jobs = |to: SocketAddr, which: &str| {
+        let uri = format!("ipp://{to}/ipp/print");
+        let body = Enc::op(GET_JOBS, &uri, "x")
+            .s(0x44, "which-jobs", which)
+            .end();
+        let m = ipp("127.0.1.96", to, "/ipp/print", &body);
+        assert_eq!(m.code, OK);
+        job_ints(&m, "job-id")
+    };
+    // Job 1 held on the first listener, job 2 canceled on the second,
+    // job 3 created there and still open (its document not sent).
+    let m = print_job("127.0.1.97", one, "/ipp/print", "alice", "a", b"%!PS\n");
+    assert_eq!(job_ints(&m, "job-id"), [1]);
+    let m = print_job("127.0.1.97", two, "/ipp/print", "alice", "b", b"%!PS\n");
+    assert_eq!(job_ints(&m, "job-id"), [2]);
+    assert_eq!(
+        job_op_as(CANCEL_JOB, "127.0.1.97", two, 2, "alice").code,
+        OK
+    );
+    let uri = format!("ipp://{two}/ipp/print");
+    let m = ipp(
+        "127.0.1.97",
+        two,
+        "/ipp/print",
+        &Enc::op(CREATE_JOB, &uri, "alice")
+            .s(0x42, "job-name", "c")
+            .end(),
+    );
+    assert_eq!(job_ints(&m, "job-id"), [3]);
+    assert_eq!(get_jobs(one, "not-completed"), [1]);
+    assert_eq!(get_jobs(two, "not-completed"), [3]);
+    assert_eq!(get_jobs(one, "completed"), Vec::<i32>::new());
+    assert_eq!(get_jobs(two, "completed"), [2]);
+    assert_eq!(get_jobs(one, "all"), [1]);
+    assert_eq!(get_jobs(two, "all"), [3, 2]);
+}

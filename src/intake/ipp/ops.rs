@@ -1437,7 +1437,9 @@ fn get_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
         let mut ids: Vec<&JobId> = map
             .iter()
             .filter(|((t, _), o)| {
+                // The printer's own, as `on_printer` says of committed ones.
                 t == tenant
+                    && o.new.listener == req.ctx.listener
                     && (req.server_wide || o.new.queue == req.queue)
                     && (!my_jobs || o.new.user == user)
             })
