@@ -1309,3 +1309,48 @@ fn get_jobs_lists_only_the_jobs_of_the_listener_it_is_asked_on() {
     assert_eq!(get_jobs(one, "all"), [1]);
     assert_eq!(get_jobs(two, "all"), [3, 2]);
 }
+
+#[test]
+fn a_job_seen_completed_is_listed_as_completed_at_once() {
+    // ipptool's ipp-1.1 suite does this: Get-Job-Attributes until the job
+    // is completed, then Get-Jobs which-jobs=completed must list it.
+    let d = TestDaemon::start(&config("archive", "archive", ""));
+    let to = d.addr("ipp");
+    let uri = format!("ipp://{to}/ipp/print");
+    for n in 1..=20 {
+        let m = print_job(
+            "127.0.1.98",
+            to,
+            "/ipp/print",
+            "alice",
+            "j",
+            &document(n, 2000),
+        );
+        assert_eq!(m.code, OK);
+        let id = job_ints(&m, "job-id")[0];
+        let mut c = Http::open("127.0.1.98", to);
+        // Asked again at once, not after a pause: the first answer that
+        // says completed comes as soon as the record says so.
+        let start = std::time::Instant::now();
+        loop {
+            let m = c.ipp(
+                "/ipp/print",
+                &Enc::op(GET_JOB_ATTRIBUTES, &uri, "alice")
+                    .int("job-id", id)
+                    .end(),
+            );
+            if job_ints(&m, "job-state") == [9] {
+                break;
+            }
+            assert!(start.elapsed() < WAIT, "job {id} not completed");
+        }
+        let m = c.ipp(
+            "/ipp/print",
+            &Enc::op(GET_JOBS, &uri, "alice")
+                .s(0x44, "which-jobs", "completed")
+                .int("limit", 1)
+                .end(),
+        );
+        assert_eq!(job_ints(&m, "job-id"), [id], "job {id} completed");
+    }
+}

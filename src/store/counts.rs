@@ -250,6 +250,20 @@ impl QueueCounts {
         }
     }
 
+    /// A job is being saved, its record not written yet. A final one
+    /// leaves the ids with no finished record now: the record is readable
+    /// before the save is durable and [`QueueCounts::saved`], and a walk
+    /// over finished jobs must not pass it when a client that read it as
+    /// completed asks for completed jobs. Early is safe: the walk reads
+    /// the record and sees its state, as when the save fails.
+    pub fn saving(&self, job: &Job) {
+        if job.state.is_final() {
+            if let Some(c) = self.lock().as_mut() {
+                c.no_finished.remove(job.id.0);
+            }
+        }
+    }
+
     /// A job was saved; a final one left the queue.
     pub fn saved(&self, job: &Job) {
         if job.state.is_final() {
@@ -630,6 +644,26 @@ mod tests {
         records.insert(12, JobState::Pending);
         let (found, _) = walk(&c, &records);
         assert_eq!(found, [9, 5, 3, 1]);
+    }
+
+    #[test]
+    fn a_job_is_found_from_the_moment_its_final_save_starts() {
+        let mut records: Records = [(1, JobState::Completed)].into();
+        records.extend((2..=5).map(|id| (id, JobState::Pending)));
+        let c = QueueCounts::default();
+        assert_eq!(walk(&c, &records).0, [1]);
+        // 4's record says completed before its save is durable and saved.
+        c.saving(&job(4, None, JobState::Completed));
+        records.insert(4, JobState::Completed);
+        assert_eq!(walk(&c, &records).0, [4, 1]);
+        c.saved(&job(4, None, JobState::Completed));
+        assert_eq!(walk(&c, &records).0, [4, 1]);
+        // 3's final save fails: its record, read, still says pending.
+        c.saving(&job(3, None, JobState::Canceled));
+        assert_eq!(walk(&c, &records).0, [4, 1]);
+        // A save that does not finish the job changes nothing.
+        c.saving(&job(5, None, JobState::Processing));
+        assert!(c.lock().as_ref().unwrap().no_finished.contains(5));
     }
 
     #[test]

@@ -1241,6 +1241,7 @@ impl TenantStore {
         if job.state.is_final() {
             ops.push(Op::Remove(tree.clone(), keys::queue(job.id).to_vec()));
         }
+        self.queue_counts.saving(job);
         self.committer.commit(self.lane, ops, false, None).await?;
         self.queue_counts.saved(job);
         Ok(())
