@@ -1311,9 +1311,10 @@ fn get_jobs_lists_only_the_jobs_of_the_listener_it_is_asked_on() {
 }
 
 #[test]
-fn a_job_seen_completed_is_listed_as_completed_at_once() {
+fn a_job_seen_completed_is_listed_so_at_once() {
     // ipptool's ipp-1.1 suite does this: Get-Job-Attributes until the job
-    // is completed, then Get-Jobs which-jobs=completed must list it.
+    // is completed, then Get-Jobs which-jobs=completed must list it (and
+    // not-completed, the default, must not).
     let d = TestDaemon::start(&config("archive", "archive", ""));
     let to = d.addr("ipp");
     let uri = format!("ipp://{to}/ipp/print");
@@ -1352,5 +1353,7 @@ fn a_job_seen_completed_is_listed_as_completed_at_once() {
                 .end(),
         );
         assert_eq!(job_ints(&m, "job-id"), [id], "job {id} completed");
+        let m = c.ipp("/ipp/print", &Enc::op(GET_JOBS, &uri, "alice").end());
+        assert!(job_ints(&m, "job-id").is_empty(), "job {id} not completed");
     }
 }

@@ -3,7 +3,8 @@
 //! adds its job, every save that finishes one takes it away. So an IPP
 //! printer's `queued-job-count` costs a lookup, and a Get-Jobs that asks
 //! only for ids (its default answer, job-id and job-uri) reads no record
-//! however long the backlog.
+//! however long the backlog (only those of jobs whose final save is under
+//! way, which may say final before the index hears it).
 //!
 //! It also keeps, as runs of consecutive ids, the ids known to have no
 //! finished record (unfinished jobs, and stretches a walk found empty), so
@@ -42,6 +43,9 @@ struct Counted {
     /// Ids that have no finished record: each indexed job's, and those a
     /// walk down the records found without any (see [`Runs`]).
     no_finished: Runs,
+    /// Indexed jobs whose final save is under way (or failed): their
+    /// records may say final already, so a listing reads them to know.
+    finishing: HashSet<JobId>,
 }
 
 /// A set of ids as runs of consecutive ones, first id to last (both in),
@@ -157,6 +161,7 @@ impl Counted {
         // Its finished record is written: the walk must find it, whether
         // it was indexed or sat in a stretch found empty before it came.
         self.no_finished.remove(id.0);
+        self.finishing.remove(&id);
         let Some(owner) = self.queues.iter_mut().find_map(|q| q.jobs.remove(&id)) else {
             return;
         };
@@ -173,7 +178,11 @@ impl Counted {
             .map_or(0, |q| q.jobs.len() as u64)
     }
 
-    fn list(&self, l: &Listing<'_>) -> Vec<JobId> {
+    /// The ids `l` wants, each with whether its final save is under way
+    /// (see [`Counted::finishing`]); as many more than `l.limit` as
+    /// there are such jobs, for the caller to drop those that finished.
+    fn list(&self, l: &Listing<'_>) -> Vec<(JobId, bool)> {
+        let limit = l.limit.saturating_add(self.finishing.len());
         let owner = match l.owner {
             // An owner with no job here has nothing to list.
             Some(name) => match self.owners.get(name) {
@@ -193,12 +202,12 @@ impl Counted {
                 q.jobs
                     .iter()
                     .filter(|(_, o)| owner.is_none_or(|want| Arc::ptr_eq(o, want)))
-                    .map(|(id, _)| *id)
-                    .take(l.limit),
+                    .map(|(id, _)| (*id, self.finishing.contains(id)))
+                    .take(limit),
             );
         }
         out.sort_unstable();
-        out.truncate(l.limit);
+        out.truncate(limit);
         out
     }
 }
@@ -256,10 +265,18 @@ impl QueueCounts {
     /// over finished jobs must not pass it when a client that read it as
     /// completed asks for completed jobs. Early is safe: the walk reads
     /// the record and sees its state, as when the save fails.
+    ///
+    /// Until then a listing of unfinished jobs marks it, for its caller
+    /// to read its record: listed as not completed after a client saw it
+    /// completed would be as wrong, and a save that fails leaves it
+    /// unfinished.
     pub fn saving(&self, job: &Job) {
         if job.state.is_final() {
             if let Some(c) = self.lock().as_mut() {
                 c.no_finished.remove(job.id.0);
+                if c.holds(job.id) {
+                    c.finishing.insert(job.id);
+                }
             }
         }
     }
@@ -331,13 +348,16 @@ impl QueueCounts {
         }
     }
 
-    /// Ids of the unfinished jobs `listing` wants, in id order; `unfinished`
-    /// as for [`QueueCounts::queued`].
+    /// Ids of the unfinished jobs `listing` wants, in id order, each with
+    /// whether its final save is under way ([`QueueCounts::saving`]): the
+    /// caller reads the record of such a one and drops it if it says
+    /// final. As many more than `listing.limit` as there are such jobs.
+    /// `unfinished` as for [`QueueCounts::queued`].
     pub fn unfinished<E>(
         &self,
         listing: &Listing<'_>,
         unfinished: impl FnOnce() -> Result<Vec<Job>, E>,
-    ) -> Result<Vec<JobId>, E> {
+    ) -> Result<Vec<(JobId, bool)>, E> {
         self.with(unfinished, |c| c.list(listing))
     }
 }
@@ -430,7 +450,10 @@ mod tests {
             owner,
             limit,
         };
-        let list = |l: Listing<'_>| c.unfinished(&l, || Ok::<_, ()>(first.clone())).unwrap();
+        let list = |l: Listing<'_>| -> Vec<JobId> {
+            let listed = c.unfinished(&l, || Ok::<_, ()>(first.clone())).unwrap();
+            listed.into_iter().map(|(id, _)| id).collect()
+        };
         assert_eq!(list(all(Some(None), None, 10)), ids(&[3, 9]));
         // Committed later with smaller ids than some queued: still id order.
         c.added(&owned(7, None, JobState::Pending, "carol"));
@@ -667,6 +690,33 @@ mod tests {
     }
 
     #[test]
+    fn a_job_whose_final_save_is_under_way_is_listed_marked_and_one_more() {
+        let c = QueueCounts::default();
+        let ipp = ListenerName("ipp".into());
+        let queued: Vec<Job> = (1..=5).map(|i| job(i, None, JobState::Pending)).collect();
+        let listing = Listing {
+            listener: &ipp,
+            queue: None,
+            owner: None,
+            limit: 2,
+        };
+        let list = || c.unfinished(&listing, || Ok::<_, ()>(queued.clone()));
+        assert_eq!(list(), Ok(vec![(JobId(1), false), (JobId(2), false)]));
+        c.saving(&job(2, None, JobState::Completed));
+        // Not finishing: a save that keeps the job unfinished, and one of
+        // a job not in the index.
+        c.saving(&job(3, None, JobState::Processing));
+        c.saving(&job(9, None, JobState::Completed));
+        assert_eq!(
+            list(),
+            Ok(vec![(JobId(1), false), (JobId(2), true), (JobId(3), false)])
+        );
+        c.saved(&job(2, None, JobState::Completed));
+        assert_eq!(list(), Ok(vec![(JobId(1), false), (JobId(3), false)]));
+        assert!(c.lock().as_ref().unwrap().finishing.is_empty());
+    }
+
+    #[test]
     fn an_owner_is_kept_once_however_many_jobs() {
         let c = QueueCounts::default();
         let ipp = ListenerName("ipp".into());
@@ -688,7 +738,11 @@ mod tests {
         };
         assert_eq!(
             c.unfinished(&listing, || Ok::<_, ()>(queued)),
-            Ok(ids(&[1, 3, 5]))
+            Ok(vec![
+                (JobId(1), false),
+                (JobId(3), false),
+                (JobId(5), false)
+            ])
         );
         let guard = c.lock();
         let counted = guard.as_ref().unwrap();

@@ -13,10 +13,24 @@ use crate::store::job::Job;
 impl TenantStore {
     /// Ids of the unfinished jobs `listing` wants, oldest first, from the
     /// index kept with the jobs: no record is read (after the first use of
-    /// the index in this process, which reads the unfinished ones once).
+    /// the index in this process, which reads the unfinished ones once),
+    /// but those of jobs whose final save is under way, whose records may
+    /// say final already.
     pub fn unfinished_ids(&self, listing: &Listing<'_>) -> Result<Vec<JobId>, StoreError> {
-        self.queue_counts
-            .unfinished(listing, || self.unfinished_records())
+        let listed = self
+            .queue_counts
+            .unfinished(listing, || self.unfinished_records())?;
+        let mut out = Vec::with_capacity(listed.len().min(listing.limit));
+        for (id, finishing) in listed {
+            if out.len() == listing.limit {
+                break;
+            }
+            if finishing && self.job(id)?.is_none_or(|j| j.state.is_final()) {
+                continue;
+            }
+            out.push(id);
+        }
+        Ok(out)
     }
 
     /// Records of finished jobs, most recent id first (RFC 8011 section
@@ -45,7 +59,8 @@ impl TenantStore {
             };
             at_most = id.0.checked_sub(1).map(JobId);
             match self.decode(&keys::job(id), &v) {
-                // Committed, and not in the index yet: not finished.
+                // Not finished: committed and not indexed yet, or its
+                // final save not written (or failed).
                 Ok(job) if !job.state.is_final() => continue,
                 r => return Some(r),
             }
@@ -130,6 +145,42 @@ mod tests {
         t.finished_jobs_newest_first_past_backlog()
             .map(|j| j.map(|j| (j.id.0, j.state)).unwrap())
             .collect()
+    }
+
+    /// The moment between a final save's record write and its flush: the
+    /// record says final, the index has not heard that it was saved.
+    #[tokio::test]
+    async fn a_job_whose_record_says_final_is_listed_so_before_its_save_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let t = store.provision(&[tenant()]).unwrap().remove(0);
+        for n in 1..=4 {
+            commit(&t, n).await;
+        }
+        let ipp = ListenerName("ipp".into());
+        let listing = Listing {
+            listener: &ipp,
+            queue: None,
+            owner: None,
+            limit: 2,
+        };
+        let unfinished = |t: &TenantStore| t.unfinished_ids(&listing).unwrap();
+        assert_eq!(unfinished(&t), [JobId(1), JobId(2)]);
+        let mut done = t.job(JobId(2)).unwrap().unwrap();
+        done.set_state(JobState::Completed, "done");
+        t.queue_counts.saving(&done);
+        // Its save has not written the record yet (or failed): unfinished.
+        assert_eq!(unfinished(&t), [JobId(1), JobId(2)]);
+        assert!(finished(&t).is_empty());
+        // Written, not yet flushed.
+        let k = keys::job(done.id);
+        let tree = t.existing_tree().unwrap();
+        tree.insert(k, t.encode(&k, &done).unwrap()).unwrap();
+        assert_eq!(unfinished(&t), [JobId(1), JobId(3)]);
+        assert_eq!(finished(&t), [(2, JobState::Completed)]);
+        t.queue_counts.saved(&done);
+        assert_eq!(unfinished(&t), [JobId(1), JobId(3)]);
+        assert_eq!(finished(&t), [(2, JobState::Completed)]);
     }
 
     #[tokio::test]
