@@ -1308,6 +1308,20 @@ fn get_jobs_lists_only_the_jobs_of_the_listener_it_is_asked_on() {
     assert_eq!(get_jobs(two, "completed"), [2]);
     assert_eq!(get_jobs(one, "all"), [1]);
     assert_eq!(get_jobs(two, "all"), [3, 2]);
+    // Cancel-My-Jobs on the first listener's printer cancels alice's job
+    // there, not her open one of the same printer name on the second.
+    const CANCEL_MY_JOBS: u16 = 0x0039;
+    let uri = format!("ipp://{one}/ipp/print");
+    let m = ipp(
+        "127.0.1.97",
+        one,
+        "/ipp/print",
+        &Enc::op(CANCEL_MY_JOBS, &uri, "alice").end(),
+    );
+    assert_eq!(m.code, OK);
+    assert_eq!(get_jobs(one, "not-completed"), Vec::<i32>::new());
+    assert_eq!(get_jobs(one, "completed"), [1]);
+    assert_eq!(get_jobs(two, "not-completed"), [3]);
 }
 
 #[test]

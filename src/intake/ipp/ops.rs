@@ -1093,17 +1093,35 @@ async fn cancel_my_jobs(req: &Req<'_>, resp: &mut Resp) -> OpResult {
     let _ = resp;
     let user = req.user();
     let tenant = req.tenant_id().clone();
-    open_jobs()
-        .retain(|(t, _), j| !(*t == tenant && j.new.user == user && j.new.queue == req.queue));
-    let jobs = req
+    // This printer's open jobs of the user, as Get-Jobs lists them.
+    open_jobs().retain(|(t, _), o| {
+        !(*t == tenant
+            && o.new.listener == req.ctx.listener
+            && (req.server_wide || o.new.queue == req.queue)
+            && o.new.user == user)
+    });
+    // The committed ones from the index of unfinished jobs: only the
+    // user's are read, not every record of the tenant.
+    let listing = Listing {
+        listener: &req.ctx.listener,
+        queue: (!req.server_wide).then_some(req.queue.as_deref()),
+        owner: Some(user.as_str()),
+        limit: usize::MAX,
+    };
+    let ids = req
         .store()
-        .jobs()
+        .unfinished_ids(&listing)
         .map_err(|_| (status::INTERNAL_ERROR, "storage failed"))?;
     let note = format!("canceled over IPP (Cancel-My-Jobs) by {user}");
-    for j in jobs
-        .iter()
-        .filter(|j| !j.state.is_final() && j.user == user && on_printer(req, j))
-    {
+    for id in ids {
+        let j = match req.store().job(id) {
+            Ok(Some(j)) => j,
+            Ok(None) => continue,
+            Err(_) => return Err((status::INTERNAL_ERROR, "storage failed")),
+        };
+        if j.state.is_final() || j.user != user || !on_printer(req, &j) {
+            continue;
+        }
         if req
             .ctx
             .shared
