@@ -68,7 +68,7 @@ impl TenantStore {
     }
 
     /// Every unfinished record: what the index is built from, once.
-    fn unfinished_records(&self) -> Result<Vec<Job>, StoreError> {
+    pub(super) fn unfinished_records(&self) -> Result<Vec<Job>, StoreError> {
         let mut out = Vec::new();
         for id in self.active_jobs()? {
             out.extend(self.job(id)?);

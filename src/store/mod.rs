@@ -1254,13 +1254,8 @@ impl TenantStore {
         listener: &crate::config::ids::ListenerName,
         queue: Option<&str>,
     ) -> Result<u64, StoreError> {
-        self.queue_counts.queued(listener, queue, || {
-            let mut out = Vec::new();
-            for id in self.active_jobs()? {
-                out.extend(self.job(id)?);
-            }
-            Ok(out)
-        })
+        self.queue_counts
+            .queued(listener, queue, || self.unfinished_records())
     }
 
     /// A job's record.
@@ -1312,45 +1307,6 @@ impl TenantStore {
             ops = rest;
         }
         Ok(n)
-    }
-
-    /// Records of unfinished jobs, oldest first, read one at a time: a
-    /// caller that wants a few stops early, whatever the backlog.
-    pub fn unfinished_jobs(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
-        self.existing_tree()
-            .into_iter()
-            .flat_map(|t| t.scan_prefix(keys::QUEUE_PREFIX).map(move |kv| (t, kv)))
-            .filter_map(|(t, kv)| {
-                let id = match kv {
-                    Ok((k, _)) => keys::id_of(&k)?,
-                    Err(e) => return Some(Err(e.into())),
-                };
-                match t.get(keys::job(id)) {
-                    Ok(Some(v)) => Some(self.decode(&keys::job(id), &v)),
-                    Ok(None) => None,
-                    Err(e) => Some(Err(e.into())),
-                }
-            })
-    }
-
-    /// Records of finished jobs, most recent id first, read one at a time;
-    /// unfinished ones are passed over by their queue entry, unread.
-    pub fn finished_jobs_newest_first(&self) -> impl Iterator<Item = Result<Job, StoreError>> + '_ {
-        self.existing_tree()
-            .into_iter()
-            .flat_map(|t| t.scan_prefix(keys::JOB_PREFIX).rev().map(move |kv| (t, kv)))
-            .filter_map(|(t, kv)| {
-                let (k, v) = match kv {
-                    Ok(kv) => kv,
-                    Err(e) => return Some(Err(e.into())),
-                };
-                let id = keys::id_of(&k)?;
-                match t.contains_key(keys::queue(id)) {
-                    Ok(true) => None,
-                    Ok(false) => Some(self.decode(&k, &v)),
-                    Err(e) => Some(Err(e.into())),
-                }
-            })
     }
 
     /// Ids of unfinished jobs, oldest first.
