@@ -245,6 +245,44 @@ struct Seen {
     unacked: AtomicU64,
 }
 
+impl Seen {
+    /// Notes one attempt to send `data`: acknowledged, or not (after a
+    /// short pause, as a sender retries).
+    fn record(&self, tenant: &str, data: &[u8], result: std::io::Result<()>) {
+        match result {
+            Ok(()) => self
+                .acked
+                .lock()
+                .unwrap()
+                .push((tenant.to_string(), sha256(data))),
+            Err(_) => {
+                self.unacked.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// Kills the daemon with SIGKILL `KILLS` times at random moments (up to
+/// `max_gap_ms` apart), restarting it at once; with `pauses`, it sometimes
+/// stays down a moment, so clients are refused meanwhile.
+fn kill_and_restart(d: &mut TestDaemon, seed: u64, max_gap_ms: u64, pauses: bool) {
+    let mut rng = Rng(seed);
+    let start = Instant::now();
+    for i in 0..KILLS {
+        assert!(
+            start.elapsed() < KILL_PHASE_LIMIT,
+            "kill phase took too long: {i} kills"
+        );
+        std::thread::sleep(Duration::from_millis(rng.range(10, max_gap_ms)));
+        d.kill9();
+        if pauses && rng.range(0, 4) == 0 {
+            std::thread::sleep(Duration::from_millis(rng.range(1, 50)));
+        }
+        d.spawn();
+    }
+}
+
 #[test]
 fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
     require("socat");
@@ -297,38 +335,14 @@ fn acknowledged_jobs_survive_100_kill_9s_and_reach_their_devices() {
                         "b" => send_lpd(&from, lpd, n, &user, &data),
                         _ => send_ipp(&from, ipp, &user, &data),
                     };
-                    match result {
-                        Ok(()) => seen
-                            .acked
-                            .lock()
-                            .unwrap()
-                            .push((tenant.to_string(), sha256(&data))),
-                        Err(_) => {
-                            seen.unacked.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
+                    seen.record(tenant, &data, result);
                 }
             }));
         }
     }
 
     // Kill at random moments, restart at once.
-    let mut rng = Rng(seed);
-    let start = Instant::now();
-    for i in 0..KILLS {
-        assert!(
-            start.elapsed() < KILL_PHASE_LIMIT,
-            "kill phase took too long: {i} kills"
-        );
-        std::thread::sleep(Duration::from_millis(rng.range(10, 250)));
-        d.kill9();
-        if rng.range(0, 4) == 0 {
-            // Sometimes the daemon stays down a moment: clients are refused meanwhile.
-            std::thread::sleep(Duration::from_millis(rng.range(1, 50)));
-        }
-        d.spawn();
-    }
+    kill_and_restart(&mut d, seed, 250, true);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client thread");
@@ -627,32 +641,12 @@ fn small_jobs_survive_100_kill_9s_during_spool_log_appends() {
                         &format!("log-{tenant}-{k}-{n}"),
                         rng.range(256, LOG_MAX_DOC) as usize,
                     );
-                    match send_raw(&from, to, &data) {
-                        Ok(()) => seen
-                            .acked
-                            .lock()
-                            .unwrap()
-                            .push((tenant.to_string(), sha256(&data))),
-                        Err(_) => {
-                            seen.unacked.fetch_add(1, Ordering::Relaxed);
-                            std::thread::sleep(Duration::from_millis(5));
-                        }
-                    }
+                    seen.record(tenant, &data, send_raw(&from, to, &data));
                 }
             }));
         }
     }
-    let mut rng = Rng(seed);
-    let start = Instant::now();
-    for i in 0..KILLS {
-        assert!(
-            start.elapsed() < KILL_PHASE_LIMIT,
-            "kill phase took too long: {i} kills"
-        );
-        std::thread::sleep(Duration::from_millis(rng.range(10, 150)));
-        d.kill9();
-        d.spawn();
-    }
+    kill_and_restart(&mut d, seed, 150, false);
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.join().expect("client thread");

@@ -89,33 +89,16 @@ fn record_at_most(tree: &sled::Tree, id: JobId) -> Result<Option<(JobId, sled::I
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
     use std::sync::Arc;
 
     use super::*;
     use crate::config::ids::{ListenerName, TenantId};
     use crate::store::job::{now_ms, JobState, NewJob};
+    use crate::store::tests::reopen;
     use crate::store::Store;
 
     fn tenant() -> TenantId {
         TenantId::parse("a").unwrap()
-    }
-
-    /// Opens the store again in this process: sled lets go of its lock
-    /// file a moment after `close` on a busy machine.
-    fn reopen(dir: &Path) -> Store {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match Store::open(dir, 8 << 20) {
-                Err(e)
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return r.unwrap(),
-            }
-        }
     }
 
     async fn commit(t: &Arc<TenantStore>, n: u32) -> JobId {

@@ -1815,19 +1815,11 @@ impl TenantStore {
         // A tenant's first job creates its tree; sled makes the new tree
         // durable with the flush of this job's group.
         let tree = self.tree()?;
-        let ops = vec![
-            Op::Insert(
-                tree.clone(),
-                keys::job(id).to_vec(),
-                self.encode(&keys::job(id), &job)?,
-            ),
-            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-            // A location left under this id by a group that a crash cut
-            // short (the id was never committed, so it is given again)
-            // must not take this job's document for an entry of the log.
-            Op::Remove(tree.clone(), keys::location(id).to_vec()),
-        ];
+        let mut ops = self.new_job_ops(tree, &job)?;
+        // A location left under this id by a group that a crash cut short
+        // (the id was never committed, so it is given again) must not take
+        // this job's document for an entry of the log.
+        ops.push(Op::Remove(tree.clone(), keys::location(id).to_vec()));
         let fs_sync = self.spool_sync == SpoolSync::Filesystem;
         let dir = if fs_sync {
             None
@@ -1836,6 +1828,21 @@ impl TenantStore {
         };
         self.committer.commit(self.lane, ops, fs_sync, dir).await?;
         Ok(self.committed(writer, job))
+    }
+
+    /// What committing a new job writes: its record, its queue entry and
+    /// the id counter past it.
+    fn new_job_ops(&self, tree: &sled::Tree, job: &Job) -> Result<Vec<Op>, StoreError> {
+        let id = job.id;
+        Ok(vec![
+            Op::Insert(
+                tree.clone(),
+                keys::job(id).to_vec(),
+                self.encode(&keys::job(id), job)?,
+            ),
+            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
+            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
+        ])
     }
 
     /// Commits a small document (finished in memory, `entry`) with its
@@ -1850,15 +1857,7 @@ impl TenantStore {
         let job = self.new_record(&writer, new, id);
         log::frame(&mut entry, id);
         let tree = self.tree()?;
-        let ops = vec![
-            Op::Insert(
-                tree.clone(),
-                keys::job(id).to_vec(),
-                self.encode(&keys::job(id), &job)?,
-            ),
-            Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-        ];
+        let ops = self.new_job_ops(tree, &job)?;
         let append = Append {
             log: self.log.clone(),
             tree: tree.clone(),
@@ -2094,7 +2093,7 @@ mod tests {
     /// Opens the store again in the same process: sled lets go of its
     /// lock file when its last background job of the closed store ends,
     /// which on a busy machine can be a moment after `close`.
-    fn reopen(dir: &Path) -> Store {
+    pub(super) fn reopen(dir: &Path) -> Store {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             match Store::open(dir, 8 << 20) {
