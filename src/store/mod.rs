@@ -1461,21 +1461,16 @@ impl SpoolWriter {
             self.spill().await?;
         }
         let mut rest = buf;
-        if let Some(mem) = self.mem.as_mut() {
+        if self.mem.is_some() {
             while !rest.is_empty() {
+                let mem = self.mem.as_mut().expect("receiving in memory");
                 let take = rest
                     .len()
                     .min(crypt::DOC_CHUNK - (mem.len() - self.mem_chunk));
                 mem.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if mem.len() - self.mem_chunk == crypt::DOC_CHUNK {
-                    self.sealer
-                        .seal_tail(mem, self.mem_chunk, false)
-                        .map_err(|err| StoreError::Key {
-                            tenant: self.tenant.id.clone(),
-                            err,
-                        })?;
-                    self.mem_chunk = mem.len();
+                    self.seal_mem(false)?;
                 }
             }
             return Ok(());
@@ -1488,6 +1483,20 @@ impl SpoolWriter {
                 self.seal_chunk(false).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Seals the chunk being filled in memory (a document for the spool
+    /// log), in place after the chunks before it.
+    fn seal_mem(&mut self, last: bool) -> Result<(), StoreError> {
+        let mem = self.mem.as_mut().expect("receiving in memory");
+        self.sealer
+            .seal_tail(mem, self.mem_chunk, last)
+            .map_err(|err| StoreError::Key {
+                tenant: self.tenant.id.clone(),
+                err,
+            })?;
+        self.mem_chunk = mem.len();
         Ok(())
     }
 
@@ -1544,14 +1553,8 @@ impl SpoolWriter {
         if self.finished {
             return Ok(None);
         }
-        if let Some(mem) = self.mem.as_mut() {
-            self.sealer
-                .seal_tail(mem, self.mem_chunk, true)
-                .map_err(|err| StoreError::Key {
-                    tenant: self.tenant.id.clone(),
-                    err,
-                })?;
-            self.mem_chunk = mem.len();
+        if self.mem.is_some() {
+            self.seal_mem(true)?;
             self.finished = true;
             return Ok(None);
         }
