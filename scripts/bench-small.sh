@@ -90,7 +90,8 @@ if [[ -n ${PERF:-} ]]; then
     perf_pid=$!
     sleep 0.5
 fi
-$load --addr 127.0.0.1:19300 --jobs "$JOBS" --size "$SIZE" --clients "$CLIENTS" --sources $sources --max-seconds "$MAX_SECONDS"
+TIMEFORMAT="load generator CPU: user %U s + system %S s (of %R s)"
+time $load --addr 127.0.0.1:19300 --jobs "$JOBS" --size "$SIZE" --clients "$CLIENTS" --sources $sources --max-seconds "$MAX_SECONDS"
 if [[ -n ${PERF:-} ]]; then kill -INT $perf_pid; wait $perf_pid || true; fi
 echo "daemon peak RSS: $(peak_rss); daemon CPU: $(cpu_per_job "$JOBS")"
 stop_daemon

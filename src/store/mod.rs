@@ -219,22 +219,33 @@ impl Op {
 /// Syncs each log of a group (see [`log::SpoolLog::sync`]): the first on
 /// the calling thread, the others on threads of their own meanwhile.
 fn sync_logs(logs: &[(Arc<log::SpoolLog>, Arc<File>)]) -> Vec<Result<(), CommitFailure>> {
-    let sync = |(log, dir): &(Arc<log::SpoolLog>, Arc<File>)| {
-        log.sync(dir).map_err(|err| CommitFailure::of(&err.into()))
+    let failure = |err: io::Error| CommitFailure::of(&err.into());
+    let written: Vec<Result<Vec<log::WrittenOut>, CommitFailure>> = logs
+        .iter()
+        .map(|(log, dir)| log.write_out(dir).map_err(failure))
+        .collect();
+    let out: Vec<&log::WrittenOut> = written.iter().flatten().flatten().collect();
+    let flushed = match out.as_slice() {
+        [] => Ok(()),
+        // One flush of the device's cache for every tenant's segments.
+        _ => log::flush_written_out(out.iter().copied()).map_err(failure),
     };
-    match logs {
-        [] => Vec::new(),
-        [one] => vec![sync(one)],
-        [first, rest @ ..] => std::thread::scope(|s| {
-            let others: Vec<_> = rest.iter().map(|l| s.spawn(move || sync(l))).collect();
-            let mut out = vec![sync(first)];
-            out.extend(others.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CommitFailure::Failed("a log sync panicked".into())))
-            }));
-            out
-        }),
-    }
+    written
+        .into_iter()
+        .zip(logs)
+        .map(|(w, (log, _))| {
+            let w = w?;
+            if let Err(f) = &flushed {
+                if !w.is_empty() {
+                    for o in &w {
+                        log.unsure(o.segment());
+                    }
+                    return Err(f.clone());
+                }
+            }
+            Ok(())
+        })
+        .collect()
 }
 
 /// Why a commit failed, as its waiter hears it.
@@ -660,8 +671,12 @@ impl Committer {
                 }
             }
         }
+        // sled's flush writes its log and waits for the writeback
+        // (`sync_file_range`), which neither flushes the disk's cache nor
+        // the file's size: this sync does. `fdatasync` is enough for both;
+        // `fsync` would also commit the modification time each group.
         db.flush()?;
-        db_file.sync_all()?;
+        db_file.sync_data()?;
         Ok(())
     }
 }
@@ -1012,7 +1027,7 @@ impl TenantStore {
         }
         let opened = log::SpoolLog::open(spool_dir, in_log.clone())?;
         if opened.deleted > 0 || opened.cut > 0 {
-            tracing::info!(tenant = %id, deleted = opened.deleted, cut_bytes = opened.cut, "spool log: segments with no live entry deleted, dead tails cut");
+            tracing::info!(tenant = %id, deleted = opened.deleted, cut_bytes = opened.cut, unused_bytes = opened.unused, "spool log: segments with no live entry deleted, dead tails cut");
         }
         let log_damage: HashMap<JobId, String> = opened.damaged.into_iter().collect();
         let log = opened.log;
@@ -2487,14 +2502,14 @@ mod tests {
             store.close().unwrap();
         }
         // Job 2's entry in the spool log and job 3's file lose their tails
-        // (say, a disk that lied about a sync).
+        // (say, a disk that lied about a sync). The segment's file goes on
+        // in zeros after its last entry (written ahead).
         let cut = |name: &str, by: u64| {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(dir.path().join("spool/a").join(name))
-                .unwrap();
-            let len = f.metadata().unwrap().len();
-            f.set_len(len - by).unwrap();
+            let path = dir.path().join("spool/a").join(name);
+            let bytes = std::fs::read(&path).unwrap();
+            let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(end as u64 - by).unwrap();
         };
         cut("log-000000000001", 4);
         cut("3", 7);
