@@ -12,6 +12,13 @@ set -euo pipefail
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-$(dirname "$0")/../target}")
 export CARGO_TARGET_DIR=$target_dir
 cd "$(dirname "$0")/.."
+# What cargo sets for a test or a binary it runs (the package test runs this
+# script): a build script tracks some of it (ring: CARGO_MANIFEST_DIR), and
+# inherited here it made cargo rebuild the whole release binary that
+# scripts/test had just built, minutes in every test run.
+unset CARGO CARGO_MANIFEST_DIR CARGO_MANIFEST_PATH CARGO_CRATE_NAME CARGO_BIN_NAME \
+    CARGO_PRIMARY_PACKAGE CARGO_TARGET_TMPDIR OUT_DIR
+for v in $(compgen -v | grep -E '^CARGO_(PKG|BIN_EXE)_' || true); do unset "$v"; done
 
 # The cargo-deb release the [package.metadata.deb] section is written for.
 CARGO_DEB_VERSION=3.8.0
