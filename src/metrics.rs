@@ -86,6 +86,10 @@ pub struct Metrics {
     /// Handles by tenant id, filled as tenants count (bounded by the
     /// configured tenants times the fixed event names and listeners).
     handles: RwLock<HashMap<Box<str>, TenantHandles>>,
+    /// `connections_refused` handles by listener and reason (bounded by the
+    /// configured listeners times the fixed reasons): a flood of refused
+    /// connections builds no label strings.
+    refusals: RwLock<HashMap<Box<str>, HashMap<&'static str, Counter>>>,
     /// Connections routed to a tenant and admitted.
     pub connections_accepted: Family<TenantListener, Counter>,
     /// Connections refused, by reason.
@@ -127,6 +131,7 @@ impl Metrics {
     fn new() -> Metrics {
         let mut registry = Registry::with_prefix("printroute");
         let m = Metrics {
+            refusals: RwLock::default(),
             connections_accepted: Family::default(),
             connections_refused: Family::default(),
             jobs: Family::default(),
@@ -243,6 +248,36 @@ impl Metrics {
         .inc();
     }
 
+    /// Counts a connection refused on `listener` for `reason`.
+    pub fn connection_refused(&self, listener: &str, reason: &'static str) {
+        let found = self
+            .refusals
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(listener)
+            .and_then(|r| r.get(reason))
+            .cloned();
+        let counter = found.unwrap_or_else(|| {
+            let mut all = self
+                .refusals
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            all.entry(listener.into())
+                .or_default()
+                .entry(reason)
+                .or_insert_with(|| {
+                    self.connections_refused
+                        .get_or_create(&Refusal {
+                            listener: listener.to_owned(),
+                            reason: reason.to_owned(),
+                        })
+                        .clone()
+                })
+                .clone()
+        });
+        counter.inc();
+    }
+
     /// Counts a connection routed to `tenant` on `listener` and admitted.
     pub fn connection_accepted(&self, tenant: &str, listener: &str) {
         self.handle(
@@ -340,6 +375,10 @@ mod tests {
         m.received("acme", "raw", 4096, 0.01);
         m.received("acme", "raw", 10, 0.02);
         m.received("acme", "lpd", 7, 0.03);
+        m.connection_refused("raw", "address of no tenant");
+        m.connection_refused("raw", "address of no tenant");
+        m.connection_refused("raw", "tenant at max-connections");
+        m.connection_refused("lpd", "address of no tenant");
         let text = m.encode();
         let total = |prefix: &str| {
             line(&text, prefix)
@@ -367,6 +406,24 @@ mod tests {
         );
         assert_eq!(
             total(r#"printroute_connections_accepted_total{tenant="acme",listener="lpd"}"#),
+            "1"
+        );
+        assert_eq!(
+            total(
+                r#"printroute_connections_refused_total{listener="raw",reason="address of no tenant"}"#
+            ),
+            "2"
+        );
+        assert_eq!(
+            total(
+                r#"printroute_connections_refused_total{listener="raw",reason="tenant at max-connections"}"#
+            ),
+            "1"
+        );
+        assert_eq!(
+            total(
+                r#"printroute_connections_refused_total{listener="lpd",reason="address of no tenant"}"#
+            ),
             "1"
         );
         assert_eq!(

@@ -74,13 +74,7 @@ impl Intake {
     /// Counts a refused connection or job, and logs it at most once per
     /// [`REFUSAL_LOG_INTERVAL_MS`] (a hostile peer can trigger refusals at will).
     pub fn refused(&self, listener: &ListenerName, peer: SocketAddr, reason: &'static str) {
-        crate::metrics::get()
-            .connections_refused
-            .get_or_create(&crate::metrics::Refusal {
-                listener: listener.to_string(),
-                reason: reason.to_owned(),
-            })
-            .inc();
+        crate::metrics::get().connection_refused(&listener.0, reason);
         let now = now_ms();
         let last = self.refusals_last_ms.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= REFUSAL_LOG_INTERVAL_MS
