@@ -16,7 +16,7 @@ use crate::config::ids::ListenerName;
 use crate::config::Protocol;
 use crate::intake::{self, proxy, Admission, Connection, Intake};
 use crate::routing::canonical;
-use crate::snapshot::Routed;
+use crate::snapshot::{Routed, Snapshot};
 use crate::wire::proxy::Header;
 
 /// Length of the kernel's queue of connections not yet accepted.
@@ -89,11 +89,37 @@ pub async fn accept_loop(
                 continue;
             }
         };
+        let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
+        if protocol == Protocol::Raw {
+            // RAW without a PROXY header: routing and admission read
+            // nothing, and a refusal is a reset. Both are done here, so a
+            // connection refused (a tenant's flood over its
+            // max-connections, an address of no tenant) costs an accept and
+            // a close, not a task of its own.
+            let snapshot = shared.snapshot.load_full();
+            if !proxied(&snapshot, &name) {
+                match admit(&shared, snapshot, &name, peer) {
+                    admission @ Admission::Admitted { .. } => {
+                        let _ = stream.set_nodelay(true);
+                        shared.connections.spawn(serve_routed(
+                            stream,
+                            peer,
+                            None,
+                            name.clone(),
+                            protocol,
+                            shared.clone(),
+                            admission,
+                        ));
+                    }
+                    Admission::NoTenant | Admission::OverLimit(_) => intake::reset(stream),
+                }
+                continue;
+            }
+        }
         let _ = stream.set_nodelay(true);
         if protocol != Protocol::Raw {
             let _ = socket2::SockRef::from(&stream).set_linger(None);
         }
-        let peer = SocketAddr::new(canonical(peer.ip()), peer.port());
         shared.connections.spawn(connection(
             stream,
             peer,
@@ -101,6 +127,47 @@ pub async fn accept_loop(
             protocol,
             shared.clone(),
         ));
+    }
+}
+
+/// Whether `name` takes a PROXY header first (in the config of `snapshot`).
+fn proxied(snapshot: &Snapshot, name: &ListenerName) -> bool {
+    snapshot
+        .config
+        .listeners
+        .iter()
+        .any(|l| l.name == *name && l.proxy.is_some())
+}
+
+/// Routes `client` to its tenant and takes one of the tenant's connection
+/// slots; a refusal is counted and logged.
+fn admit(
+    shared: &Intake,
+    snapshot: Arc<Snapshot>,
+    name: &ListenerName,
+    client: SocketAddr,
+) -> Admission {
+    match snapshot.routing.lookup(client.ip()) {
+        None => {
+            shared.refused(name, client, "address of no tenant");
+            Admission::NoTenant
+        }
+        Some(i) => {
+            let routed = Routed {
+                snapshot,
+                index: i as usize,
+            };
+            match routed.admit() {
+                Some(slot) => {
+                    crate::metrics::get().connection_accepted(routed.tenant().id.as_str(), &name.0);
+                    Admission::Admitted { routed, slot }
+                }
+                None => {
+                    shared.refused(name, client, "tenant at max-connections");
+                    Admission::OverLimit(routed)
+                }
+            }
+        }
     }
 }
 
@@ -145,28 +212,21 @@ async fn connection(
         // The header may have taken a while: route with the config current now.
         snapshot = shared.snapshot.load_full();
     }
-    let admission = match snapshot.routing.lookup(client.ip()) {
-        None => {
-            shared.refused(&name, client, "address of no tenant");
-            Admission::NoTenant
-        }
-        Some(i) => {
-            let routed = Routed {
-                snapshot,
-                index: i as usize,
-            };
-            match routed.admit() {
-                Some(slot) => {
-                    crate::metrics::get().connection_accepted(routed.tenant().id.as_str(), &name.0);
-                    Admission::Admitted { routed, slot }
-                }
-                None => {
-                    shared.refused(&name, client, "tenant at max-connections");
-                    Admission::OverLimit(routed)
-                }
-            }
-        }
-    };
+    let admission = admit(&shared, snapshot, &name, client);
+    serve_routed(stream, client, via, name, protocol, shared, admission).await;
+}
+
+/// A routed connection in its protocol, in a span that every log line of
+/// it carries.
+async fn serve_routed(
+    stream: TcpStream,
+    client: SocketAddr,
+    via: Option<SocketAddr>,
+    name: ListenerName,
+    protocol: Protocol,
+    shared: Arc<Intake>,
+    admission: Admission,
+) {
     // One span per connection: every log line of it carries these fields.
     let tenant = match &admission {
         Admission::Admitted { routed, .. } | Admission::OverLimit(routed) => {
