@@ -26,6 +26,7 @@ fn config(dev_b: &str) -> String {
 [global]
 data-dir = "{{data}}"
 shutdown-grace = "5s"
+metrics = "127.0.0.1:0"
 [global.limits]
 idle-timeout = "10m"
 
@@ -87,11 +88,27 @@ fn thousands_of_idle_connections_keep_their_tenants_limit_and_other_tenants_prin
         held.push(connect_from(&from, to).unwrap_or_else(|e| panic!("idle connection {i}: {e}")));
     }
 
-    // Once the daemon has taken every held connection, a's next one is refused
-    // (RAW: a reset). Until then a probe may still find a free slot.
-    wait_until("tenant a's connections to reach max-connections", || {
-        (raw_send("127.0.1.250", raw, b"") == RawOutcome::Refused).then_some(())
+    // Once the daemon has admitted every held connection, a's next one is
+    // refused (RAW: a reset). Not before: a probe admitted while held
+    // connections still wait in a listener's queue would take the slot of
+    // one of them, which would be refused instead.
+    let metrics = d.addr("metrics");
+    wait_until("tenant a's held connections all admitted", || {
+        let m = scrape(metrics);
+        let admitted: f64 = ["raw", "lpd"]
+            .iter()
+            .map(|l| {
+                sample(
+                    &m,
+                    &format!(
+                        r#"printroute_connections_accepted_total{{tenant="a",listener="{l}"}}"#
+                    ),
+                )
+            })
+            .sum();
+        (admitted as usize == IDLE).then_some(())
     });
+    assert_eq!(raw_send("127.0.1.250", raw, b""), RawOutcome::Refused);
     assert_eq!(
         raw_send("127.0.1.251", raw, b"one too many"),
         RawOutcome::Refused

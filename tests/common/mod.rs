@@ -380,7 +380,12 @@ impl Drop for TestDaemon {
 
 /// Every job record per tenant in the store at `data_dir` (of a stopped daemon).
 pub fn stored_jobs_at(data_dir: &Path) -> HashMap<String, Vec<printroute::store::job::Job>> {
-    let store = printroute::store::Store::open(data_dir, 8 << 20).unwrap();
+    // A store this process opened and closed just before may hold sled's
+    // file lock a moment longer (sled's I/O threads let go of the file
+    // after the close returns): the open is tried again until it is free.
+    let store = wait_until("the store's lock to be free", || {
+        printroute::store::Store::open(data_dir, 8 << 20).ok()
+    });
     let ids = store.registered_tenants().unwrap();
     let stores = store.provision(&ids).unwrap();
     let out = ids
