@@ -2507,7 +2507,11 @@ mod tests {
         let cut = |name: &str, by: u64| {
             let path = dir.path().join("spool/a").join(name);
             let bytes = std::fs::read(&path).unwrap();
-            let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
+            let end = if name.starts_with(log::SEGMENT_PREFIX) {
+                bytes.iter().rposition(|b| *b != 0).unwrap() + 1
+            } else {
+                bytes.len()
+            };
             let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             f.set_len(end as u64 - by).unwrap();
         };
