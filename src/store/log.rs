@@ -190,6 +190,10 @@ struct Segment {
     grown: bool,
     /// The device the file is on (`st_dev`): one cache flush per device.
     dev: u64,
+    /// Its file system overwrites written blocks in place, with no
+    /// metadata to sync ([`overwrites_in_place`]): a sync within the fill
+    /// may write the data out and leave the flush to the group.
+    in_place: bool,
 }
 
 /// A segment whose new entries [`SpoolLog::write_out`] wrote to the
@@ -220,6 +224,54 @@ pub fn flush_written_out<'a>(out: impl IntoIterator<Item = &'a WrittenOut>) -> i
         }
     }
     Ok(())
+}
+
+/// Whether `file`'s file system writes over a file's written blocks in
+/// place, so that such a write needs no metadata to be found after a
+/// crash: ext4 (unless it journals data: `data=journal`) and XFS. Not a
+/// copy-on-write file system (btrfs, ZFS, bcachefs), where each write gets
+/// new blocks that only a metadata commit makes durable; there, and on any
+/// file system not known here, every segment sync is an `fdatasync`.
+fn overwrites_in_place(file: &File) -> bool {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
+    let Ok(fs) = rustix::fs::fstatfs(file) else {
+        return false;
+    };
+    #[expect(
+        clippy::unnecessary_cast,
+        reason = "f_type is i64 on x86_64 and narrower on other targets"
+    )]
+    match fs.f_type as i64 {
+        XFS_SUPER_MAGIC => true,
+        EXT4_SUPER_MAGIC => file.metadata().is_ok_and(|m| !journals_data(m.dev())),
+        _ => false,
+    }
+}
+
+/// Whether the ext4 file system on device `dev` is mounted with
+/// `data=journal` (from /proc/self/mountinfo; unknown counts as yes).
+fn journals_data(dev: u64) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map_or(true, |info| journals_data_in(&info, dev))
+}
+
+/// [`journals_data`] from the text of a mountinfo file.
+fn journals_data_in(info: &str, dev: u64) -> bool {
+    let id = format!("{}:{}", rustix::fs::major(dev), rustix::fs::minor(dev));
+    let mut found = false;
+    for line in info.lines() {
+        if line.split(' ').nth(2) != Some(id.as_str()) {
+            continue;
+        }
+        found = true;
+        // "... - ext4 /dev/vda rw,data=journal": the super block's options last.
+        let options = line.rsplit(' ').next().unwrap_or_default();
+        if options.split(',').any(|o| o == "data=journal") {
+            return true;
+        }
+    }
+    !found
 }
 
 /// Writes a file's dirty pages and waits until the device has them (in
@@ -368,6 +420,8 @@ impl SpoolLog {
             state.segments.insert(
                 n,
                 Segment {
+                    // No entry is appended to a segment of an earlier run.
+                    in_place: false,
                     dev: file.metadata()?.dev(),
                     file: Arc::new(file),
                     len: end,
@@ -463,6 +517,7 @@ impl SpoolLog {
             n,
             Segment {
                 dev: file.metadata()?.dev(),
+                in_place: overwrites_in_place(&file),
                 file: Arc::new(file),
                 len: 0,
                 filled: 0,
@@ -510,20 +565,21 @@ impl SpoolLog {
     pub fn write_out(&self, dir: &File) -> io::Result<Vec<WrittenOut>> {
         let (files, dir_too) = {
             let mut st = self.lock();
-            let files: Vec<(u64, Arc<File>, bool, u64)> = st
+            let files: Vec<(u64, Arc<File>, bool, bool, u64)> = st
                 .segments
                 .iter_mut()
                 .filter(|(_, s)| s.unsynced)
                 .map(|(n, s)| {
                     s.unsynced = false;
-                    (*n, s.file.clone(), std::mem::take(&mut s.grown), s.dev)
+                    let grown = std::mem::take(&mut s.grown);
+                    (*n, s.file.clone(), grown, s.in_place, s.dev)
                 })
                 .collect();
             (files, std::mem::take(&mut st.dir_unsynced))
         };
         let mut out = Vec::new();
-        for (n, f, grown, dev) in files {
-            let r = if grown {
+        for (n, f, grown, in_place, dev) in files {
+            let r = if grown || !in_place {
                 f.sync_data()
             } else {
                 write_out(&f).map(|()| {
@@ -842,6 +898,18 @@ mod tests {
         log.placed(JobId(5), &loc);
         assert_eq!(log.entry(JobId(5)).unwrap().read().unwrap(), b"five");
         assert_eq!(segment_files(dir.path()).len(), 1);
+    }
+
+    #[test]
+    fn a_data_journal_mount_is_found_in_mountinfo() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard,errors=remount-ro
+23 22 254:16 / /spool rw,relatime shared:2 - ext4 /dev/vdb rw,data=journal
+24 22 0:21 / /proc rw,nosuid - proc proc rw";
+        let dev = |major, minor| rustix::fs::makedev(major, minor);
+        assert!(!journals_data_in(info, dev(254, 0)));
+        assert!(journals_data_in(info, dev(254, 16)));
+        assert!(journals_data_in(info, dev(8, 1)), "unknown: as if it did");
     }
 
     #[test]
