@@ -44,15 +44,21 @@ pub const SMALL_DOCUMENT_MAX: u64 = 256 << 10;
 /// is empty): the next entry starts a new segment.
 pub const SEGMENT_MAX: u64 = 8 << 20;
 
-/// A segment's file is written ahead of its entries, with zeros, this
-/// much at a time: an entry then overwrites blocks the file already has,
-/// and its group's `fdatasync` only writes data. An append past the end
-/// of the file would also change the file's size and extents, which costs
-/// a journal commit per sync (ext4's took about three times the write's
-/// own sync under load, issue 14's profile). The zeros past the last
-/// entry are cut at start; a tenant's current segment keeps at most this
-/// much unused.
+/// A segment's file is written ahead of its entries with zeros, as much
+/// as the segment already holds and at most this much: an entry then
+/// overwrites blocks the file already has, which on a file system that
+/// writes in place needs no metadata, so its group may write it out and
+/// leave the cache flush to one `fdatasync` for every tenant's segments
+/// ([`SpoolLog::write_out`]). An append past the end of the file changes
+/// its size and blocks and needs a sync of its own. Growing with the
+/// segment keeps a segment that holds one small entry (a tenant with
+/// little traffic, whose segment goes with each printed job) free of
+/// zeros; a busy segment grows by this step. The zeros past the last
+/// entry are cut at start.
 pub const SEGMENT_FILL_STEP: u64 = 1 << 20;
+
+/// Bytes of zeros written, or of a segment's tail read at start, at a time.
+const ZERO_CHUNK: usize = 64 << 10;
 
 /// Names of segment files in a tenant's spool folder: this prefix and a number.
 pub const SEGMENT_PREFIX: &str = "log-";
@@ -232,7 +238,7 @@ pub fn flush_written_out<'a>(out: impl IntoIterator<Item = &'a WrittenOut>) -> i
 /// copy-on-write file system (btrfs, ZFS, bcachefs), where each write gets
 /// new blocks that only a metadata commit makes durable; there, and on any
 /// file system not known here, every segment sync is an `fdatasync`.
-fn overwrites_in_place(file: &File) -> bool {
+fn overwrites_in_place(file: &File, dev: u64) -> bool {
     const EXT4_SUPER_MAGIC: i64 = 0xEF53;
     const XFS_SUPER_MAGIC: i64 = 0x5846_5342;
     let Ok(fs) = rustix::fs::fstatfs(file) else {
@@ -244,7 +250,7 @@ fn overwrites_in_place(file: &File) -> bool {
     )]
     match fs.f_type as i64 {
         XFS_SUPER_MAGIC => true,
-        EXT4_SUPER_MAGIC => file.metadata().is_ok_and(|m| !journals_data(m.dev())),
+        EXT4_SUPER_MAGIC => !journals_data(dev),
         _ => false,
     }
 }
@@ -320,6 +326,9 @@ struct State {
 pub struct SpoolLog {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Whether the folder's file system overwrites in place
+    /// ([`overwrites_in_place`]), found at the first segment made.
+    in_place: std::sync::OnceLock<bool>,
 }
 
 /// What opening a tenant's log found.
@@ -355,6 +364,7 @@ impl SpoolLog {
                 next: 1,
                 ..State::default()
             }),
+            in_place: std::sync::OnceLock::new(),
         }
     }
 
@@ -437,6 +447,7 @@ impl SpoolLog {
             log: SpoolLog {
                 dir: dir.to_owned(),
                 state: Mutex::new(state),
+                in_place: std::sync::OnceLock::new(),
             },
             damaged,
             deleted,
@@ -476,11 +487,8 @@ impl SpoolLog {
             seg.len += n;
             seg.unsynced = true;
             let fill = (seg.len > seg.filled).then(|| {
-                let to = seg
-                    .len
-                    .next_multiple_of(SEGMENT_FILL_STEP)
-                    .min(SEGMENT_MAX)
-                    .max(seg.len);
+                let ahead = loc.offset.min(SEGMENT_FILL_STEP);
+                let to = (seg.len + ahead).min(SEGMENT_MAX).max(seg.len);
                 let from = std::mem::replace(&mut seg.filled, to);
                 seg.grown = true;
                 (from, to)
@@ -511,13 +519,17 @@ impl SpoolLog {
             .mode(mode)
             .open(&path)?;
         file.set_permissions(Permissions::from_mode(mode))?;
+        let dev = file.metadata()?.dev();
+        let in_place = *self
+            .in_place
+            .get_or_init(|| overwrites_in_place(&file, dev));
         st.next = n + 1;
         let old = st.current.replace(n);
         st.segments.insert(
             n,
             Segment {
-                dev: file.metadata()?.dev(),
-                in_place: overwrites_in_place(&file),
+                dev,
+                in_place,
                 file: Arc::new(file),
                 len: 0,
                 filled: 0,
@@ -565,21 +577,22 @@ impl SpoolLog {
     pub fn write_out(&self, dir: &File) -> io::Result<Vec<WrittenOut>> {
         let (files, dir_too) = {
             let mut st = self.lock();
-            let files: Vec<(u64, Arc<File>, bool, bool, u64)> = st
+            // (number, file, needs its own fdatasync, device)
+            let files: Vec<(u64, Arc<File>, bool, u64)> = st
                 .segments
                 .iter_mut()
                 .filter(|(_, s)| s.unsynced)
                 .map(|(n, s)| {
                     s.unsynced = false;
-                    let grown = std::mem::take(&mut s.grown);
-                    (*n, s.file.clone(), grown, s.in_place, s.dev)
+                    let own_sync = std::mem::take(&mut s.grown) || !s.in_place;
+                    (*n, s.file.clone(), own_sync, s.dev)
                 })
                 .collect();
             (files, std::mem::take(&mut st.dir_unsynced))
         };
         let mut out = Vec::new();
-        for (n, f, grown, in_place, dev) in files {
-            let r = if grown || !in_place {
+        for (n, f, own_sync, dev) in files {
+            let r = if own_sync {
                 f.sync_data()
             } else {
                 write_out(&f).map(|()| {
@@ -742,7 +755,7 @@ impl SpoolLog {
 
 /// Writes zeros over `from..to` of a segment (see [`SEGMENT_FILL_STEP`]).
 fn fill_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; ZERO_CHUNK] = [0; ZERO_CHUNK];
     let mut at = from;
     while at < to {
         let n = (to - at).min(ZEROS.len() as u64) as usize;
@@ -756,7 +769,7 @@ fn fill_zeros(file: &File, from: u64, to: u64) -> io::Result<()> {
 /// (`from` if there is none): where what was written ends and the zeros
 /// written ahead of entries begin.
 fn written_end(file: &File, from: u64, to: u64) -> io::Result<u64> {
-    let mut buf = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; ZERO_CHUNK];
     let mut end = to;
     while end > from {
         let start = end.saturating_sub(buf.len() as u64).max(from);
@@ -858,10 +871,7 @@ mod tests {
                 .len()
         };
         assert_eq!(len_of(locs[0].segment), locs[1].end());
-        assert_eq!(
-            len_of(locs[2].segment),
-            locs[3].end().next_multiple_of(SEGMENT_FILL_STEP)
-        );
+        assert_eq!(len_of(locs[2].segment), locs[3].end() + SEGMENT_FILL_STEP);
         assert_eq!(log.entry(JobId(1)).unwrap().read().unwrap(), b"one");
         assert_eq!(log.entry(JobId(4)).unwrap().read().unwrap(), b"four");
         // Another job's frame, or a flipped bit, does not read.
@@ -928,10 +938,11 @@ mod tests {
         let loc4 = log.write(&torn[..60]).unwrap();
         log.sync(&d).unwrap();
         let seg = loc4.segment;
-        // The file was written ahead with zeros: its size did not follow
-        // the entries.
+        // The file was written ahead with zeros, as much as it held
+        // before the last entry: its size did not follow the entries.
         let path = dir.path().join(segment_name(seg));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), SEGMENT_FILL_STEP);
+        let filled = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(filled, loc4.offset + 60 + loc4.offset);
         drop(log);
         // Job 3 finished (not live any more); an old empty segment lies around.
         live.remove(&JobId(3));
@@ -958,7 +969,7 @@ mod tests {
         );
         // Cut: job 3's dead entry and the torn one; then the zeros.
         assert_eq!(o.cut, (FRAME_LEN as u64 + 100) + 60);
-        assert_eq!(o.unused, SEGMENT_FILL_STEP - end - o.cut);
+        assert_eq!(o.unused, filled - end - o.cut);
         assert_eq!(o.log.entry(JobId(2)).unwrap().read().unwrap(), [2u8; 100]);
         assert!(o.log.entry(JobId(3)).is_none());
         // New entries go to a new segment, numbered after every old one.
