@@ -377,13 +377,10 @@ input = [{{ listener = "raw", workflow = "archive" }}]
         RawOutcome::Acknowledged
     );
     d.wait_log("job finished tenant=a job=1 state=\"completed\"");
-    let files: Vec<_> = std::fs::read_dir(&folder)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let files = stored_documents(&folder);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(std::fs::read(&files[0]).unwrap(), data);
-    assert!(files[0].starts_with(&folder));
+    assert_eq!(files[0].1, data);
+    assert!(files[0].0.starts_with(&folder));
 }
 
 #[test]

@@ -100,13 +100,10 @@ fn promise(line: &str) -> Lands {
 
 /// Files in `dir` holding exactly `content`.
 fn copies_in(dir: &Path, content: &[u8]) -> usize {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| std::fs::read(e.path()).is_ok_and(|b| b == content))
-                .count()
-        })
-        .unwrap_or(0)
+    stored_documents(dir)
+        .iter()
+        .filter(|(_, data)| data == content)
+        .count()
 }
 
 struct World {

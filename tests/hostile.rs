@@ -520,20 +520,13 @@ struct Fingerprint {
 }
 
 fn folder_digests(dir: &Path) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    sha256(&std::fs::read(e.path()).unwrap_or_default()),
-                )
-            })
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    out.sort();
-    out
+    stored_documents(dir)
+        .iter()
+        .map(|(p, data)| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, sha256(data))
+        })
+        .collect()
 }
 
 struct World<'a> {

@@ -479,10 +479,7 @@ fn each_tenant_sees_and_touches_only_its_own_jobs() {
         (job_ints(&m, "job-state") == [9]).then_some(())
     });
     let stored = wait_until("stored document", || {
-        std::fs::read_dir(d.dir.path().join("out-b"))
-            .ok()
-            .map(|rd| rd.count())
-            .filter(|&n| n >= 1)
+        Some(stored_documents(&d.dir.path().join("out-b")).len()).filter(|&n| n >= 1)
     });
     assert_eq!(stored, 1);
     assert!(!d.dir.path().join("out-a").exists());
@@ -1003,9 +1000,9 @@ fn held_jobs_stay_held_across_a_restart_and_print_when_released() {
     wait_until("both released jobs completed", || {
         (state(to, id1) == [9] && state(to, id2) == [9]).then_some(())
     });
-    let stored: Vec<Vec<u8>> = std::fs::read_dir(d.dir.path().join("out-a"))
-        .unwrap()
-        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+    let stored: Vec<Vec<u8>> = stored_documents(&d.dir.path().join("out-a"))
+        .into_iter()
+        .map(|(_, data)| data)
         .collect();
     assert_eq!(stored.len(), 2);
     assert!(stored.contains(&by_workflow) && stored.contains(&by_client));

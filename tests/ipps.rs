@@ -127,10 +127,7 @@ fn ipps_and_ipp_share_a_port_and_tls_required_refuses_plain_http() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_until("the ipps job stored", || {
-        std::fs::read_dir(d.dir.path().join("out"))
-            .ok()
-            .and_then(|mut r| r.next())
-            .map(|_| ())
+        (!stored_documents(&d.dir.path().join("out")).is_empty()).then_some(())
     });
 
     // The CUPS ipp backend prints over ipps too. It trusts a certificate on

@@ -111,9 +111,9 @@ impl Drop for Daemon {
     }
 }
 
-/// Files in `dir`.
+/// Documents stored in `dir`.
 fn files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |rd| rd.count())
+    stored_documents(dir).len()
 }
 
 /// Loads a ruleset file into the server namespace; returns how long `nft -f` took.

@@ -207,12 +207,10 @@ fn haproxy_v1_and_v2_headers_route_by_the_client_address_and_strangers_are_refus
 
     let folder = |t: &str| -> Vec<String> {
         let dir = d.dir.path().join(format!("store-{t}"));
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.map(|e| sha256(&std::fs::read(e.unwrap().path()).unwrap()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut v: Vec<String> = stored_documents(&dir)
+            .iter()
+            .map(|(_, data)| sha256(data))
+            .collect();
         v.sort();
         v
     };

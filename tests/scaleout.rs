@@ -133,12 +133,10 @@ fn each_tenants_jobs_land_only_on_its_own_node_behind_one_haproxy() {
     );
 
     let folder = |t: &str| -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(shared.path().join(format!("store-{t}")))
-            .map(|rd| {
-                rd.map(|e| sha256(&std::fs::read(e.unwrap().path()).unwrap()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut v: Vec<String> = stored_documents(&shared.path().join(format!("store-{t}")))
+            .iter()
+            .map(|(_, data)| sha256(data))
+            .collect();
         v.sort();
         v
     };

@@ -5,6 +5,9 @@ use std::process::{Child, Command, Stdio};
 
 use super::{free_port, require, wait_until};
 
+/// Starts of ippeveprinter tried (each on a port found free) before a test gives up.
+const EVE_START_TRIES: u32 = 3;
+
 /// How to run an `ippeveprinter` ([`EvePrinter::launch`]).
 pub struct EveSpec<'a> {
     /// Its name (the service name it advertises and reports).
@@ -68,7 +71,7 @@ impl EvePrinter {
     pub fn launch(spec: EveSpec<'_>) -> EvePrinter {
         let dir = tempfile::tempdir().unwrap();
         let bus = dir.path().join("bus");
-        let dbus = Command::new(require("dbus-daemon"))
+        let mut dbus = Command::new(require("dbus-daemon"))
             .args(["--session", "--nofork", "--nopidfile"])
             .arg(format!("--address=unix:path={}", bus.display()))
             .stdout(Stdio::null())
@@ -78,44 +81,67 @@ impl EvePrinter {
         wait_until("private D-Bus", || bus.exists().then_some(()));
         let spool = dir.path().join("spool");
         std::fs::create_dir(&spool).unwrap();
-        let port = free_port("127.0.0.1");
-        let mut cmd = Command::new(require("ippeveprinter"));
-        cmd.env(
-            "DBUS_SYSTEM_BUS_ADDRESS",
-            format!("unix:path={}", bus.display()),
-        )
-        .env(
-            "DBUS_SESSION_BUS_ADDRESS",
-            format!("unix:path={}", bus.display()),
-        )
-        .args(["-r", "off", "-k", "-n", "localhost", "-c", spec.command])
-        .args(["-f", spec.formats]);
-        if spec.duplex {
-            cmd.arg("-2");
+        // The port is found free, then released for ippeveprinter to bind:
+        // another test may take it meanwhile. A printer that exits before
+        // it listens is started again on another port; its error output
+        // is kept for the failure message.
+        let log = dir.path().join("ippeveprinter.log");
+        let mut started = None;
+        for _ in 0..EVE_START_TRIES {
+            let port = free_port("127.0.0.1");
+            let mut cmd = Command::new(require("ippeveprinter"));
+            cmd.env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", bus.display()),
+            )
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}", bus.display()),
+            )
+            .args(["-r", "off", "-k", "-n", "localhost", "-c", spec.command])
+            .args(["-f", spec.formats]);
+            if spec.duplex {
+                cmd.arg("-2");
+            }
+            if spec.tls {
+                let keys = dir.path().join("keys");
+                std::fs::create_dir_all(&keys).unwrap();
+                cmd.arg("-K").arg(keys);
+            }
+            let mut eve = cmd
+                .arg("-d")
+                .arg(&spool)
+                .args(["-p", &port.to_string(), spec.name])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let listening = wait_until("ippeveprinter to listen or exit", || {
+                if TcpStream::connect(addr).is_ok() {
+                    return Some(true);
+                }
+                eve.try_wait().unwrap().map(|_| false)
+            });
+            if listening {
+                started = Some((port, eve));
+                break;
+            }
         }
-        if spec.tls {
-            let keys = dir.path().join("keys");
-            std::fs::create_dir(&keys).unwrap();
-            cmd.arg("-K").arg(keys);
-        }
-        let eve = cmd
-            .arg("-d")
-            .arg(&spool)
-            .args(["-p", &port.to_string(), spec.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = EvePrinter {
+        let Some((port, eve)) = started else {
+            let _ = dbus.kill();
+            let _ = dbus.wait();
+            panic!(
+                "ippeveprinter exited {EVE_START_TRIES} times before it listened: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        EvePrinter {
             port,
             dir,
             eve: Some(eve),
             dbus,
-        };
-        wait_until("ippeveprinter to listen", || {
-            TcpStream::connect(p.addr()).ok().map(|_| ())
-        });
-        p
+        }
     }
 
     /// Its address.

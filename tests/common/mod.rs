@@ -69,6 +69,25 @@ pub fn sha256(data: &[u8]) -> String {
         .collect()
 }
 
+/// The documents a `store` step has placed in `dir` (path and content),
+/// sorted by name. A file the daemon is still writing has a temporary dot
+/// name (`.printroute-<random>.tmp`) until it is synced and renamed into
+/// place; it is not a stored document yet and is left out. A missing
+/// folder holds nothing.
+pub fn stored_documents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<_> = rd
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        // Read failing: renamed away or removed under us; not stored here.
+        .filter_map(|e| Some((e.path(), std::fs::read(e.path()).ok()?)))
+        .collect();
+    out.sort();
+    out
+}
+
 /// A free TCP port on `ip` (bound and released; the race is accepted in tests).
 pub fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind((ip, 0))
