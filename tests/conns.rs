@@ -55,6 +55,27 @@ input = [{{ listener = "raw", workflow = "direct" }}]
     )
 }
 
+/// How long a connect that the daemon's socket filter drops is waited for.
+const UNANSWERED_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// Whether a connection from `from` to `to` stays unanswered (neither
+/// accepted nor reset) for [`UNANSWERED_WAIT`]: its SYN was dropped.
+fn unanswered(from: &str, to: std::net::SocketAddr) -> bool {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket
+        .bind(&std::net::SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    match socket.connect_timeout(&to.into(), UNANSWERED_WAIT) {
+        Err(e) => e.kind() == std::io::ErrorKind::TimedOut,
+        Ok(()) => false,
+    }
+}
+
 /// Raises this process's soft limit of open files to the hard one, which must hold `need`.
 fn raise_fd_limit(need: u64) {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
@@ -109,9 +130,11 @@ fn thousands_of_idle_connections_keep_their_tenants_limit_and_other_tenants_prin
         (admitted as usize == IDLE).then_some(())
     });
     assert_eq!(raw_send("127.0.1.250", raw, b""), RawOutcome::Refused);
-    assert_eq!(
-        raw_send("127.0.1.251", raw, b"one too many"),
-        RawOutcome::Refused
+    // That refusal shed tenant a on the RAW listener: its next connection
+    // gets no answer at all (its SYNs are dropped in the kernel).
+    assert!(
+        unanswered("127.0.1.251", raw),
+        "a's connection beyond max-connections was answered while a is shed"
     );
     // LPD: a negative acknowledgement of the receive-job command.
     let mut extra = connect_from("127.0.1.252", lpd).unwrap();
@@ -138,5 +161,95 @@ fn thousands_of_idle_connections_keep_their_tenants_limit_and_other_tenants_prin
         }
     }
     drop(held);
+    assert_eq!(d.stop(), 0);
+}
+
+/// Tenant a may hold two connections; both store into folders.
+fn small_limit_config() -> String {
+    r#"
+[global]
+data-dir = "{data}"
+shutdown-grace = "5s"
+metrics = "127.0.0.1:0"
+[global.limits]
+idle-timeout = "1m"
+
+[[listener]]
+name = "raw"
+protocol = "raw"
+bind = ["127.0.0.1:0"]
+
+[tenant.a]
+ranges = ["127.0.1.0/24"]
+limits = { max-connections = 2 }
+workflow.keep = { steps = [{ step = "store", folder = "{dir}/out-a" }] }
+input = [{ listener = "raw", workflow = "keep" }]
+
+[tenant.b]
+ranges = ["127.0.2.0/24"]
+workflow.keep = { steps = [{ step = "store", folder = "{dir}/out-b" }] }
+input = [{ listener = "raw", workflow = "keep" }]
+"#
+    .to_owned()
+}
+
+#[test]
+fn a_tenant_over_its_limit_is_shed_in_the_kernel_until_it_is_under_it_again() {
+    let mut d = TestDaemon::start(&small_limit_config());
+    let raw = d.addr("raw");
+    let metrics = d.addr("metrics");
+    let mut hold1 = connect_from("127.0.1.1", raw).unwrap();
+    let _hold2 = connect_from("127.0.1.2", raw).unwrap();
+    wait_until("both held connections admitted", || {
+        let m = scrape(metrics);
+        let n = sample(
+            &m,
+            r#"printroute_connections_accepted_total{tenant="a",listener="raw"}"#,
+        );
+        (n as usize == 2).then_some(())
+    });
+    // The first connection over the limit is reset, as before; it sheds a.
+    assert_eq!(raw_send("127.0.1.3", raw, b"refused"), RawOutcome::Refused);
+    d.wait_log(
+        "tenant at max-connections: its new connections to this listener are dropped in the kernel",
+    );
+    // From any of a's addresses, nothing answers now ...
+    assert!(unanswered("127.0.1.4", raw), "a is not shed");
+    assert!(
+        unanswered("127.0.1.200", raw),
+        "a is not shed on all its range"
+    );
+    // ... while b, on the same port, is served.
+    let b_doc = document_with("", "b while a is shed", 20_000);
+    assert_eq!(raw_send("127.0.2.1", raw, &b_doc), RawOutcome::Acknowledged);
+    // a's admitted connections carry on: a job on a held one is kept.
+    let a_held = document_with("", "a on a held connection", 30_000);
+    hold1.write_all(&a_held).unwrap();
+    hold1.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    hold1
+        .read_to_end(&mut rest)
+        .expect("a held connection of a shed tenant was acknowledged");
+    // Under its limit again (one slot free), a is served once the shed
+    // ends: the sender's SYN retries reach the daemon.
+    d.wait_log("tenant no longer shed");
+    let a_after = document_with("", "a after the shed", 10_000);
+    assert_eq!(
+        raw_send("127.0.1.5", raw, &a_after),
+        RawOutcome::Acknowledged
+    );
+    let stored = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = stored_documents(&d.dir.path().join(format!("out-{t}")))
+            .iter()
+            .map(|(_, data)| sha256(data))
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want_a = vec![sha256(&a_held), sha256(&a_after)];
+    want_a.sort();
+    wait_until("every acknowledged job stored", || {
+        (stored("a") == want_a && stored("b") == [sha256(&b_doc)]).then_some(())
+    });
     assert_eq!(d.stop(), 0);
 }

@@ -1,20 +1,23 @@
 //! Shared listeners: binding, the accept loop, routing and admission.
 //!
-//! The accept loop only accepts; each connection's task reads the PROXY
-//! header where the listener wants one, routes (with the snapshot current
-//! at that moment), admits and serves.
+//! The accept loop accepts; each connection's task reads the PROXY header
+//! where the listener wants one, routes (with the snapshot current at that
+//! moment), admits and serves. A RAW listener without PROXY headers routes
+//! and admits in the loop itself (a refusal is a reset, nothing to read),
+//! and sheds a tenant at its limit in the kernel ([`shed`]).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ids::ListenerName;
 use crate::config::Protocol;
-use crate::intake::{self, proxy, Admission, Connection, Intake};
+use crate::intake::{self, proxy, shed, Admission, Connection, Intake};
 use crate::routing::canonical;
 use crate::snapshot::{Routed, Snapshot};
 use crate::wire::proxy::Header;
@@ -76,10 +79,17 @@ pub async fn accept_loop(
     shared: Arc<Intake>,
     stop: CancellationToken,
 ) {
+    let v6 = listener.local_addr().is_ok_and(|a| a.is_ipv6());
+    let mut shedder = shed::Shedder::new(name.clone(), v6);
     loop {
+        let next_check = shedder.next_check();
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.cancelled() => return,
+            () = async { tokio::time::sleep_until(next_check.expect("checked only while shed")).await }, if next_check.is_some() => {
+                shedder.check(SockRef::from(&listener), &shared.snapshot.load_full());
+                continue;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -100,6 +110,7 @@ pub async fn accept_loop(
             if !proxied(&snapshot, &name) {
                 match admit(&shared, snapshot, &name, peer) {
                     admission @ Admission::Admitted { .. } => {
+                        shedder.admitted(SockRef::from(&stream));
                         let _ = stream.set_nodelay(true);
                         shared.connections.spawn(serve_routed(
                             stream,
@@ -111,7 +122,11 @@ pub async fn accept_loop(
                             admission,
                         ));
                     }
-                    Admission::NoTenant | Admission::OverLimit(_) => intake::reset(stream),
+                    Admission::OverLimit(routed) => {
+                        shedder.over_limit(SockRef::from(&listener), &routed);
+                        intake::reset(stream);
+                    }
+                    Admission::NoTenant => intake::reset(stream),
                 }
                 continue;
             }

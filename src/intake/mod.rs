@@ -10,6 +10,7 @@ pub mod listener;
 pub mod lpd;
 pub mod proxy;
 pub mod raw;
+pub mod shed;
 pub mod tls;
 
 use std::net::SocketAddr;
