@@ -61,7 +61,9 @@ input = [{ listener = "raw", workflow = "direct" }, { listener = "lpd", workflow
 TOML
 
 $load --sink 127.0.1.250:19301 >/dev/null &
+sinks=$!
 $load --sink 127.0.2.250:19302 >/dev/null &
+sinks="$sinks $!"
 
 start_daemon() {
     rm -rf "$work/data"
@@ -75,6 +77,13 @@ start_daemon() {
 cpu_per_job() {
     awk -v hz="$(getconf CLK_TCK)" -v n="$1" \
         '{printf "user %.0f us + system %.0f us per job\n", $14 * 1e6 / hz / n, $15 * 1e6 / hz / n}' /proc/$daemon/stat
+}
+# The two sinks' CPU time (user + system, clock ticks) so far; with the
+# load generator's, what the machine spends per job outside the daemon.
+sink_ticks() { for p in $sinks; do cut -d' ' -f14,15 /proc/$p/stat; done | awk '{t += $1 + $2} END {print t}'; }
+sink_cpu_per_job() {
+    awk -v hz="$(getconf CLK_TCK)" -v n="$2" -v a="$1" -v b="$(sink_ticks)" \
+        'BEGIN {printf "sinks (the printers) CPU: %.0f us per job\n", (b - a) * 1e6 / hz / n}'
 }
 peak_rss() { awk '/VmHWM/ {printf "%.1f MiB\n", $2/1024}' /proc/$daemon/status; }
 stop_daemon() { kill -TERM $daemon; wait $daemon || true; }
@@ -91,9 +100,13 @@ if [[ -n ${PERF:-} ]]; then
     sleep 0.5
 fi
 TIMEFORMAT="load generator CPU: user %U s + system %S s (of %R s)"
+sink_before=$(sink_ticks)
 time $load --addr 127.0.0.1:19300 --jobs "$JOBS" --size "$SIZE" --clients "$CLIENTS" --sources $sources --max-seconds "$MAX_SECONDS"
 if [[ -n ${PERF:-} ]]; then kill -INT $perf_pid; wait $perf_pid || true; fi
 echo "daemon peak RSS: $(peak_rss); daemon CPU: $(cpu_per_job "$JOBS")"
+# Delivery runs behind intake: wait (bounded) for the sinks to go idle.
+for _ in $(seq 50); do a=$(sink_ticks); sleep 0.2; [[ $(sink_ticks) == "$a" ]] && break; done
+sink_cpu_per_job "$sink_before" "$JOBS"
 stop_daemon
 fi
 

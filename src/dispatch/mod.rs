@@ -106,7 +106,15 @@ impl Dispatcher {
 
     /// Starts running a committed job.
     pub fn submit(&self, store: Arc<TenantStore>, id: JobId) {
-        self.spawn_job(store, id, false);
+        self.spawn_job(store, id, None, false);
+    }
+
+    /// Starts running a job its intake has just committed, from the record
+    /// it committed: the task does not read back and open what it already
+    /// has (a read and a decryption per job on the intake path).
+    pub fn submit_committed(&self, store: Arc<TenantStore>, job: Job) {
+        let id = job.id;
+        self.spawn_job(store, id, Some(job), false);
     }
 
     /// Starts a committed job that its client asked to hold (IPP
@@ -114,10 +122,18 @@ impl Dispatcher {
     /// visible to [`Dispatcher::release`] and [`Dispatcher::cancel`], also
     /// across restarts, then runs its workflow.
     pub fn submit_held(&self, store: Arc<TenantStore>, id: JobId) {
-        self.spawn_job(store, id, true);
+        self.spawn_job(store, id, None, true);
     }
 
-    fn spawn_job(&self, store: Arc<TenantStore>, id: JobId, client_hold: bool) {
+    /// Runs job `id` in a task of its own; `committed` is its record when
+    /// the caller has just committed it (read from the store otherwise).
+    fn spawn_job(
+        &self,
+        store: Arc<TenantStore>,
+        id: JobId,
+        committed: Option<Job>,
+        client_hold: bool,
+    ) {
         let key = (store.id().clone(), id);
         let control = Arc::new(JobControl {
             cancel: self.inner.cancel.child_token(),
@@ -140,6 +156,9 @@ impl Dispatcher {
         self.inner.tasks.spawn(async move {
             let mut backoff = STORAGE_RETRY_MIN;
             let mut hold_first = client_hold;
+            // Only the first run starts from the committed record; a run
+            // after a storage failure reads the record as it was saved.
+            let mut committed = committed;
             loop {
                 let result = async {
                     if std::mem::take(&mut hold_first) {
@@ -151,7 +170,7 @@ impl Dispatcher {
                             }
                         }
                     }
-                    run_job(&inner, &store, id, &control).await
+                    run_job(&inner, &store, id, committed.take(), &control).await
                 }
                 .await;
                 let Err(e) = result else { break };
@@ -278,9 +297,14 @@ async fn run_job(
     inner: &Inner,
     store: &Arc<TenantStore>,
     id: JobId,
+    committed: Option<Job>,
     control: &JobControl,
 ) -> Result<(), crate::store::StoreError> {
-    let Some(mut job) = store.job(id)? else {
+    let record = match committed {
+        Some(job) => Some(job),
+        None => store.job(id)?,
+    };
+    let Some(mut job) = record else {
         tracing::warn!(tenant = %store.id(), job = %id, "queued job has no record");
         return Ok(());
     };

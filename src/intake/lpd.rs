@@ -693,7 +693,7 @@ impl Session {
             Ok(job) => {
                 let copies: u32 = cf.files.iter().map(|f| f.copies).sum();
                 tracing::info!(tenant = %tenant.id, job = %job.id, peer = %self.peer, queue = %self.queue, user = %job.user, size = job.size, files = cf.files.len(), copies, "LPD job accepted");
-                self.shared.dispatcher.submit(store.clone(), job.id);
+                self.shared.dispatcher.submit_committed(store.clone(), job);
                 Ok(())
             }
             Err(e) => Err(self.store_stop(e)),

@@ -150,7 +150,7 @@ pub async fn serve(conn: Connection) {
     match store.commit_new(writer, new).await {
         Ok(job) => {
             tracing::info!(tenant = %tenant.id, job = %job.id, %peer, user = %job.user, size = job.size, "RAW job accepted");
-            shared.dispatcher.submit(store.clone(), job.id);
+            shared.dispatcher.submit_committed(store.clone(), job);
             // The orderly close is the acknowledgement (linger lifted first,
             // so the close after it is orderly too).
             let _ = socket2::SockRef::from(&stream).set_linger(None);

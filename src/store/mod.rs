@@ -297,6 +297,11 @@ struct Written {
     relocate: bool,
 }
 
+/// Job ids the durable id counter moves ahead by at once (see
+/// `TenantStore::new_job_ops`): one write of it per this many new jobs,
+/// not one per job. A restart skips what is left of the block.
+pub const JOB_IDS_RESERVED_AT_ONCE: u32 = 1024;
+
 /// Most commits (a job's record, a record change) in one group. Groups
 /// take commits round-robin across lanes (one lane per tenant, one for the
 /// store's own), so a tenant with thousands waiting fills at most its share
@@ -862,7 +867,14 @@ impl Store {
     /// Flushes and stops the flusher thread; the store is unusable afterwards,
     /// and the database closes when the last tenant handle is dropped.
     pub fn close(&self) -> Result<(), StoreError> {
-        self.inner.tenants.write().expect("tenant map lock").clear();
+        let tenants: Vec<Arc<TenantStore>> = self
+            .inner
+            .tenants
+            .write()
+            .expect("tenant map lock")
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
         {
             let mut p = self
                 .inner
@@ -875,6 +887,15 @@ impl Store {
         self.inner.committer.wake.notify_all();
         if let Some(h) = self.flusher.lock().expect("flusher handle lock").take() {
             let _ = h.join();
+        }
+        // Nothing commits any more: each tenant's id counter comes back
+        // from the block reserved ahead to the next id, so a restart goes
+        // on without a gap (only a crash skips the rest of the block).
+        for t in &tenants {
+            if let Some(tree) = t.existing_tree() {
+                let next = t.next_id.load(Ordering::Acquire);
+                tree.insert(keys::NEXT_JOB_ID, &next.to_be_bytes())?;
+            }
         }
         self.inner.db.flush()?;
         Ok(())
@@ -907,6 +928,9 @@ pub struct TenantStore {
     creating: Mutex<()>,
     spool_dir: PathBuf,
     next_id: AtomicU32,
+    /// Ids below this are covered by the durable id counter
+    /// ([`keys::NEXT_JOB_ID`]); see [`JOB_IDS_RESERVED_AT_ONCE`].
+    ids_reserved: AtomicU32,
     spool_bytes: AtomicU64,
     committer: Arc<Committer>,
     /// The tenant's lane in the group commit.
@@ -956,6 +980,7 @@ impl TenantStore {
             tree: OnceLock::new(),
             creating: Mutex::new(()),
             next_id: AtomicU32::new(1),
+            ids_reserved: AtomicU32::new(0),
             spool_bytes: AtomicU64::new(0),
             lane: committer.new_lane(),
             committer,
@@ -985,6 +1010,7 @@ impl TenantStore {
                 None => 0,
             };
             t.next_id = AtomicU32::new(counter.max(last + 1));
+            t.ids_reserved = AtomicU32::new(counter);
             for kv in tree.scan_prefix(keys::QUEUE_PREFIX) {
                 let (k, _) = kv?;
                 if let Some(j) = keys::id_of(&k) {
@@ -1852,15 +1878,27 @@ impl TenantStore {
     /// the id counter past it.
     fn new_job_ops(&self, tree: &sled::Tree, job: &Job) -> Result<Vec<Op>, StoreError> {
         let id = job.id;
-        Ok(vec![
+        let mut ops = vec![
             Op::Insert(
                 tree.clone(),
                 keys::job(id).to_vec(),
                 self.encode(&keys::job(id), job)?,
             ),
             Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
-            Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, id.0 + 1),
-        ])
+        ];
+        // The counter is raised a block of ids at a time: one write per
+        // JOB_IDS_RESERVED_AT_ONCE jobs. Ids handed out are always below
+        // it or below a committed record's (start-up takes the greater),
+        // so an id is never given twice once its job was committed, also
+        // after its record is pruned.
+        if id.0 >= self.ids_reserved.load(Ordering::Acquire) {
+            let to =
+                id.0.saturating_add(JOB_IDS_RESERVED_AT_ONCE)
+                    .min(MAX_JOB_ID + 1);
+            self.ids_reserved.fetch_max(to, Ordering::AcqRel);
+            ops.push(Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, to));
+        }
+        Ok(ops)
     }
 
     /// Commits a small document (finished in memory, `entry`) with its
@@ -2341,6 +2379,63 @@ mod tests {
             ts[0].commit_new(w, new_job("bob")).await.unwrap().id,
             JobId(4)
         );
+    }
+
+    #[tokio::test]
+    async fn an_id_is_never_given_twice_across_a_crash_and_pruning() {
+        let (dir, crashed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = TenantId::parse("a").unwrap();
+        let commit = |t: Arc<TenantStore>| async move {
+            let mut w = t.spool_writer(1 << 20, 1 << 30).await.unwrap();
+            w.write(b"doc").await.unwrap();
+            t.commit_new(w, new_job("alice")).await.unwrap()
+        };
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
+            for n in 1..=3 {
+                let mut job = commit(t.clone()).await;
+                assert_eq!(job.id, JobId(n));
+                job.set_state(JobState::Completed, "printed");
+                t.save(&job).await.unwrap();
+            }
+            // Every record goes: only the counter remembers the ids.
+            assert_eq!(t.prune_finished(now_ms() + 1).await.unwrap(), 3);
+            // What a kill -9 now leaves: the files as the durable commits
+            // left them, copied while the store is open.
+            copy_tree(dir.path(), crashed.path());
+            drop(t);
+            store.close().unwrap();
+        }
+        // After a clean close the ids go on without a gap.
+        let store = reopen(dir.path());
+        let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
+        assert_eq!(commit(t.clone()).await.id, JobId(4));
+        drop(t);
+        store.close().unwrap();
+        drop(store);
+        // After the crash they skip the rest of the block, never reusing one.
+        let store = reopen(crashed.path());
+        let t = store.provision(std::slice::from_ref(&a)).unwrap().remove(0);
+        assert_eq!(
+            commit(t.clone()).await.id,
+            JobId(1 + JOB_IDS_RESERVED_AT_ONCE)
+        );
+        drop(t);
+        store.close().unwrap();
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dest = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy_tree(&e.path(), &dest);
+            } else {
+                std::fs::copy(e.path(), dest).unwrap();
+            }
+        }
     }
 
     #[tokio::test]

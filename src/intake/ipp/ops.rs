@@ -880,7 +880,10 @@ async fn commit(
     if hold {
         req.ctx.shared.dispatcher.submit_held(store.clone(), job.id);
     } else {
-        req.ctx.shared.dispatcher.submit(store.clone(), job.id);
+        req.ctx
+            .shared
+            .dispatcher
+            .submit_committed(store.clone(), job.clone());
     }
     Ok(job)
 }
