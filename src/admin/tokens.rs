@@ -20,6 +20,15 @@ use crate::config::ids::TenantId;
 /// The file in the data folder that holds the tokens' hashes.
 pub const TOKENS_FILE: &str = "tokens.json";
 
+/// The lock file beside [`TOKENS_FILE`]: a change (create, revoke) holds
+/// it exclusively from its read to its rename, so two admins changing
+/// tokens at once each see the other's change.
+pub const TOKENS_LOCK_FILE: &str = ".tokens.json.lock";
+
+/// Mode of [`TOKENS_LOCK_FILE`]: it holds nothing, and every user that
+/// may change tokens must be able to open it.
+pub const TOKENS_LOCK_FILE_MODE: u32 = 0o644;
+
 /// Mode of [`TOKENS_FILE`]: the daemon's user only.
 pub const TOKENS_FILE_MODE: u32 = 0o600;
 
@@ -134,7 +143,36 @@ pub fn read(data_dir: &Path) -> Result<Vec<TokenRecord>, TokenError> {
     }
 }
 
-/// Replaces the token file atomically (a temporary file, synced, renamed).
+/// Runs a read-change-write of the token file under [`TOKENS_LOCK_FILE`]
+/// (an exclusive `flock`, let go when the file closes, also when the
+/// process dies).
+fn locked<T>(
+    data_dir: &Path,
+    change: impl FnOnce() -> Result<T, TokenError>,
+) -> Result<T, TokenError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join(TOKENS_LOCK_FILE);
+    let io = |e| TokenError::Io(path.clone(), e);
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    // Opened to read where it exists: a lock file that root made still
+    // locks for the daemon's user (a lock needs no write access).
+    let lock = match std::fs::File::open(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(TOKENS_LOCK_FILE_MODE)
+            .open(&path),
+        r => r,
+    }
+    .map_err(io)?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|e| io(e.into()))?;
+    change()
+}
+
+/// Replaces the token file atomically (a temporary file, synced, renamed);
+/// called under [`locked`].
 fn write(data_dir: &Path, tokens: &[TokenRecord]) -> Result<(), TokenError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -142,6 +180,7 @@ fn write(data_dir: &Path, tokens: &[TokenRecord]) -> Result<(), TokenError> {
     let io = |e| TokenError::Io(path.clone(), e);
     std::fs::create_dir_all(data_dir).map_err(io)?;
     let tmp = data_dir.join(format!(".{TOKENS_FILE}.tmp"));
+    // One left by a change that died half-way (the lock is ours now).
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -182,22 +221,26 @@ pub fn create(
         created,
         expires: ttl.map(|t| created + t.as_secs()),
     };
-    let mut tokens = read(data_dir)?;
-    tokens.push(record.clone());
-    write(data_dir, &tokens)?;
+    locked(data_dir, || {
+        let mut tokens = read(data_dir)?;
+        tokens.push(record.clone());
+        write(data_dir, &tokens)
+    })?;
     Ok((record, token))
 }
 
 /// Revokes the token with this id; false when there is none.
 pub fn revoke(data_dir: &Path, id: &str) -> Result<bool, TokenError> {
-    let mut tokens = read(data_dir)?;
-    let before = tokens.len();
-    tokens.retain(|t| t.id != id);
-    if tokens.len() == before {
-        return Ok(false);
-    }
-    write(data_dir, &tokens)?;
-    Ok(true)
+    locked(data_dir, || {
+        let mut tokens = read(data_dir)?;
+        let before = tokens.len();
+        tokens.retain(|t| t.id != id);
+        if tokens.len() == before {
+            return Ok(false);
+        }
+        write(data_dir, &tokens)?;
+        Ok(true)
+    })
 }
 
 /// Fills `buf` from the kernel's random source.
@@ -262,6 +305,52 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_created_and_revoked_at_the_same_time_are_all_kept() {
+        // Two admins running `printroute token create` at once: each
+        // reads, adds and writes the file; none may lose the other's token.
+        const THREADS: usize = 8;
+        const EACH: usize = 6;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, doomed) = create(dir.path(), TokenScope::Global, "doomed", None).unwrap();
+        let doomed_id = doomed.split('_').nth(1).unwrap().to_owned();
+        let made: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let (path, doomed_id) = (dir.path(), doomed_id.clone());
+                    s.spawn(move || {
+                        if i == 0 {
+                            assert!(revoke(path, &doomed_id).unwrap());
+                        }
+                        (0..EACH)
+                            .map(|n| {
+                                create(path, TokenScope::Global, &format!("t{i}-{n}"), None)
+                                    .unwrap()
+                                    .1
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        assert_eq!(read(dir.path()).unwrap().len(), THREADS * EACH);
+        let v = Verifier::default();
+        for t in &made {
+            assert!(v.verify(dir.path(), t).is_some(), "token {t} was lost");
+        }
+        assert!(v.verify(dir.path(), &doomed).is_none(), "revoked");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(names.is_empty(), "temporary files left: {names:?}");
+    }
 
     #[test]
     fn tokens_are_kept_hashed_checked_and_revoked() {

@@ -308,6 +308,14 @@ async fn run_job(
         tracing::warn!(tenant = %store.id(), job = %id, "queued job has no record");
         return Ok(());
     };
+    if job.state.is_final() {
+        // Queued with a final record: a kill during its finish's group
+        // commit kept the record (sled keeps a prefix of a group's
+        // writes) but not the queue entry's removal, and the document was
+        // never removed. The finish is done again.
+        tracing::info!(tenant = %store.id(), job = %id, state = job.state.as_str(), "finishing a job that a restart interrupted in its finish");
+        return finish(store, &job).await;
+    }
     if job.delivering.is_some() {
         // A transfer was under way when the previous run stopped: the device
         // may have the job already. Deliver again (at least once) and say so.

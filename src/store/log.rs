@@ -387,12 +387,18 @@ impl SpoolLog {
         };
         let mut damaged = Vec::new();
         let mut ends: HashMap<u64, (u64, u32)> = HashMap::new();
+        // Each kept segment's live byte ranges (entry start, end).
+        let mut live_ranges: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         for (id, loc) in live {
             match files.get(&loc.segment) {
                 Some(&len) if loc.end() <= len => {
                     let e = ends.entry(loc.segment).or_default();
                     e.0 = e.0.max(loc.end());
                     e.1 += 1;
+                    live_ranges
+                        .entry(loc.segment)
+                        .or_default()
+                        .push((loc.offset, loc.end()));
                     state.jobs.insert(id, loc);
                 }
                 Some(&len) => damaged.push((
@@ -426,6 +432,19 @@ impl SpoolLog {
                 file.sync_all()?;
                 cut += written - end;
                 unused += len - written;
+            }
+            // Dead entries between live ones: jobs that finished (their
+            // records durable) when a crash came before their entries were
+            // erased. Erased now, so a finished job's document does not
+            // stay on disk until its segment goes.
+            let mut ranges = live_ranges.remove(&n).unwrap_or_default();
+            ranges.sort_unstable();
+            let mut pos = 0;
+            for (start, stop) in ranges.into_iter().chain(std::iter::once((end, end))) {
+                if start > pos {
+                    erase_range(&file, pos, start)?;
+                }
+                pos = pos.max(stop);
             }
             state.segments.insert(
                 n,
@@ -794,6 +813,24 @@ fn erase(file: &File, loc: &Location) {
     }
 }
 
+/// Erases the bytes `from..to` of a segment that no live entry holds
+/// (at start-up): a hole punched (a no-op where one is already), or
+/// zeros written where the file system cannot punch holes.
+fn erase_range(file: &File, from: u64, to: u64) -> io::Result<()> {
+    let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    if rustix::fs::fallocate(file, flags, from, to - from).is_ok() {
+        return Ok(());
+    }
+    let zeros = vec![0u8; ZERO_CHUNK];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZERO_CHUNK as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// The job ids of the whole, well-framed entries in a segment's bytes, in
 /// order: live entries, and dead ones of a segment that has not been
 /// opened since (erased entries and torn tails are passed over). For
@@ -944,8 +981,10 @@ mod tests {
         let filled = std::fs::metadata(&path).unwrap().len();
         assert_eq!(filled, loc4.offset + 60 + loc4.offset);
         drop(log);
-        // Job 3 finished (not live any more); an old empty segment lies around.
+        // Jobs 3 and 1 finished (not live any more), their entries not
+        // erased (a crash came first); an old empty segment lies around.
         live.remove(&JobId(3));
+        live.remove(&JobId(1));
         File::create(dir.path().join(segment_name(seg - 1 + 100))).unwrap();
         let mut moved = live.clone();
         moved.insert(
@@ -972,6 +1011,13 @@ mod tests {
         assert_eq!(o.unused, filled - end - o.cut);
         assert_eq!(o.log.entry(JobId(2)).unwrap().read().unwrap(), [2u8; 100]);
         assert!(o.log.entry(JobId(3)).is_none());
+        // Job 1's dead entry before the live one is erased, not only cut
+        // tails: only job 2's entry is left in the segment.
+        let bytes = std::fs::read(dir.path().join(segment_name(seg))).unwrap();
+        assert_eq!(scan(&bytes), [JobId(2)]);
+        assert!(bytes[..live[&JobId(2)].offset as usize]
+            .iter()
+            .all(|b| *b == 0));
         // New entries go to a new segment, numbered after every old one.
         let loc = o.log.write(&entry(5, b"x")).unwrap();
         assert!(loc.segment > seg + 99);

@@ -88,13 +88,26 @@ pub fn stored_documents(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u
     out
 }
 
-/// A free TCP port on `ip` (bound and released; the race is accepted in tests).
+/// A free TCP port on `ip` (bound and released; the race with other
+/// processes is accepted in tests), never one this test process was given
+/// before: the kernel may hand a released port out again at once, and a
+/// config given the same port twice is refused.
 pub fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const TRIES: usize = 100;
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..TRIES {
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no port on {ip} that this test was not given before, in {TRIES} tries");
 }
 
 /// Polls `f` until it returns `Some`, for at most `WAIT`.
