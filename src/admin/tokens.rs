@@ -178,7 +178,6 @@ fn write(data_dir: &Path, tokens: &[TokenRecord]) -> Result<(), TokenError> {
     use std::os::unix::fs::OpenOptionsExt;
     let path = tokens_path(data_dir);
     let io = |e| TokenError::Io(path.clone(), e);
-    std::fs::create_dir_all(data_dir).map_err(io)?;
     let tmp = data_dir.join(format!(".{TOKENS_FILE}.tmp"));
     // One left by a change that died half-way (the lock is ours now).
     let _ = std::fs::remove_file(&tmp);

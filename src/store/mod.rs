@@ -1887,18 +1887,27 @@ impl TenantStore {
             Op::Insert(tree.clone(), keys::queue(id).to_vec(), Vec::new()),
         ];
         // The counter is raised a block of ids at a time: one write per
-        // JOB_IDS_RESERVED_AT_ONCE jobs. Ids handed out are always below
-        // it or below a committed record's (start-up takes the greater),
-        // so an id is never given twice once its job was committed, also
-        // after its record is pruned.
+        // JOB_IDS_RESERVED_AT_ONCE jobs. A job past what is durably
+        // reserved carries the raise (several do while the first is in
+        // its group: harmless), and only a commit that succeeded counts
+        // it (`TenantStore::committed`), so a refused one leaves the next
+        // job to carry it. Every committed id is then below the durable
+        // counter, and none is given twice, also after its record is
+        // pruned.
         if id.0 >= self.ids_reserved.load(Ordering::Acquire) {
-            let to =
-                id.0.saturating_add(JOB_IDS_RESERVED_AT_ONCE)
-                    .min(MAX_JOB_ID + 1);
-            self.ids_reserved.fetch_max(to, Ordering::AcqRel);
-            ops.push(Op::CounterMax(tree.clone(), keys::NEXT_JOB_ID, to));
+            ops.push(Op::CounterMax(
+                tree.clone(),
+                keys::NEXT_JOB_ID,
+                Self::reserved_past(id),
+            ));
         }
         Ok(ops)
+    }
+
+    /// The id counter a commit of job `id` raises to, when it raises it.
+    fn reserved_past(id: JobId) -> u32 {
+        id.0.saturating_add(JOB_IDS_RESERVED_AT_ONCE)
+            .min(MAX_JOB_ID + 1)
     }
 
     /// Commits a small document (finished in memory, `entry`) with its
@@ -1972,6 +1981,11 @@ impl TenantStore {
     /// Counts a committed job in and returns it.
     fn committed(&self, mut writer: SpoolWriter, job: Job) -> Job {
         writer.committed = true;
+        if job.id.0 >= self.ids_reserved.load(Ordering::Acquire) {
+            // Its commit carried the counter's raise (see `new_job_ops`).
+            self.ids_reserved
+                .fetch_max(Self::reserved_past(job.id), Ordering::AcqRel);
+        }
         self.queue_counts.added(&job);
         let m = crate::metrics::get();
         m.job(self.id.as_str(), "accepted");
